@@ -1,0 +1,103 @@
+// nnjpeg._codec: thin bindings. All argument checking happens in nnjpeg/_api.py; here we only
+// read buffer pointers and strides, allocate the output and run the pipeline without the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "codec.h"
+#include "kernels.h"
+
+#ifdef NNJPEG_HAVE_CUDA
+#include "cuda/roundtrip.h"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+const nnjpeg::Kernel& kernel_by_name(const std::string& name) {
+  if (name.empty()) return nnjpeg::active_kernel();
+  static const std::vector<nnjpeg::Kernel> runnable = nnjpeg::runnable_kernels();
+  for (const auto& k : runnable) {
+    if (name == k.name) return k;
+  }
+  throw std::invalid_argument("kernel '" + name + "' is not runnable on this build/CPU");
+}
+
+nnjpeg::ImageView view_of(const py::array& images) {
+  nnjpeg::ImageView v{};
+  v.data = static_cast<const std::uint8_t*>(images.data());
+  v.is_float = images.dtype().kind() == 'f';
+  v.n = images.shape(0);
+  v.h = images.shape(1);
+  v.w = images.shape(2);
+  v.c = images.shape(3);
+  v.sn = images.strides(0);
+  v.sh = images.strides(1);
+  v.sw = images.strides(2);
+  v.sc = images.strides(3);
+  return v;
+}
+
+py::array roundtrip(const py::array& images, const py::array_t<float, py::array::c_style>& tables,
+                    int mode, int threads, const std::string& kernel, const std::string& device) {
+  const nnjpeg::ImageView view = view_of(images);
+  py::array out(images.dtype(), {view.n, view.h, view.w, view.c});
+  void* dst = out.mutable_data();
+  const float* qt = tables.data();
+  if (device == "cuda") {
+#ifdef NNJPEG_HAVE_CUDA
+    std::string err;
+    {
+      py::gil_scoped_release release;
+      err = nnjpeg::cuda::roundtrip(view, dst, qt, static_cast<nnjpeg::Mode>(mode));
+    }
+    if (!err.empty()) throw std::runtime_error(err);
+    return out;
+#else
+    throw std::runtime_error("nnjpeg was built without CUDA support (-DNNJPEG_CUDA=ON)");
+#endif
+  }
+  const nnjpeg::Kernel& k = kernel_by_name(kernel);
+  {
+    py::gil_scoped_release release;
+    nnjpeg::roundtrip(view, dst, qt, static_cast<nnjpeg::Mode>(mode), threads, k);
+  }
+  return out;
+}
+
+py::dict build_info() {
+  py::dict d;
+  d["kernels_compiled"] = nnjpeg::compiled_kernels();
+  std::vector<std::string> runnable;
+  for (const auto& k : nnjpeg::runnable_kernels()) runnable.emplace_back(k.name);
+  d["kernels_runnable"] = runnable;
+  d["kernel"] = std::string(nnjpeg::active_kernel().name);
+#ifdef NNJPEG_HAVE_CUDA
+  d["cuda_compiled"] = true;
+  d["cuda_devices"] = nnjpeg::cuda::device_count();
+#else
+  d["cuda_compiled"] = false;
+  d["cuda_devices"] = 0;
+#endif
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = std::string("unknown");
+#endif
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_codec, m) {
+  m.doc() = "nnjpeg native codec core (private; use the nnjpeg package)";
+  m.def("roundtrip", &roundtrip, py::arg("images"), py::arg("tables"), py::arg("mode"),
+        py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu");
+  m.def("build_info", &build_info);
+}

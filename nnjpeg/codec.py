@@ -1,0 +1,187 @@
+"""Public entry points of the native codec: argument checks here, the work in `nnjpeg._codec`."""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+from . import _codec
+from .tables import check_quality, standard_tables
+
+__all__ = ["build_info", "compress", "default_threads", "jpeg"]
+
+_COLORS = ("rgb", "ycbcr")
+_SUBSAMPLING = {"4:4:4": 1, "4:2:2": 2, "4:2:0": 3}
+_DEVICES = ("cpu", "cuda")
+_MODE_RGB = 0
+
+
+def default_threads() -> int:
+    """Cores this process may run on (what `threads=None` uses)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_images(images) -> np.ndarray:
+    """Checks type, dtype, shape and value range; returns a 4-D view (no copy, no cast)."""
+    expected = "Expected images of dtype uint8 or float32 with shape (H, W, C) or (N, H, W, C), C in {1, 3}"
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{expected}, as a NumPy array. Received: {type(images).__name__}")
+    if images.dtype not in (np.uint8, np.float32):
+        raise TypeError(f"{expected}. Received: dtype={images.dtype}, shape={images.shape}")
+    if images.ndim not in (3, 4) or images.shape[-1] not in (1, 3):
+        raise ValueError(f"{expected}. Received: dtype={images.dtype}, shape={images.shape}")
+    batch = images if images.ndim == 4 else images[np.newaxis]
+    if batch.shape[1] < 1 or batch.shape[2] < 1:
+        raise ValueError(f"Expected images with H >= 1 and W >= 1. Received: shape={images.shape}")
+    if batch.dtype == np.float32 and batch.size:
+        lo, hi = batch.min(), batch.max()
+        if not (lo >= 0.0 and hi <= 1.0):
+            if not np.isfinite(batch).all():
+                raise ValueError("Expected float32 images with finite values in [0, 1]. "
+                                 f"Received: {np.count_nonzero(~np.isfinite(batch))} NaN/Inf values")
+            raise ValueError(f"Expected float32 images with values in [0, 1]. Received: min={lo}, max={hi}")
+    return batch
+
+
+def _check_table(table, channels: int, color: str) -> np.ndarray:
+    """Returns a (planes, 64) float32 table stack for the native call."""
+    t = np.asarray(table)
+    if t.dtype.kind not in "iuf":
+        raise TypeError(f"Expected a numeric quantization table. Received: dtype={t.dtype}")
+    planes = 3 if channels == 3 else 1
+    allowed = ["(8, 8)", f"({planes}, 8, 8)"] + (["(2, 8, 8) as (luma, chroma)"] if color == "ycbcr" and planes == 3 else [])
+    if t.shape == (8, 8):
+        t = np.broadcast_to(t, (planes, 8, 8))
+    elif t.shape == (2, 8, 8) and color == "ycbcr" and planes == 3:
+        t = t[[0, 1, 1]]
+    elif t.shape == (1, 8, 8) or (t.shape == (3, 8, 8) and planes == 3):
+        t = np.broadcast_to(t, (planes, 8, 8))
+    else:
+        raise ValueError(f"Expected a quantization table of shape {' or '.join(allowed)} for {channels}-channel "
+                         f"images with color={color!r}. Received: shape={t.shape}")
+    t64 = t.astype(np.float64)
+    if not np.isfinite(t64).all() or (t64 <= 0).any():
+        raise ValueError("Expected quantization table entries that are finite and > 0. "
+                         f"Received: min={np.nanmin(t64) if not np.isnan(t64).all() else 'nan'}, "
+                         f"{np.count_nonzero(~np.isfinite(t64))} non-finite")
+    return np.ascontiguousarray(t64.reshape(planes, 64), dtype=np.float32)
+
+
+def _check_threads(threads) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"Expected threads to be None or an integer >= 1. Received: {threads!r}")
+    if threads < 1:
+        raise ValueError(f"Expected threads to be None or an integer >= 1. Received: threads={threads}")
+    return int(threads)
+
+
+def _check_choice(name: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Expected {name} to be one of {', '.join(map(repr, choices))}. Received: {value!r}")
+    return value
+
+
+def _run(images, tables: np.ndarray, mode: int, threads, device: str, kernel: str = "") -> np.ndarray:
+    batch = _check_images(images)
+    threads = _check_threads(threads)
+    _check_choice("device", device, _DEVICES)
+    out = _codec.roundtrip(batch, tables, mode, threads, kernel, device)
+    return out if images.ndim == 4 else out[0]
+
+
+def compress(images, table, *, color: str = "rgb", subsampling: str = "4:4:4", threads=None,
+             device: str = "cpu") -> np.ndarray:
+    """JPEG-like round trip with an arbitrary quantization table, without entropy coding.
+
+    Per 8x8 block and plane: level shift by -128, orthonormal DCT-II, quantize
+    `round(coef / table)` (ties away from zero, as libjpeg), dequantize, inverse DCT, +128, round,
+    clamp to [0, 255]. `color="rgb"` works on each channel independently, as the NN-favored JPEG
+    of the NN-JPEG paper (Sec. 3.2) does; `color="ycbcr"` wraps the round trip in the JFIF BT.601
+    full-range transform with chroma subsampling (box-filter down, libjpeg "fancy" triangle up).
+    Images are edge-replicated to whole blocks (MCUs) and cropped back.
+
+    Shape:
+        images: (H, W, C) or (N, H, W, C), C in {1, 3}; uint8, or float32 in [0, 1].
+        returns: same shape and dtype. float32 results lie on the 1/255 grid (`k / 255`, k whole),
+        exactly as decoding a JPEG file and dividing by 255.
+
+    Args:
+        images: NumPy array; non-contiguous and read-only arrays are fine, N may be 0.
+        table: (8, 8) for every plane, or (C, 8, 8) per plane; with `color="ycbcr"` and C = 3,
+            also (2, 8, 8) as (luma, chroma). Finite values > 0. Grey images (C = 1) use the table
+            as is, whatever `color` says.
+        color: "rgb" (no colour transform) or "ycbcr".
+        subsampling: "4:4:4", "4:2:2" or "4:2:0"; anything but "4:4:4" needs `color="ycbcr"`.
+        threads: worker threads; None uses every core this process may run on. Results are
+            bit-identical for every value.
+        device: "cpu", or "cuda" when nnjpeg was built with `-DNNJPEG_CUDA=ON`.
+
+    Returns:
+        The round-tripped images.
+
+    Raises:
+        TypeError: images not a uint8/float32 NumPy array, non-numeric table, non-integer threads.
+        ValueError: bad shape, NaN/Inf or out-of-range floats, bad table shape or values,
+            unknown color/subsampling/device.
+    """
+    _check_choice("color", color, _COLORS)
+    _check_choice("subsampling", subsampling, tuple(_SUBSAMPLING))
+    if color == "rgb" and subsampling != "4:4:4":
+        raise ValueError(f"Expected subsampling='4:4:4' with color='rgb' (chroma subsampling needs "
+                         f"color='ycbcr'). Received: subsampling={subsampling!r}")
+    channels = images.shape[-1] if isinstance(images, np.ndarray) and images.ndim in (3, 4) else 3
+    tables = _check_table(table, channels, color)
+    mode = _MODE_RGB if color == "rgb" else _SUBSAMPLING[subsampling]
+    return _run(images, tables, mode, threads, device)
+
+
+def jpeg(images, quality: int = 75, *, subsampling: str = "4:2:0", threads=None, device: str = "cpu") -> np.ndarray:
+    """Standard baseline JPEG round trip, without entropy coding (which is lossless).
+
+    JFIF YCbCr, the ITU-T T.81 Annex K tables scaled by the IJG quality formula, chroma
+    subsampling as libjpeg; what Pillow's `save(quality=q, subsampling=...)` then `open` gives,
+    within the differences of libjpeg's integer DCT. Grey images use the luma table only.
+
+    Shape:
+        images: (H, W, C) or (N, H, W, C), C in {1, 3}; uint8, or float32 in [0, 1].
+        returns: same shape and dtype (float32 on the 1/255 grid).
+
+    Args:
+        images: NumPy array.
+        quality: IJG quality, integer in 1...100.
+        subsampling: "4:4:4", "4:2:2" or "4:2:0".
+        threads: worker threads; None uses every core this process may run on.
+        device: "cpu" or "cuda".
+
+    Returns:
+        The round-tripped images.
+
+    Raises:
+        TypeError: bad image type/dtype, non-integer quality or threads.
+        ValueError: bad shape or values, quality outside 1...100, unknown subsampling/device.
+    """
+    luma, chroma = standard_tables(check_quality(quality))
+    return compress(images, np.stack([luma, chroma]) if _is_color(images) else luma, color="ycbcr",
+                    subsampling=subsampling, threads=threads, device=device)
+
+
+def _is_color(images) -> bool:
+    return isinstance(images, np.ndarray) and images.ndim in (3, 4) and images.shape[-1] == 3
+
+
+def build_info() -> dict:
+    """What the native module was built with and what it runs.
+
+    Returns:
+        dict with `kernels_compiled` (e.g. ["scalar", "avx2", "avx512"]), `kernels_runnable` (those
+        this CPU supports), `kernel` (the one in use; "scalar" when `NNJPEG_FORCE_SCALAR=1`),
+        `cuda_compiled`, `cuda_devices`, `compiler`.
+    """
+    return dict(_codec.build_info())
