@@ -125,11 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compress)
     p = sub.add_parser("info", help="version, compiled and active SIMD kernels, CUDA")
     p.set_defaults(func=cmd_info)
+    try:
+        from .models import train
+    except ImportError:  # a source tree that was never installed has no nnjpeg.models
+        pass
+    else:
+        train.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]
     try:
         return args.func(args)
     except (TypeError, ValueError) as e:

@@ -1,0 +1,231 @@
+"""`nnjpeg train`: model.fit training scripts with checkpoints, CSV logs, resumption and model cards.
+
+    nnjpeg train classifier --dataset fashion-mnist --epochs 30 --out runs/classifier \
+        --export models/weights/fmnist/classifier.keras
+
+Every run is seeded (`--seed`), checkpoints every epoch (`last.keras` and a `backup/` that
+`keras.callbacks.BackupAndRestore` resumes from when the same command is run again), logs to
+`log.csv`, and writes `metrics.json`. `--export` copies the final model next to a generated model
+card (`.md`) and metrics (`.json`). `--strategy mirrored` trains under
+`tf.distribute.MirroredStrategy` over every visible device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("fashion-mnist", "cifar10")
+
+
+def load_dataset(name: str, path=None):
+    """Returns ((x_train, y_train), (x_test, y_test)) as uint8 with a channel axis."""
+    from nnjpeg import datasets
+
+    if name == "fashion-mnist":
+        (xtr, ytr), (xte, yte) = datasets.load_fashion_mnist(path)
+        return (xtr[..., np.newaxis], ytr), (xte[..., np.newaxis], yte)
+    if name == "cifar10":
+        return datasets.load_cifar10(path)
+    raise ValueError(f"Expected --dataset in {DATASETS}. Received: {name!r}")
+
+
+def augment_fn(height: int, width: int, flip: bool, pad: int, erase_p: float):
+    """Random flip, pad-and-crop and random erasing (Zhong et al., 2020) with stateless seeds."""
+    import tensorflow as tf
+
+    def fn(example, seed):
+        x, y = example
+        x = tf.cast(x, tf.float32) / 255.0
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        if flip:
+            x = tf.image.stateless_random_flip_left_right(x, seeds[0])
+        if pad:
+            x = tf.pad(x, [[pad, pad], [pad, pad], [0, 0]])
+            x = tf.image.stateless_random_crop(x, (height, width, x.shape[-1]), seeds[1])
+        if erase_p > 0:
+            u = tf.random.stateless_uniform((5,), seeds[2])
+            area = (0.02 + 0.23 * u[0]) * height * width
+            aspect = tf.exp(tf.math.log(0.3) + (tf.math.log(3.3) - tf.math.log(0.3)) * u[1])
+            eh = tf.clip_by_value(tf.cast(tf.sqrt(area * aspect), tf.int32), 1, height)
+            ew = tf.clip_by_value(tf.cast(tf.sqrt(area / aspect), tf.int32), 1, width)
+            y0 = tf.cast(u[2] * tf.cast(height - eh + 1, tf.float32), tf.int32)
+            x0 = tf.cast(u[3] * tf.cast(width - ew + 1, tf.float32), tf.int32)
+            rows = tf.range(height)[:, None]
+            cols = tf.range(width)[None, :]
+            box = (rows >= y0) & (rows < y0 + eh) & (cols >= x0) & (cols < x0 + ew) & (u[4] < erase_p)
+            noise = tf.random.stateless_uniform(tf.shape(x), seeds[3])
+            x = tf.where(box[:, :, None], noise, x)
+        return x, y
+
+    return fn
+
+
+def make_datasets(train, test, batch_size: int, seed: int, augment: bool):
+    import tensorflow as tf
+
+    (xtr, ytr), (xte, yte) = train, test
+    h, w = xtr.shape[1:3]
+    base = tf.data.Dataset.from_tensor_slices((xtr, ytr.astype(np.int32)))
+    base = base.shuffle(len(xtr), seed=seed, reshuffle_each_iteration=True).repeat()
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    aug = augment_fn(h, w, flip=True, pad=2, erase_p=0.5 if augment else 0.0)
+    if not augment:
+        aug = augment_fn(h, w, flip=False, pad=0, erase_p=0.0)
+    train_ds = (tf.data.Dataset.zip((base, seeds)).map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    test_ds = (tf.data.Dataset.from_tensor_slices((xte.astype(np.float32) / 255.0, yte.astype(np.int32)))
+               .batch(500).prefetch(tf.data.AUTOTUNE))
+    return train_ds, test_ds
+
+
+def build_model(kind: str, input_shape, num_classes: int, args):
+    from .classifier import build_classifier, build_surrogate
+
+    if kind == "classifier":
+        return build_classifier(input_shape, num_classes, base_width=args.width, blocks=args.blocks)
+    if kind.startswith("surrogate-"):
+        return build_surrogate(kind.split("-", 1)[1], input_shape, num_classes)
+    raise ValueError(f"Expected a model in classifier, surrogate-a, surrogate-b, surrogate-c. Received: {kind!r}")
+
+
+def get_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    raise ValueError(f"Expected --strategy 'default' or 'mirrored'. Received: {name!r}")
+
+
+def train(args: argparse.Namespace) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from nnjpeg import datasets
+
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_data, test_data = load_dataset(args.dataset, args.data)
+    if args.limit:
+        train_data = (train_data[0][: args.limit], train_data[1][: args.limit])
+        test_data = (test_data[0][: args.limit], test_data[1][: args.limit])
+    num_classes = int(train_data[1].max()) + 1
+    steps = len(train_data[0]) // args.batch_size
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    strategy = get_strategy(args.strategy)
+    train_ds, test_ds = make_datasets(train_data, test_data, args.batch_size, args.seed, augment=not args.no_augment)
+    with strategy.scope():
+        model = build_model(args.model, train_data[0].shape[1:], num_classes, args)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, steps * (args.epochs - 1)), warmup_target=args.lr, warmup_steps=steps)
+        model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(str(out / "last.keras")),
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    t0 = time.time()
+    history = model.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, validation_data=test_ds,
+                        callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    wall = time.time() - t0
+    loss, acc = model.evaluate(test_ds, verbose=0)
+    metrics = {
+        "model": args.model, "dataset": args.dataset, "test_accuracy": float(acc), "test_loss": float(loss),
+        "test_images": int(len(test_data[0])), "epochs_run": len(history.history.get("loss", [])),
+        "epochs": args.epochs, "wall_time_s_this_invocation": wall, "parameters": int(model.count_params()),
+        "data_sha256": datasets.checksum(*train_data, *test_data),
+        "command": "nnjpeg train " + " ".join(shlex.quote(a) for a in args.argv),
+        "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
+        "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if (out / "log.csv").is_file():
+        metrics["epochs_logged"] = max(0, len((out / "log.csv").read_text().strip().splitlines()) - 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(out / "final.keras")
+    if args.export:
+        export(out / "final.keras", metrics, Path(args.export), out / "log.csv")
+    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "epochs_run", "wall_time_s_this_invocation")}))
+    return metrics
+
+
+def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
+    """Copies the model and writes its card (`.md`) and metrics (`.json`) beside it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, dest)
+    dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
+    size_mb = dest.stat().st_size / 1e6
+    lines = [
+        f"# {dest.stem} ({metrics['dataset']})", "",
+        f"- Model: `{metrics['model']}`, {metrics['parameters']:,} parameters, {size_mb:.2f} MB",
+        f"- Command: `{metrics['command']}`",
+        f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}",
+        f"- Wall time of the final invocation: {metrics['wall_time_s_this_invocation']:.0f} s on {metrics['machine']}",
+        f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images (loss {metrics['test_loss']:.4f})",
+        f"- Data SHA-256: `{metrics['data_sha256']}`",
+        f"- TensorFlow {metrics['tensorflow']}, Keras {metrics['keras']}, Python {metrics['python']}, finished {metrics['finished_utc']}",
+        "", f"Metrics: [`{dest.with_suffix('.json').name}`]({dest.with_suffix('.json').name}).",
+    ]
+    if log.is_file():
+        lines += ["", "Per-epoch log (`log.csv`):", "", "```", log.read_text().strip(), "```"]
+    dest.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
+    p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c")
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (1 epoch warm-up, cosine decay)")
+    p.add_argument("--width", type=int, default=32, help="classifier: channels of the first stage")
+    p.add_argument("--blocks", type=int, default=1, help="classifier: residual blocks per stage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=10, help="early stopping patience on val_loss (epochs)")
+    p.add_argument("--no-augment", action="store_true", help="no flip / crop / random erasing")
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
+    p.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="cap on steps per epoch (smoke runs)")
+    p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
+    p.add_argument("--export", default=None, help="copy the final model here (.keras) with a model card")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    args.out = args.out or f"runs/{args.model}"
+    train(args)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="nnjpeg")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv[1:]
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))
