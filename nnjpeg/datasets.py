@@ -39,7 +39,8 @@ def read_idx(path) -> np.ndarray:
         ValueError: the header is not a valid IDX header or the payload has the wrong size.
     """
     path = Path(path)
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"Expected an IDX file (magic 0x0000TTNN). Received: {path} starting with {raw[:4].hex()}")
     ndim = raw[3]

@@ -1,0 +1,62 @@
+"""Pretrained models shipped in the wheel (trained by `nnjpeg train` on this project's machines).
+
+    >>> import nnjpeg.pretrained
+    >>> nnjpeg.pretrained.names()
+    ['fmnist/classifier', ...]
+    >>> model = nnjpeg.pretrained.load("fmnist/classifier")   # float32 (N, 28, 28, 1) in [0, 1] -> logits
+
+Each model sits under `nnjpeg/models/weights/<name>.keras` beside its model card (`.md`: exact
+command, epochs, wall time) and metrics (`.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["card", "load", "metrics", "names"]
+
+WEIGHTS = Path(__file__).resolve().parent / "models" / "weights"
+
+
+def names() -> list[str]:
+    """Names of the shipped models, e.g. "fmnist/classifier"."""
+    if not WEIGHTS.is_dir():
+        return []
+    return sorted(p.relative_to(WEIGHTS).with_suffix("").as_posix() for p in WEIGHTS.rglob("*.keras"))
+
+
+def _path(name: str, suffix: str) -> Path:
+    if not isinstance(name, str) or name not in names():
+        raise ValueError(f"Expected a pretrained model name in {names()}. Received: {name!r}")
+    return WEIGHTS / f"{name}{suffix}"
+
+
+def load(name: str, *, compile: bool = False):
+    """Loads a shipped model by name.
+
+    Args:
+        name: one of `names()`.
+        compile: also restore the training configuration (optimizer, loss).
+
+    Returns:
+        A `keras.Model`.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    import keras
+
+    from . import keras as _registered_layers  # noqa: F401  (registers nnjpeg's serializable layers)
+
+    return keras.saving.load_model(_path(name, ".keras"), compile=compile)
+
+
+def metrics(name: str) -> dict:
+    """The metrics JSON written when the model was trained."""
+    return json.loads(_path(name, ".json").read_text())
+
+
+def card(name: str) -> str:
+    """The model card (Markdown)."""
+    return _path(name, ".md").read_text()
