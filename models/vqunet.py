@@ -1,0 +1,209 @@
+"""VQUNet (VQUNet paper, Sec. 3): a U-Net denoiser whose encoder features are vector-quantized at
+every depth against a learned codebook, and the non-VQ U-Net of its ablation.
+
+Structure (paper Fig. 1): encoder blocks E_d (strided convolution + residual block) halve the
+resolution at each depth; their outputs a_d are replaced by the nearest codebook vectors q_d
+(each depth has its own `keras.layers.Embedding` codebook, K x G) and q_d feeds E_{d+1}. For a 32x32
+input and the default widths the deepest level is 2x2x512. Decoder blocks D_d (a convolution, two
+residual blocks, a stride-2 transposed convolution) expand the features, which are concatenated
+with the quantized features of the level above. Loss (paper Eq. 5): alpha * L_reconst + beta * L_E
++ L_Q with alpha = beta = 1.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="nnjpeg")
+class VectorQuantizer(layers.Layer):
+    """Nearest-code lookup against a `keras.layers.Embedding` codebook (paper Eq. 1).
+
+    `call(a)` returns the straight-through quantized features q* = a + stop_gradient(q - a) (paper
+    Sec. 3.2), so the encoder receives the reconstruction gradient; `call(a, return_codes=True)`
+    returns the codes q themselves (differentiable with respect to the codebook, for L_Q) and
+    their indices.
+
+    Shape:
+        inputs: (..., G); outputs: same shape; indices: inputs.shape[:-1], int32.
+
+    Args:
+        num_codes: K, codebook size.
+        code_dim: G, must equal the last input dimension.
+    """
+
+    def __init__(self, num_codes: int, code_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_codes = num_codes
+        self.code_dim = code_dim
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.code_dim:
+            raise ValueError(f"Expected inputs with last dimension code_dim={self.code_dim}. Received: shape={input_shape}")
+        self.codebook = layers.Embedding(
+            self.num_codes, self.code_dim, embeddings_initializer=keras.initializers.RandomUniform(-1.0 / self.num_codes, 1.0 / self.num_codes),
+            name="codebook")
+        self.codebook.build((None,))
+        self.built = True
+
+    def nearest(self, a):
+        """Indices of the nearest codes (squared Euclidean distance), shape a.shape[:-1]."""
+        flat = ops.reshape(a, (-1, self.code_dim))
+        codes = self.codebook.embeddings
+        d = (ops.sum(flat * flat, axis=1, keepdims=True) - 2.0 * ops.matmul(flat, ops.transpose(codes))
+             + ops.sum(codes * codes, axis=1)[None, :])
+        idx = ops.cast(ops.argmin(d, axis=1), "int32")
+        return ops.reshape(idx, ops.shape(a)[:-1])
+
+    def call(self, a, return_codes=False):
+        idx = self.nearest(a)
+        q = self.codebook(idx)
+        if return_codes:
+            return q, idx
+        # Straight-through estimator: forward value q, gradient of the identity back to a.
+        return a + ops.stop_gradient(q - a)
+
+    def get_config(self):
+        return {**super().get_config(), "num_codes": self.num_codes, "code_dim": self.code_dim}
+
+
+def _res_block(width: int, name: str) -> keras.Sequential:
+    return keras.Sequential([layers.Conv2D(width, 3, padding="same", activation="relu", name=f"{name}_c1"),
+                             layers.Conv2D(width, 3, padding="same", name=f"{name}_c2")], name=name)
+
+
+@keras.saving.register_keras_serializable(package="nnjpeg")
+class VQUNet(keras.Model):
+    """VQUNet denoiser, or the non-VQ U-Net of the paper's ablation with `vq=False`.
+
+    Shape:
+        inputs: (N, H, W, C) float32 in [0, 1], H and W divisible by 2 ** len(widths);
+        outputs: same shape, in [0, 1] (sigmoid).
+
+    Args:
+        channels: C of the images.
+        widths: encoder widths per depth (default 64, 128, 256, 512: 2x2x512 at the deepest level
+            of a 32x32 input).
+        num_codes: codebook size K at every depth.
+        vq: quantize the encoder features (False: the non-VQ U-Net).
+        alpha, beta: weights of L_reconst and L_E in the training loss.
+    """
+
+    def __init__(self, channels: int = 1, widths=(64, 128, 256, 512), num_codes: int = 256, vq: bool = True,
+                 alpha: float = 1.0, beta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.widths = tuple(widths)
+        self.num_codes = num_codes
+        self.vq = vq
+        self.alpha = alpha
+        self.beta = beta
+        self.enc_down = [layers.Conv2D(w, 3, strides=2, padding="same", activation="relu", name=f"e{d + 1}_down")
+                         for d, w in enumerate(self.widths)]
+        self.enc_res = [_res_block(w, f"e{d + 1}_res") for d, w in enumerate(self.widths)]
+        self.quantizers = [VectorQuantizer(num_codes, w, name=f"vq{d + 1}") for d, w in enumerate(self.widths)] if vq else []
+        out_widths = list(self.widths[:-1][::-1]) + [self.widths[0] // 2]
+        self.dec_conv = [layers.Conv2D(w, 3, padding="same", activation="relu", name=f"d{len(self.widths) - i}_conv")
+                         for i, w in enumerate(self.widths[::-1])]
+        self.dec_res = [[_res_block(w, f"d{len(self.widths) - i}_res{j + 1}") for j in range(2)]
+                        for i, w in enumerate(self.widths[::-1])]
+        self.dec_up = [layers.Conv2DTranspose(w, 3, strides=2, padding="same", activation="relu",
+                                              name=f"d{len(self.widths) - i}_up") for i, w in enumerate(out_widths)]
+        self.head = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="head")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconst_tracker = keras.metrics.Mean(name="reconstruction")
+        self.enc_tracker = keras.metrics.Mean(name="encoder_loss")
+        self.code_tracker = keras.metrics.Mean(name="codebook_loss")
+        self.perplexity_trackers = [keras.metrics.Mean(name=f"perplexity_{d + 1}") for d in range(len(self.widths))] if vq else []
+        self.usage_trackers = [keras.metrics.Mean(name=f"codes_used_{d + 1}") for d in range(len(self.widths))] if vq else []
+
+    def encode(self, x, training=False):
+        """Runs the encoder. Returns per depth: (a_d pre-quantization, q_d codes or None, indices or None)."""
+        levels = []
+        h = x
+        for d in range(len(self.widths)):
+            h = self.enc_down[d](h)
+            a = ops.relu(h + self.enc_res[d](h, training=training))
+            if self.vq:
+                q, idx = self.quantizers[d](a, return_codes=True)
+                h = a + ops.stop_gradient(q - a)  # straight-through: q forward, identity gradient to a
+                levels.append((a, q, idx))
+            else:
+                h = a
+                levels.append((a, None, None))
+        return levels
+
+    def decode(self, levels, training=False):
+        feats = [(a + ops.stop_gradient(q - a)) if q is not None else a for a, q, _ in levels]
+        h = feats[-1]
+        for i in range(len(self.widths)):
+            h = self.dec_conv[i](h)
+            for rb in self.dec_res[i]:
+                h = ops.relu(h + rb(h, training=training))
+            h = self.dec_up[i](h)
+            skip = len(self.widths) - 2 - i
+            if skip >= 0:
+                h = ops.concatenate([h, feats[skip]], axis=-1)
+        return self.head(h)
+
+    def call(self, x, training=False):
+        return self.decode(self.encode(x, training=training), training=training)
+
+    def _vq_losses(self, x, target, training):
+        levels = self.encode(x, training=training)
+        recon = self.decode(levels, training=training)
+        l_rec = ops.mean(ops.square(target - recon))
+        l_e = ops.convert_to_tensor(0.0)
+        l_q = ops.convert_to_tensor(0.0)
+        for a, q, _ in levels:
+            if q is not None:
+                l_e = l_e + ops.mean(ops.square(ops.stop_gradient(q) - a))  # L_E: encoder towards its codes
+                l_q = l_q + ops.mean(ops.square(q - ops.stop_gradient(a)))  # L_Q: codes towards the encoder
+        total = self.alpha * l_rec + self.beta * l_e + l_q
+        return total, l_rec, l_e, l_q, levels
+
+    def _track_metrics(self, total, l_rec, l_e, l_q, levels):
+        self.loss_tracker.update_state(total)
+        self.reconst_tracker.update_state(l_rec)
+        self.enc_tracker.update_state(l_e)
+        self.code_tracker.update_state(l_q)
+        for d, (_, _, idx) in enumerate(levels):
+            if idx is None:
+                continue
+            counts = ops.bincount(ops.reshape(idx, (-1,)), minlength=self.num_codes)
+            p = ops.cast(counts, "float32") / ops.cast(ops.sum(counts), "float32")
+            entropy = -ops.sum(ops.where(p > 0, p * ops.log(ops.maximum(p, 1e-12)), 0.0))
+            self.perplexity_trackers[d].update_state(ops.exp(entropy))
+            self.usage_trackers[d].update_state(ops.mean(ops.cast(counts > 0, "float32")))
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconst_tracker, self.enc_tracker, self.code_tracker,
+                *self.perplexity_trackers, *self.usage_trackers]
+
+    @staticmethod
+    def _unpack(data):
+        """(x, target): the target defaults to x (the paper trains on clean images, Eq. 2)."""
+        x, target, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return x, (x if target is None else target)
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, target = self._unpack(data)
+        with tf.GradientTape() as tape:
+            total, l_rec, l_e, l_q, levels = self._vq_losses(x, target, training=True)
+        grads = tape.gradient(total, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        self._track_metrics(total, l_rec, l_e, l_q, levels)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, target = self._unpack(data)
+        self._track_metrics(*self._vq_losses(x, target, training=False))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "widths": list(self.widths),
+                "num_codes": self.num_codes, "vq": self.vq, "alpha": self.alpha, "beta": self.beta}

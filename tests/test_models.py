@@ -1,0 +1,107 @@
+"""Keras models: VQ mechanics, training steps that must move, and .keras round trips (tiny shapes)."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from nnjpeg.models import build_classifier, build_surrogate  # noqa: E402
+from nnjpeg.models.vqunet import VectorQuantizer, VQUNet  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def tiny_images(n=4, size=8, c=1):
+    return RNG.random((n, size, size, c)).astype("float32")
+
+
+def test_nearest_code_equals_brute_force():
+    vq = VectorQuantizer(num_codes=12, code_dim=5)
+    a = RNG.normal(size=(3, 4, 4, 5)).astype("float32")
+    q, idx = vq(a, return_codes=True)
+    codes = vq.codebook.embeddings.numpy()
+    brute = np.argmin(((a[..., None, :] - codes) ** 2).sum(-1), axis=-1)
+    np.testing.assert_array_equal(idx.numpy(), brute)
+    np.testing.assert_allclose(q.numpy(), codes[brute], rtol=0, atol=0)
+
+
+def test_straight_through_gradient_is_identity():
+    vq = VectorQuantizer(num_codes=8, code_dim=3)
+    a = tf.Variable(RNG.normal(size=(2, 5, 3)).astype("float32"))
+    w = tf.constant(RNG.normal(size=(2, 5, 3)).astype("float32"))
+    with tf.GradientTape() as tape:
+        out = vq(a)
+        loss = tf.reduce_sum(out * w)
+    np.testing.assert_allclose(tape.gradient(loss, a).numpy(), w.numpy(), rtol=1e-6)
+    # Forward value is the code itself.
+    q, _ = vq(a, return_codes=True)
+    np.testing.assert_allclose(out.numpy(), q.numpy(), atol=1e-6)
+
+
+def test_reconstruction_gradient_reaches_the_encoder():
+    model = VQUNet(channels=1, widths=(8, 16), num_codes=16)
+    x = tiny_images()
+    model(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(x, training=True) - x))
+    grads = tape.gradient(loss, model.enc_down[0].kernel)
+    assert grads is not None and float(tf.reduce_max(tf.abs(grads))) > 0
+
+
+def test_codebook_is_updated_by_the_codebook_loss_only_where_used():
+    model = VQUNet(channels=1, widths=(8, 16), num_codes=32)
+    x = tiny_images()
+    model(x)
+    emb = model.quantizers[0].codebook.embeddings
+    with tf.GradientTape() as tape:
+        _, _, _, l_q, levels = model._vq_losses(x, x, training=True)
+    g = tf.convert_to_tensor(tape.gradient(l_q, emb)).numpy()
+    used = np.unique(levels[0][2].numpy())
+    assert np.abs(g[used]).sum() > 0
+    unused = np.setdiff1d(np.arange(32), used)
+    assert np.abs(g[unused]).sum() == 0
+    before = emb.numpy().copy()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.train_on_batch(x, x)
+    assert np.abs(emb.numpy() - before).max() > 0
+
+
+@pytest.mark.parametrize("vq", [True, False])
+def test_training_lowers_the_loss_and_logs_codebook_usage(vq):
+    model = VQUNet(channels=1, widths=(8, 16), num_codes=16, vq=vq)
+    x = tiny_images(8)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    hist = model.fit(x, x, epochs=6, batch_size=8, verbose=0).history
+    assert hist["reconstruction"][-1] < hist["reconstruction"][0]
+    assert ("perplexity_1" in hist and "codes_used_2" in hist) == vq
+    if vq:
+        assert 1.0 <= hist["perplexity_1"][-1] <= 16.0
+
+
+def _roundtrip(model, x, tmp_path):
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_vqunet_and_non_vq_save_load(tmp_path):
+    x = tiny_images()
+    for vq in (True, False):
+        model = VQUNet(channels=1, widths=(8, 16), num_codes=16, vq=vq, name=f"unet_{vq}")
+        model(x)
+        _roundtrip(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("which", ["classifier", "a", "b", "c"])
+def test_classifiers_save_load(which, tmp_path):
+    x = tiny_images(2, 28)
+    model = build_classifier(base_width=8) if which == "classifier" else build_surrogate(which)
+    assert model(x).shape == (2, 10)
+    _roundtrip(model, x, tmp_path)
+
+
+def test_unknown_surrogate():
+    with pytest.raises(ValueError, match=r"surrogate in \['a', 'b', 'c'\]. Received: 'z'"):
+        build_surrogate("z")
