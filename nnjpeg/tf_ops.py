@@ -41,7 +41,7 @@ def _ste(x, q):
 
 
 def _opaque(x, like):
-    """x broadcast to `like`'s shape as a value XLA cannot fold or fuse at compile time.
+    """x (broadcast to `like`'s shape in graphs) as a value XLA cannot fold or fuse at compile time.
 
     XLA (CPU and GPU) fuses a multiply with a following add into one FMA, a single rounding, and
     turns a division by a constant into a multiplication by its reciprocal. Either tips values that
@@ -49,6 +49,8 @@ def _opaque(x, like):
     exactly on k + 1/2) the other way than the native code and eager TensorFlow do. A select on a
     runtime condition is opaque to both rewrites; NaN in `like` gives NaN, as the arithmetic would.
     """
+    if tf.executing_eagerly():  # eager kernels run one op at a time: nothing to fuse or fold
+        return x
     return tf.where(like == like, x, tf.constant(np.nan, like.dtype))
 
 
@@ -432,8 +434,7 @@ def _native_op(images, table, color, subsampling, threads):
     return out
 
 
-def tf_compress(table=None, *, quality=None, color=None, subsampling: str = "4:4:4", backend: str = "native",
-                threads=None):
+def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backend: str = "native", threads=None):
     """A `tf.data` map function that round-trips images through the codec.
 
     `ds.map(tf_compress(table), num_parallel_calls=tf.data.AUTOTUNE)` compresses every element;
@@ -449,7 +450,8 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling: str = "4:4
             then `table` must be None.
         color: "rgb" or "ycbcr"; None means "rgb" with a table and "ycbcr" with `quality`
             (standard JPEG is always YCbCr, so `quality` with "rgb" is an error).
-        subsampling: "4:4:4", "4:2:2" or "4:2:0"; anything but "4:4:4" needs YCbCr.
+        subsampling: "4:4:4", "4:2:2" or "4:2:0"; anything but "4:4:4" needs YCbCr. None means
+            "4:4:4" with a table and "4:2:0" with `quality` (the defaults of `compress` and `jpeg`).
         backend: "native" (the C++ codec through `tf.numpy_function`; not differentiable, not
             XLA-compilable) or "tf" (`compress_tf`).
         threads: worker threads of the native codec per call; None uses every core. Only with
@@ -475,6 +477,8 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling: str = "4:4
     elif table is None:
         raise ValueError("Expected a quantization table or a quality. Received: table=None, quality=None")
     color = "rgb" if color is None else color
+    if subsampling is None:
+        subsampling = "4:4:4" if quality is None else "4:2:0"
     mode = _check_mode(color, subsampling)
     if backend == "tf" and threads is not None:
         raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
