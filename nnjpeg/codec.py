@@ -30,12 +30,12 @@ _IMAGES_EXPECTED = ("Expected images of dtype uint8 or float32 with shape (H, W,
                     "C in {1, 3}")
 
 
-def _check_image_spec(dtype, shape, container: str = "") -> None:
+def _check_image_spec(dtype, shape, note: str = "") -> None:
     """Checks dtype and shape (entries may be None where unknown); shared with the TF backend."""
     if dtype not in (np.uint8, np.float32):
-        raise TypeError(f"{_IMAGES_EXPECTED}{container}. Received: dtype={dtype}, shape={shape}")
+        raise TypeError(f"{_IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
     if shape is None or len(shape) not in (3, 4) or shape[-1] not in (1, 3):
-        raise ValueError(f"{_IMAGES_EXPECTED}{container}. Received: dtype={dtype}, shape={shape}")
+        raise ValueError(f"{_IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
     if any(d is not None and d < 1 for d in shape[-3:-1]):
         raise ValueError(f"Expected images with H >= 1 and W >= 1. Received: shape={shape}")
 

@@ -118,9 +118,8 @@ def _from_blocks(b):
 
 
 def _sum4(p):
-    # ((p0 + p1) + p2) + p3 over the last axis, the native kernels' accumulation order, so that
-    # coefficients lying on a quantization tie (common: the DC term of whole samples is a multiple
-    # of 1/8) round the same way; a reduce_sum or a matmul may add in another order.
+    # ((p0 + p1) + p2) + p3 over the last axis: the scalar kernel's accumulation order, which keeps
+    # the results bit-identical to it (a reduce_sum or a matmul may add in another order).
     return ((p[..., 0] + p[..., 1]) + p[..., 2]) + p[..., 3]
 
 

@@ -113,7 +113,8 @@ def test_xla_equals_eager(crops):
 
 
 def test_dynamic_shapes_in_tf_function(crops):
-    run = tf.function(closure(compress_tf, **MODES["ycbcr-422"]), input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    run = tf.function(closure(compress_tf, **MODES["ycbcr-422"]),
+                      input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
     for x in (crops["7x9"], crops["17x33"]):
         np.testing.assert_array_equal(run(x).numpy(), nnjpeg.compress(x, **MODES["ycbcr-422"]))
 
