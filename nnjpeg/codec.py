@@ -26,25 +26,38 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_IMAGES_EXPECTED = ("Expected images of dtype uint8 or float32 with shape (H, W, C) or (N, H, W, C), "
+                    "C in {1, 3}")
+
+
+def _check_image_spec(dtype, shape, note: str = "") -> None:
+    """Checks dtype and shape (entries may be None where unknown); shared with the TF backend."""
+    if dtype not in (np.uint8, np.float32):
+        raise TypeError(f"{_IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
+    if shape is None or len(shape) not in (3, 4) or shape[-1] not in (1, 3):
+        raise ValueError(f"{_IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
+    if any(d is not None and d < 1 for d in shape[-3:-1]):
+        raise ValueError(f"Expected images with H >= 1 and W >= 1. Received: shape={shape}")
+
+
+def _check_range(lo, hi, nonfinite) -> None:
+    """Checks float32 images by their min, max and NaN/Inf count; shared with the TF backend."""
+    if nonfinite:
+        raise ValueError(f"Expected float32 images with finite values in [0, 1]. Received: {nonfinite} NaN/Inf values")
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError(f"Expected float32 images with values in [0, 1]. Received: min={lo}, max={hi}")
+
+
 def _check_images(images) -> np.ndarray:
     """Checks type, dtype, shape and value range; returns a 4-D view (no copy, no cast)."""
-    expected = "Expected images of dtype uint8 or float32 with shape (H, W, C) or (N, H, W, C), C in {1, 3}"
     if not isinstance(images, np.ndarray):
-        raise TypeError(f"{expected}, as a NumPy array. Received: {type(images).__name__}")
-    if images.dtype not in (np.uint8, np.float32):
-        raise TypeError(f"{expected}. Received: dtype={images.dtype}, shape={images.shape}")
-    if images.ndim not in (3, 4) or images.shape[-1] not in (1, 3):
-        raise ValueError(f"{expected}. Received: dtype={images.dtype}, shape={images.shape}")
+        raise TypeError(f"{_IMAGES_EXPECTED}, as a NumPy array. Received: {type(images).__name__}")
+    _check_image_spec(images.dtype, images.shape)
     batch = images if images.ndim == 4 else images[np.newaxis]
-    if batch.shape[1] < 1 or batch.shape[2] < 1:
-        raise ValueError(f"Expected images with H >= 1 and W >= 1. Received: shape={images.shape}")
     if batch.dtype == np.float32 and batch.size:
         lo, hi = batch.min(), batch.max()
         if not (lo >= 0.0 and hi <= 1.0):
-            if not np.isfinite(batch).all():
-                raise ValueError("Expected float32 images with finite values in [0, 1]. "
-                                 f"Received: {np.count_nonzero(~np.isfinite(batch))} NaN/Inf values")
-            raise ValueError(f"Expected float32 images with values in [0, 1]. Received: min={lo}, max={hi}")
+            _check_range(lo, hi, np.count_nonzero(~np.isfinite(batch)))
     return batch
 
 
@@ -83,6 +96,22 @@ def _check_choice(name: str, value, choices) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"Expected {name} to be one of {', '.join(map(repr, choices))}. Received: {value!r}")
     return value
+
+
+def _check_mode(color, subsampling) -> int:
+    """Validates color and subsampling; returns the native pipeline mode."""
+    _check_choice("color", color, _COLORS)
+    _check_choice("subsampling", subsampling, tuple(_SUBSAMPLING))
+    if color == "rgb" and subsampling != "4:4:4":
+        raise ValueError(f"Expected subsampling='4:4:4' with color='rgb' (chroma subsampling needs "
+                         f"color='ycbcr'). Received: subsampling={subsampling!r}")
+    return _MODE_RGB if color == "rgb" else _SUBSAMPLING[subsampling]
+
+
+def _jpeg_table(quality, channels: int) -> np.ndarray:
+    """The standard tables at an IJG quality: (2, 8, 8) (luma, chroma) for colour, (8, 8) luma for grey."""
+    luma, chroma = standard_tables(check_quality(quality))
+    return np.stack([luma, chroma]) if channels == 3 else luma
 
 
 def _run(images, tables: np.ndarray, mode: int, threads, device: str, kernel: str = "") -> np.ndarray:
@@ -128,14 +157,9 @@ def compress(images, table, *, color: str = "rgb", subsampling: str = "4:4:4", t
         ValueError: bad shape, NaN/Inf or out-of-range floats, bad table shape or values,
             unknown color/subsampling/device.
     """
-    _check_choice("color", color, _COLORS)
-    _check_choice("subsampling", subsampling, tuple(_SUBSAMPLING))
-    if color == "rgb" and subsampling != "4:4:4":
-        raise ValueError(f"Expected subsampling='4:4:4' with color='rgb' (chroma subsampling needs "
-                         f"color='ycbcr'). Received: subsampling={subsampling!r}")
+    mode = _check_mode(color, subsampling)
     channels = images.shape[-1] if isinstance(images, np.ndarray) and images.ndim in (3, 4) else 3
     tables = _check_table(table, channels, color)
-    mode = _MODE_RGB if color == "rgb" else _SUBSAMPLING[subsampling]
     return _run(images, tables, mode, threads, device)
 
 
@@ -164,9 +188,9 @@ def jpeg(images, quality: int = 75, *, subsampling: str = "4:2:0", threads=None,
         TypeError: bad image type/dtype, non-integer quality or threads.
         ValueError: bad shape or values, quality outside 1...100, unknown subsampling/device.
     """
-    luma, chroma = standard_tables(check_quality(quality))
-    return compress(images, np.stack([luma, chroma]) if _is_color(images) else luma, color="ycbcr",
-                    subsampling=subsampling, threads=threads, device=device)
+    channels = 3 if _is_color(images) else 1
+    return compress(images, _jpeg_table(quality, channels), color="ycbcr", subsampling=subsampling,
+                    threads=threads, device=device)
 
 
 def _is_color(images) -> bool:

@@ -1,0 +1,172 @@
+"""Keras 3 layers that put the codec in front of a model, as a defense that can be attacked adaptively.
+
+`Compression` runs the NN-favored JPEG round trip with any table (NN-JPEG paper, Sec. 3.2) and
+`JPEG` standard baseline JPEG. Both are thin wrappers of `nnjpeg.compress` (backend="native") or
+`nnjpeg.tf_ops.compress_tf` (backend="tf") with a documented gradient estimate.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from .codec import _check_choice, _check_mode, _check_table, _jpeg_table
+from .tables import check_quality
+from .tf_ops import _BACKENDS, _check_values, _compress, _native_op
+
+__all__ = ["JPEG", "Compression"]
+
+_GRADIENTS = ("identity", "none")
+
+
+class _CodecLayer(keras.layers.Layer):
+    """What `Compression` and `JPEG` share: backend, gradient estimate, the call itself."""
+
+    def __init__(self, *, color, subsampling, backend, gradient, **kwargs):
+        super().__init__(**kwargs)
+        self.color = color
+        self.subsampling = subsampling
+        self.backend = backend
+        self.gradient = gradient
+        self._check_params()
+        # The native codec runs through tf.numpy_function, which XLA cannot compile.
+        self.supports_jit = backend == "tf"
+
+    def _check_params(self):
+        _check_choice("backend", self.backend, _BACKENDS)
+        _check_choice("gradient", self.gradient, _GRADIENTS)
+        self._mode = _check_mode(self.color, self.subsampling)
+
+    def _table_for(self, channels: int):
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 4 or shape[-1] not in (1, 3):
+            raise ValueError(f"Expected inputs of shape (N, H, W, C), C in {{1, 3}}, float32 in [0, 1]. "
+                             f"Received: input_shape={shape}")
+        self._tables = _check_table(self._table_for(shape[-1]), shape[-1], self.color)
+
+    def call(self, inputs):
+        if inputs.dtype != tf.float32:
+            raise TypeError(f"Expected float32 inputs in [0, 1]. Received: dtype={inputs.dtype.name}")
+        inputs = _check_values(inputs)
+        if self.backend == "tf":
+            outputs = _compress(inputs, self._tables, self.color, self._mode)
+        else:
+            outputs = _native_op(inputs, self._tables.reshape(-1, 8, 8), self.color, self.subsampling, None)
+        if self.gradient == "none":
+            return ops.stop_gradient(outputs)
+        return inputs + ops.stop_gradient(outputs - inputs)  # straight-through: BPDA with the identity
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        base = super().get_config()
+        return {**base, "subsampling": self.subsampling, "backend": self.backend, "gradient": self.gradient}
+
+
+@keras.saving.register_keras_serializable(package="nnjpeg")
+class Compression(_CodecLayer):
+    """JPEG-like 8x8 block DCT round trip with an arbitrary quantization table, as a layer.
+
+    The NN-favored JPEG defense of the NN-JPEG paper (Sec. 3.2) with `color="rgb"` and a table from
+    `nnjpeg.nn_table`; see `nnjpeg.compress` for the pipeline. Outputs lie on the 1/255 grid up to
+    float32 rounding of the straight-through sum.
+
+    Gradient: `gradient="identity"` (the default) passes the incoming gradient through unchanged,
+    the BPDA estimate (Athalye et al., 2018, Sec. 4.1) of a round trip that is close to the
+    identity, so a defended model can be attacked adaptively rather than only through gradient
+    masking. `gradient="none"` stops the gradient (the layer is a constant to the optimizer), which
+    is what an attacker unaware of the defense would see.
+
+    Shape:
+        inputs: (N, H, W, C) float32 in [0, 1], C in {1, 3}.
+        outputs: same shape (static shape kept) and dtype.
+
+    Args:
+        table: (8, 8), (C, 8, 8), or with `color="ycbcr"` and C = 3 also (2, 8, 8) as (luma, chroma);
+            finite values > 0. Stored in the config as nested lists.
+        color: "rgb" (every channel on its own, no colour transform) or "ycbcr".
+        subsampling: "4:4:4", "4:2:2" or "4:2:0"; anything but "4:4:4" needs `color="ycbcr"`.
+        backend: "native" (the C++ codec through `tf.numpy_function`: CPU, no XLA, so compile models
+            with `jit_compile=False` or "auto") or "tf" (`compress_tf`: pure TensorFlow, GPU, XLA).
+            Both give the same outputs.
+        gradient: "identity" or "none", see above.
+        **kwargs: `keras.layers.Layer` arguments (name, ...).
+
+    Raises:
+        TypeError: non-numeric table; inputs that are not float32.
+        ValueError: bad table shape or values, unknown color/subsampling/backend/gradient, inputs
+            not of shape (N, H, W, C) with C in {1, 3}.
+    """
+
+    def __init__(self, table, color="rgb", subsampling="4:4:4", backend="native", gradient="identity", **kwargs):
+        self.table = np.asarray(table, dtype=np.float64).tolist() if _is_numeric(table) else table
+        super().__init__(color=color, subsampling=subsampling, backend=backend, gradient=gradient, **kwargs)
+
+    def _check_params(self):
+        super()._check_params()
+        # Which shapes are valid depends on the channels, known in build; one of them must fit.
+        errors = []
+        for channels in (3, 1):
+            try:
+                _check_table(self.table, channels, self.color)
+                return
+            except ValueError as e:
+                errors.append(e)
+        raise errors[0]
+
+    def _table_for(self, channels: int):
+        return self.table
+
+    def get_config(self):
+        return {**super().get_config(), "table": self.table, "color": self.color}
+
+
+@keras.saving.register_keras_serializable(package="nnjpeg")
+class JPEG(_CodecLayer):
+    """Standard baseline JPEG round trip as a layer (`nnjpeg.jpeg`): YCbCr, Annex K tables at an IJG quality.
+
+    Gradient: as `Compression`; "identity" (the default) is the BPDA straight-through estimate,
+    "none" stops the gradient.
+
+    Shape:
+        inputs: (N, H, W, C) float32 in [0, 1], C in {1, 3}; grey images use the luma table only.
+        outputs: same shape (static shape kept) and dtype.
+
+    Args:
+        quality: IJG quality, integer in 1...100.
+        subsampling: "4:4:4", "4:2:2" or "4:2:0".
+        backend: "native" or "tf", as for `Compression`.
+        gradient: "identity" or "none".
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        TypeError: non-integer quality; inputs that are not float32.
+        ValueError: quality outside 1...100, unknown subsampling/backend/gradient, bad input shape.
+    """
+
+    def __init__(self, quality=75, subsampling="4:2:0", backend="native", gradient="identity", **kwargs):
+        self.quality = quality
+        super().__init__(color="ycbcr", subsampling=subsampling, backend=backend, gradient=gradient, **kwargs)
+
+    def _check_params(self):
+        check_quality(self.quality)
+        super()._check_params()
+
+    def _table_for(self, channels: int):
+        return _jpeg_table(self.quality, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "quality": self.quality}
+
+
+def _is_numeric(table) -> bool:
+    try:
+        return np.asarray(table).dtype.kind in "iuf"
+    except (TypeError, ValueError):
+        return False

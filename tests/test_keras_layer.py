@@ -1,0 +1,169 @@
+"""Keras 3 layers `nnjpeg.keras.Compression` and `nnjpeg.keras.JPEG`, on both backends."""
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import nnjpeg  # noqa: E402
+from nnjpeg.keras import JPEG, Compression  # noqa: E402
+from nnjpeg.tables import nn_table, standard_tables  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+BACKENDS = ("native", "tf")
+# The straight-through sum x + (codec(x) - x) is codec(x) up to one float32 rounding.
+ATOL = 1e-6
+
+
+def make(kind, backend, gradient="identity"):
+    if kind == "compression":
+        return Compression(nn_table(5), backend=backend, gradient=gradient)
+    return JPEG(50, subsampling="4:2:0", backend=backend, gradient=gradient)
+
+
+def reference(kind, x):
+    return nnjpeg.compress(x, nn_table(5)) if kind == "compression" else nnjpeg.jpeg(x, 50)
+
+
+@pytest.fixture(scope="module")
+def images(crops):
+    batch = np.stack([crops["17x33"], crops["17x33"][::-1], crops["17x33"][:, ::-1]])
+    return batch.astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["compression", "jpeg"])
+def test_matches_native_codec(kind, backend, images):
+    out = make(kind, backend)(images)
+    assert out.shape == images.shape and out.dtype == "float32"
+    np.testing.assert_allclose(out.numpy(), reference(kind, images), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ycbcr_tables_and_grey_images(backend, images):
+    luma, chroma = standard_tables(40)
+    layer = Compression(np.stack([luma, chroma]), color="ycbcr", subsampling="4:2:2", backend=backend)
+    np.testing.assert_allclose(layer(images).numpy(),
+                               nnjpeg.compress(images, np.stack([luma, chroma]), color="ycbcr", subsampling="4:2:2"),
+                               rtol=0, atol=ATOL)
+    grey = images[..., :1]
+    np.testing.assert_allclose(JPEG(40, backend=backend)(grey).numpy(), nnjpeg.jpeg(grey, 40), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("gradient", ["identity", "none"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["compression", "jpeg"])
+def test_gradient(kind, backend, gradient, images):
+    layer = make(kind, backend, gradient)
+    x = tf.constant(images)
+    w = tf.random.stateless_normal(x.shape, seed=(3, 4))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(w * layer(x))
+    grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
+    if gradient == "identity":
+        np.testing.assert_array_equal(grad, w.numpy())  # BPDA: exactly the identity
+    else:
+        assert not grad.any()
+
+
+def tiny_model(codec):
+    # A trainable layer in front of the codec: with gradient="identity" it learns through the codec.
+    inputs = keras.Input((17, 33, 3))
+    pre = keras.layers.Conv2D(3, 1, activation="sigmoid", name="pre")(inputs)
+    x = codec(pre)
+    x = keras.layers.Conv2D(2, 3, name="post")(x)
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(("kind", "backend", "gradient"),
+                         [("compression", "native", "identity"), ("compression", "native", "none"),
+                          ("jpeg", "tf", "identity")])
+def test_fit_and_predict(kind, backend, gradient, images):
+    keras.utils.set_random_seed(0)
+    model = tiny_model(make(kind, backend, gradient))
+    assert model.output_shape == (None, 2)
+    assert model.layers[2].output.shape == (None, 17, 33, 3)  # static shape through the codec
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse", jit_compile=False)
+    pre_before = model.get_layer("pre").get_weights()[0].copy()
+    post_before = model.get_layer("post").get_weights()[0].copy()
+    targets = np.ones((len(images), 2), np.float32)
+    if gradient == "identity":
+        history = model.fit(images, targets, batch_size=len(images), epochs=1, verbose=0)
+    else:  # Keras says so when the layer in front of the codec gets no gradient
+        with pytest.warns(UserWarning, match=r"Gradients do not exist for variables \['pre/kernel', 'pre/bias'\]"):
+            history = model.fit(images, targets, batch_size=len(images), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.array_equal(model.get_layer("post").get_weights()[0], post_before)
+    pre_moved = not np.array_equal(model.get_layer("pre").get_weights()[0], pre_before)
+    assert pre_moved == (gradient == "identity")
+    preds = model.predict(images, verbose=0)
+    assert preds.shape == (len(images), 2) and np.isfinite(preds).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["compression", "jpeg"])
+def test_keras_save_load_round_trip(kind, backend, images, tmp_path):
+    inputs = keras.Input((17, 33, 3))
+    model = keras.Model(inputs, make(kind, backend)(inputs))
+    path = tmp_path / f"{kind}-{backend}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    layer = loaded.layers[-1]
+    assert type(layer) is type(model.layers[-1]) and layer.get_config() == model.layers[-1].get_config()
+    restored = loaded.predict(images, verbose=0)
+    np.testing.assert_array_equal(restored, model.predict(images, verbose=0))
+    np.testing.assert_allclose(restored, reference(kind, images), rtol=0, atol=ATOL)
+
+
+def test_config_round_trip():
+    layer = Compression(nn_table(5), color="rgb", backend="tf", gradient="none", name="nnj")
+    config = layer.get_config()
+    assert isinstance(config["table"], list) and np.array_equal(config["table"], nn_table(5))
+    assert {k: config[k] for k in ("color", "subsampling", "backend", "gradient")} == {
+        "color": "rgb", "subsampling": "4:4:4", "backend": "tf", "gradient": "none"}
+    assert Compression.from_config(config).get_config() == config
+    jpeg = JPEG(33, subsampling="4:4:4", backend="tf")
+    assert JPEG.from_config(jpeg.get_config()).get_config() == jpeg.get_config()
+    assert jpeg.get_config()["quality"] == 33 and "table" not in jpeg.get_config()
+    assert keras.saving.get_registered_name(Compression) == "nnjpeg>Compression"
+    assert not Compression(nn_table(5)).supports_jit and JPEG(backend="tf").supports_jit
+
+
+def test_parameter_errors():
+    with pytest.raises(ValueError, match=r"backend to be one of 'native', 'tf'. Received: 'cuda'"):
+        Compression(nn_table(5), backend="cuda")
+    with pytest.raises(ValueError, match=r"gradient to be one of 'identity', 'none'. Received: 'bpda'"):
+        JPEG(gradient="bpda")
+    with pytest.raises(ValueError, match=r"color to be one of 'rgb', 'ycbcr'. Received: 'lab'"):
+        Compression(nn_table(5), color="lab")
+    with pytest.raises(ValueError, match=r"subsampling='4:4:4' with color='rgb'"):
+        Compression(nn_table(5), subsampling="4:2:0")
+    with pytest.raises(ValueError, match=r"subsampling to be one of .* Received: '4:1:1'"):
+        JPEG(subsampling="4:1:1")
+    with pytest.raises(ValueError, match=r"quality to be an integer in 1...100. Received: quality=101"):
+        JPEG(101)
+    with pytest.raises(TypeError, match=r"quality to be an integer"):
+        JPEG("high")
+    with pytest.raises(ValueError, match=r"quantization table of shape .* Received: shape=\(4, 8, 8\)"):
+        Compression(np.ones((4, 8, 8)))
+    with pytest.raises(ValueError, match=r"finite and > 0"):
+        Compression(-np.ones((8, 8)))
+    with pytest.raises(TypeError, match=r"numeric quantization table"):
+        Compression("standard")
+
+
+def test_input_errors(images):
+    with pytest.raises(ValueError, match=r"shape \(N, H, W, C\), C in \{1, 3\}.*Received: input_shape=\(17, 33, 3\)"):
+        Compression(nn_table(5))(images[0])
+    with pytest.raises(ValueError, match=r"Received: input_shape=\(3, 17, 33, 2\)"):
+        JPEG(backend="tf")(images[..., :2])
+    with pytest.raises(ValueError, match=r"for 1-channel images .* Received: shape=\(3, 8, 8\)"):
+        Compression(np.ones((3, 8, 8)))(images[..., :1])
+    with pytest.raises(TypeError, match=r"float32 inputs in \[0, 1\]. Received: dtype=uint8"):
+        Compression(nn_table(5), backend="tf", dtype="uint8", autocast=False)(tf.zeros((1, 8, 8, 3), tf.uint8))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]. Received: min=-1.0"):
+        JPEG(backend="tf")(-tf.ones((1, 8, 8, 3)))
