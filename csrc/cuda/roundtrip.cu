@@ -19,7 +19,9 @@
 namespace nnjpeg::cuda {
 namespace {
 
-// nnjpeg::kDct, uploaded once per device, so both paths transform with the same coefficients.
+// nnjpeg::kFwd (forward passes) and nnjpeg::kDct (inverse), uploaded once per device, so both
+// paths transform with the same coefficients.
+__constant__ float c_fwd[8][8];
 __constant__ float c_dct[8][8];
 
 constexpr int kMaxPlanes = 3;
@@ -30,21 +32,22 @@ constexpr int kPixelThreads = 256;
 // Device memory per chunk of images; larger batches run chunk by chunk.
 constexpr std::int64_t kChunkBytes = std::int64_t{256} << 20;
 
-// Steps and reciprocals per plane, as make_quant_table computes them. Passed by value: kernel
+// Dequantization steps and quantization divisors (QuantTable::step, ::fstep) per plane. Passed by value: kernel
 // parameters live in constant memory, and concurrent calls with different tables share no state.
 struct Tables {
   float step[kMaxPlanes][64];
-  float inv[kMaxPlanes][64];
+  float fstep[kMaxPlanes][64];
 };
 
 // libjpeg's convention for quantization (jcdctmgr.c): ties go away from zero.
-__device__ __forceinline__ float round_half_away(float x) {
-  const float t = truncf(x);
-  return fabsf(x - t) >= 0.5f ? t + copysignf(1.0f, x) : t;
+template <class T>
+__device__ __forceinline__ T round_half_away(T x) {
+  const T t = trunc(x);
+  return fabs(x - t) >= T(0.5) ? t + copysign(T(1), x) : t;
 }
 
-__device__ __forceinline__ float clamp255(float v) {
-  return v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+__device__ __forceinline__ float clamp255(double v) {
+  return static_cast<float>(v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v));
 }
 
 __device__ __forceinline__ float to_sample(std::uint8_t v) { return static_cast<float>(v); }
@@ -55,18 +58,19 @@ __device__ __forceinline__ void from_sample(float s, std::uint8_t* d) {
 // IEEE division (nvcc's default -prec-div=true): the result is exactly the CPU's k / 255.
 __device__ __forceinline__ void from_sample(float s, float* d) { *d = s / 255.0f; }
 
-// Output k of the 8-point DCT-II of x[0], x[s], ..., x[7s], by the even/odd split of
-// dct_scalar.cpp: sum over n < 4 of C[k][n] (x[n] +/- x[7-n]), minus for odd k. Adding -1 * b is
-// exactly subtracting b, so the sign is a factor rather than a divergent branch.
+// Output k of the unscaled forward transform F x (F: kFwd, see QuantTable) of x[0], x[s], ...,
+// x[7s], by the even/odd split of dct_scalar.cpp: sum over n < 4 of F[k][n] (x[n] +/- x[7-n]),
+// minus for odd k. Adding -1 * b is exactly subtracting b, so the sign is a factor rather than a
+// divergent branch.
 __device__ __forceinline__ float fdct_at(const float* x, int s, int k) {
   const float sign = (k & 1) ? -1.0f : 1.0f;
   float acc = 0.0f;
 #pragma unroll
-  for (int n = 0; n < 4; ++n) acc += c_dct[k][n] * (x[n * s] + sign * x[(7 - n) * s]);
+  for (int n = 0; n < 4; ++n) acc += c_fwd[k][n] * (x[n * s] + sign * x[(7 - n) * s]);
   return acc;
 }
 
-// Output n of the inverse transform: with m = min(n, 7 - n), the even-k and odd-k partial sums
+// Output n of the inverse DCT (kDct): with m = min(n, 7 - n), the even-k and odd-k partial sums
 // at m give x[m] = even + odd and x[7-m] = even - odd, as in dct_scalar.cpp.
 __device__ __forceinline__ float idct_at(const float* y, int s, int n) {
   const int m = n < 4 ? n : 7 - n;
@@ -104,8 +108,9 @@ __global__ void block_roundtrip_kernel(float* planes, std::int64_t plane_stride,
   __syncthreads();
   y[r][c] = fdct_at(&x[r][0], 1, c);
   __syncthreads();
+  // Division, not a reciprocal: correctly rounded, it keeps exact ties exact (kernels.h).
   const float coef = fdct_at(&y[0][c], 9, r);
-  x[r][c] = round_half_away(coef * tables.inv[t][r * 8 + c]) * tables.step[t][r * 8 + c];
+  x[r][c] = round_half_away(coef / tables.fstep[t][r * 8 + c]) * tables.step[t][r * 8 + c];
   __syncthreads();
   y[r][c] = idct_at(&x[0][c], 9, r);
   __syncthreads();
@@ -126,9 +131,9 @@ __global__ void load_kernel(const T* src, std::int64_t m, std::int64_t h, std::i
   for (std::int64_t k = 0; k < ch; ++k) planes[(img * ch + k) * hp * wp + rem] = to_sample(s[k]);
 }
 
-// As load_kernel for 3 channels, then JFIF full-range BT.601 (ITU-T T.871) with codec.cpp's
-// rounding. Converting a repeated edge pixel repeats its conversion, so padding first or after
-// gives the same planes.
+// As load_kernel for 3 channels, then JFIF full-range BT.601 (ITU-T T.871) as codec.cpp evaluates
+// it: integer weights over 10^3 / 10^6 in double, so exact ties stay exact. Converting a repeated
+// edge pixel repeats its conversion, so padding first or after gives the same planes.
 template <class T>
 __global__ void load_ycc_kernel(const T* src, std::int64_t m, std::int64_t h, std::int64_t w,
                                 float* planes, std::int64_t hp, std::int64_t wp) {
@@ -137,11 +142,11 @@ __global__ void load_ycc_kernel(const T* src, std::int64_t m, std::int64_t h, st
   const std::int64_t img = i / (hp * wp), rem = i - img * hp * wp;
   const std::int64_t y = rem / wp, x = rem - y * wp;
   const T* s = src + ((img * h + min(y, h - 1)) * w + min(x, w - 1)) * 3;
-  const float r = to_sample(s[0]), g = to_sample(s[1]), b = to_sample(s[2]);
+  const double r = to_sample(s[0]), g = to_sample(s[1]), b = to_sample(s[2]);
   float* d = planes + img * 3 * hp * wp + rem;
-  d[0] = clamp255(round_half_away(0.299f * r + 0.587f * g + 0.114f * b));
-  d[hp * wp] = clamp255(round_half_away(-0.168736f * r - 0.331264f * g + 0.5f * b + 128.0f));
-  d[2 * hp * wp] = clamp255(round_half_away(0.5f * r - 0.418688f * g - 0.081312f * b + 128.0f));
+  d[0] = clamp255(round_half_away((299.0 * r + 587.0 * g + 114.0 * b) / 1e3));
+  d[hp * wp] = clamp255(round_half_away((-168736.0 * r - 331264.0 * g + 500000.0 * b) / 1e6 + 128.0));
+  d[2 * hp * wp] = clamp255(round_half_away((500000.0 * r - 418688.0 * g - 81312.0 * b) / 1e6 + 128.0));
 }
 
 // Cb, Cr of planes [m][3][hp][wp] box-filtered into chroma [m][2][hp / vs][wp / hs], with
@@ -205,7 +210,7 @@ __global__ void store_kernel(const float* planes, T* dst, std::int64_t m, std::i
   from_sample(planes[(img * ch + k) * hp * wp + y * wp + x], dst + i);
 }
 
-// YCbCr planes [m][3][hp][wp] back to RGB (T.871, codec.cpp's rounding), cropped to (m, h, w, 3).
+// YCbCr planes [m][3][hp][wp] back to RGB (T.871, in double as codec.cpp), cropped to (m, h, w, 3).
 template <class T>
 __global__ void store_ycc_kernel(const float* planes, T* dst, std::int64_t m, std::int64_t h,
                                  std::int64_t w, std::int64_t hp, std::int64_t wp) {
@@ -214,11 +219,11 @@ __global__ void store_ycc_kernel(const float* planes, T* dst, std::int64_t m, st
   const std::int64_t img = i / (h * w), rem = i - img * h * w;
   const std::int64_t y = rem / w, x = rem - y * w;
   const float* s = planes + img * 3 * hp * wp + y * wp + x;
-  const float yy = s[0], cb = s[hp * wp] - 128.0f, cr = s[2 * hp * wp] - 128.0f;
+  const double yy = s[0], cb = s[hp * wp] - 128.0, cr = s[2 * hp * wp] - 128.0;
   T* d = dst + i * 3;
-  from_sample(clamp255(round_half_away(yy + 1.402f * cr)), d);
-  from_sample(clamp255(round_half_away(yy - 0.344136f * cb - 0.714136f * cr)), d + 1);
-  from_sample(clamp255(round_half_away(yy + 1.772f * cb)), d + 2);
+  from_sample(clamp255(round_half_away(yy + 1402.0 * cr / 1e3)), d);
+  from_sample(clamp255(round_half_away(yy - (344136.0 * cb + 714136.0 * cr) / 1e6)), d + 1);
+  from_sample(clamp255(round_half_away(yy + 1772.0 * cb / 1e3)), d + 2);
 }
 
 std::string failure(const char* what, cudaError_t e) {
@@ -260,9 +265,9 @@ class Stream {
   cudaStream_t stream_ = nullptr;
 };
 
-// Uploads the DCT matrix to the current device once per process. The lock is held until the copy
+// Uploads the transform matrices to the current device once per process. The lock is held until the copy
 // has completed, so no kernel on any stream can read the matrix before it is there.
-std::string upload_dct_matrix(cudaStream_t stream) {
+std::string upload_matrices(cudaStream_t stream) {
   static std::mutex mutex;
   static std::vector<bool> uploaded;
   int device = 0;
@@ -270,6 +275,11 @@ std::string upload_dct_matrix(cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(mutex);
   if (uploaded.size() <= static_cast<std::size_t>(device)) uploaded.resize(device + 1, false);
   if (uploaded[device]) return {};
+  if (cudaError_t e = cudaMemcpyToSymbolAsync(c_fwd, kFwd, sizeof(kFwd), 0,
+                                              cudaMemcpyHostToDevice, stream);
+      e != cudaSuccess) {
+    return failure("cudaMemcpyToSymbolAsync", e);
+  }
   if (cudaError_t e = cudaMemcpyToSymbolAsync(c_dct, kDct, sizeof(kDct), 0,
                                               cudaMemcpyHostToDevice, stream);
       e != cudaSuccess) {
@@ -348,8 +358,8 @@ std::string launch_pipeline(const T* src, T* dst, float* planes, float* chroma, 
   return check_launch("store_ycc_kernel");
 }
 
-// True when images [first, first + count) are one C-contiguous run of bytes (size-1 dimensions
-// may have any stride, as in NumPy's contiguity flags).
+// True when the whole view is one C-contiguous run of bytes (size-1 dimensions may have any
+// stride, as in NumPy's contiguity flags).
 bool contiguous(const ImageView& in, std::int64_t elem) {
   std::int64_t expect = elem;
   const std::int64_t dims[4] = {in.c, in.w, in.h, in.n};
@@ -391,7 +401,7 @@ std::string run(const ImageView& in, void* out, const Tables& tables, const Geom
   if (cudaError_t e = stream.create(); e != cudaSuccess) {
     return failure("cudaStreamCreateWithFlags", e);
   }
-  if (std::string err = upload_dct_matrix(stream.get()); !err.empty()) return err;
+  if (std::string err = upload_matrices(stream.get()); !err.empty()) return err;
   DeviceBuffer src, dst, planes, chroma;
   const auto bytes = [&](std::int64_t n) { return static_cast<std::size_t>(n * chunk); };
   if (cudaError_t e = src.allocate(bytes(image_bytes)); e != cudaSuccess) return failure("cudaMalloc", e);
@@ -459,7 +469,7 @@ std::string roundtrip_impl(const ImageView& in, void* out, const float* tables, 
   for (std::int64_t p = 0; p < in.c; ++p) {
     const QuantTable qt = make_quant_table(tables + 64 * p);
     std::copy(qt.step, qt.step + 64, t.step[p]);
-    std::copy(qt.inv, qt.inv + 64, t.inv[p]);
+    std::copy(qt.fstep, qt.fstep + 64, t.fstep[p]);
   }
   return in.is_float ? run<float>(in, out, t, g) : run<std::uint8_t>(in, out, t, g);
 }
