@@ -47,7 +47,8 @@ configure_and_build() {
 }
 
 section "Python: $PY"
-"$PY" -c "import sys, numpy, pytest; print(sys.version.split()[0], 'numpy', numpy.__version__, 'pytest', pytest.__version__)"
+"$PY" -c "import sys, numpy, pytest; print(sys.version.split()[0], 'numpy', numpy.__version__,
+  'pytest', pytest.__version__)"
 
 section "ASan + UBSan: build (build/asan)"
 for t in "${SANITIZED_TESTS[@]}"; do
@@ -74,8 +75,8 @@ set +e
   export LD_PRELOAD="$libasan"
   export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  "$PY" -c "import nnjpeg, os, sys; f = nnjpeg._codec.__file__; print('module:', f); sys.exit(not f.startswith(os.getcwd()))" \
-    || { echo "the instrumented module was not the one imported"; exit 3; }
+  "$PY" -c "import nnjpeg, os, sys; f = nnjpeg._codec.__file__; print('module:', f)
+sys.exit(not f.startswith(os.getcwd()))" || { echo "the instrumented module was not imported"; exit 3; }
   # --capture=sys: the sanitizers write to file descriptor 2, which pytest's default fd capture
   # would swallow when they halt the process.
   "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --capture=sys \

@@ -32,8 +32,9 @@ constexpr int kPixelThreads = 256;
 // Device memory per chunk of images; larger batches run chunk by chunk.
 constexpr std::int64_t kChunkBytes = std::int64_t{256} << 20;
 
-// Dequantization steps and quantization divisors (QuantTable::step, ::fstep) per plane. Passed by value: kernel
-// parameters live in constant memory, and concurrent calls with different tables share no state.
+// Dequantization steps and quantization divisors (QuantTable::step, ::fstep) per plane. Passed
+// by value: kernel parameters live in constant memory, and concurrent calls with different tables
+// share no state.
 struct Tables {
   float step[kMaxPlanes][64];
   float fstep[kMaxPlanes][64];
