@@ -1,0 +1,498 @@
+// CUDA round-trip pipelines: the stages of codec.cpp (pad, JFIF colour transform, libjpeg box
+// downsampling, 8x8 block round trip, "fancy" upsampling, crop) as one kernel each. Every float
+// operation mirrors codec.cpp and dct_scalar.cpp in value and order, and the file is compiled with
+// --fmad=false (CMakeLists.txt): without fused multiply-adds the device rounds exactly where the
+// baseline x86-64 scalar path does, so the two agree bit for bit.
+#include "cuda/roundtrip.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+#include "kernels.h"
+
+namespace nnjpeg::cuda {
+namespace {
+
+// nnjpeg::kFwd (forward passes) and nnjpeg::kDct (inverse), uploaded once per device, so both
+// paths transform with the same coefficients.
+__constant__ float c_fwd[8][8];
+__constant__ float c_dct[8][8];
+
+constexpr int kMaxPlanes = 3;
+// Four 8x8 blocks of 64 threads each per thread block: 256 threads, and a warp's row of 8 loads
+// spans 4 neighbouring blocks (128 contiguous bytes).
+constexpr int kBlocksPerCta = 4;
+constexpr int kPixelThreads = 256;
+// Device memory per chunk of images; larger batches run chunk by chunk.
+constexpr std::int64_t kChunkBytes = std::int64_t{256} << 20;
+
+// Dequantization steps and quantization divisors (QuantTable::step, ::fstep) per plane. Passed
+// by value: kernel parameters live in constant memory, and concurrent calls with different tables
+// share no state.
+struct Tables {
+  float step[kMaxPlanes][64];
+  float fstep[kMaxPlanes][64];
+};
+
+// libjpeg's convention for quantization (jcdctmgr.c): ties go away from zero.
+template <class T>
+__device__ __forceinline__ T round_half_away(T x) {
+  const T t = trunc(x);
+  return fabs(x - t) >= T(0.5) ? t + copysign(T(1), x) : t;
+}
+
+__device__ __forceinline__ float clamp255(double v) {
+  return static_cast<float>(v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v));
+}
+
+__device__ __forceinline__ float to_sample(std::uint8_t v) { return static_cast<float>(v); }
+__device__ __forceinline__ float to_sample(float v) { return v * 255.0f; }
+__device__ __forceinline__ void from_sample(float s, std::uint8_t* d) {
+  *d = static_cast<std::uint8_t>(s);
+}
+// IEEE division (nvcc's default -prec-div=true): the result is exactly the CPU's k / 255.
+__device__ __forceinline__ void from_sample(float s, float* d) { *d = s / 255.0f; }
+
+// Output k of the unscaled forward transform F x (F: kFwd, see QuantTable) of x[0], x[s], ...,
+// x[7s], by the even/odd split of dct_scalar.cpp: sum over n < 4 of F[k][n] (x[n] +/- x[7-n]),
+// minus for odd k. Adding -1 * b is exactly subtracting b, so the sign is a factor rather than a
+// divergent branch.
+__device__ __forceinline__ float fdct_at(const float* x, int s, int k) {
+  const float sign = (k & 1) ? -1.0f : 1.0f;
+  float acc = 0.0f;
+#pragma unroll
+  for (int n = 0; n < 4; ++n) acc += c_fwd[k][n] * (x[n * s] + sign * x[(7 - n) * s]);
+  return acc;
+}
+
+// Output n of the inverse DCT (kDct): with m = min(n, 7 - n), the even-k and odd-k partial sums
+// at m give x[m] = even + odd and x[7-m] = even - odd, as in dct_scalar.cpp.
+__device__ __forceinline__ float idct_at(const float* y, int s, int n) {
+  const int m = n < 4 ? n : 7 - n;
+  float even = 0.0f, odd = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 8; k += 2) {
+    even += c_dct[k][m] * y[k * s];
+    odd += c_dct[k + 1][m] * y[(k + 1) * s];
+  }
+  return even + (n < 4 ? 1.0f : -1.0f) * odd;
+}
+
+// Block round trip over `nplanes` planes of (bh * 8, bw * 8) samples with row stride `pw`, plane
+// p at planes + p * plane_stride and quantized with table table_first + p % table_count. Thread
+// (x, y, z) holds column x, row y of block z; each 1-D pass gives every thread one output.
+__global__ void block_roundtrip_kernel(float* planes, std::int64_t plane_stride, std::int64_t nplanes,
+                                       std::int64_t bh, std::int64_t bw, std::int64_t pw,
+                                       int table_first, int table_count, Tables tables) {
+  // One column of padding: the column passes then read 8 different banks.
+  __shared__ float a[kBlocksPerCta][8][9];
+  __shared__ float b[kBlocksPerCta][8][9];
+  const int c = threadIdx.x, r = threadIdx.y, z = threadIdx.z;
+  const std::int64_t per_plane = bh * bw;
+  const std::int64_t idx = std::int64_t{blockIdx.x} * kBlocksPerCta + z;
+  // Threads past the last block still reach every barrier; they work on zeros and store nothing.
+  const bool active = idx < per_plane * nplanes;
+  const std::int64_t plane = active ? idx / per_plane : 0;
+  const std::int64_t rem = active ? idx - plane * per_plane : 0;
+  float* p = planes + plane * plane_stride + (rem / bw) * 8 * pw + (rem % bw) * 8;
+  const int t = table_first + static_cast<int>(plane % table_count);
+  float(*x)[9] = a[z];
+  float(*y)[9] = b[z];
+
+  x[r][c] = active ? p[r * pw + c] - 128.0f : 0.0f;
+  __syncthreads();
+  y[r][c] = fdct_at(&x[r][0], 1, c);
+  __syncthreads();
+  // Division, not a reciprocal: correctly rounded, it keeps exact ties exact (kernels.h).
+  const float coef = fdct_at(&y[0][c], 9, r);
+  x[r][c] = round_half_away(coef / tables.fstep[t][r * 8 + c]) * tables.step[t][r * 8 + c];
+  __syncthreads();
+  y[r][c] = idct_at(&x[0][c], 9, r);
+  __syncthreads();
+  const float v = round_half_away(idct_at(&y[r][0], 1, c) + 128.0f);
+  if (active) p[r * pw + c] = clamp255(v);
+}
+
+// Planes [m][ch][hp][wp] from (m, h, w, ch) samples, the last row and column repeated into the
+// padding (libjpeg's edge expansion).
+template <class T>
+__global__ void load_kernel(const T* src, std::int64_t m, std::int64_t h, std::int64_t w,
+                            std::int64_t ch, float* planes, std::int64_t hp, std::int64_t wp) {
+  const std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= m * hp * wp) return;
+  const std::int64_t img = i / (hp * wp), rem = i - img * hp * wp;
+  const std::int64_t y = rem / wp, x = rem - y * wp;
+  const T* s = src + ((img * h + min(y, h - 1)) * w + min(x, w - 1)) * ch;
+  for (std::int64_t k = 0; k < ch; ++k) planes[(img * ch + k) * hp * wp + rem] = to_sample(s[k]);
+}
+
+// As load_kernel for 3 channels, then JFIF full-range BT.601 (ITU-T T.871) as codec.cpp evaluates
+// it: integer weights over 10^3 / 10^6 in double, so exact ties stay exact. Converting a repeated
+// edge pixel repeats its conversion, so padding first or after gives the same planes.
+template <class T>
+__global__ void load_ycc_kernel(const T* src, std::int64_t m, std::int64_t h, std::int64_t w,
+                                float* planes, std::int64_t hp, std::int64_t wp) {
+  const std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= m * hp * wp) return;
+  const std::int64_t img = i / (hp * wp), rem = i - img * hp * wp;
+  const std::int64_t y = rem / wp, x = rem - y * wp;
+  const T* s = src + ((img * h + min(y, h - 1)) * w + min(x, w - 1)) * 3;
+  const double r = to_sample(s[0]), g = to_sample(s[1]), b = to_sample(s[2]);
+  float* d = planes + img * 3 * hp * wp + rem;
+  d[0] = clamp255(round_half_away((299.0 * r + 587.0 * g + 114.0 * b) / 1e3));
+  d[hp * wp] = clamp255(round_half_away((-168736.0 * r - 331264.0 * g + 500000.0 * b) / 1e6 + 128.0));
+  d[2 * hp * wp] = clamp255(round_half_away((500000.0 * r - 418688.0 * g - 81312.0 * b) / 1e6 + 128.0));
+}
+
+// Cb, Cr of planes [m][3][hp][wp] box-filtered into chroma [m][2][hp / vs][wp / hs], with
+// libjpeg's alternating rounding bias (jcsample.c h2v1/h2v2).
+__global__ void downsample_kernel(const float* planes, float* chroma, std::int64_t m,
+                                  std::int64_t hp, std::int64_t wp, int hs, int vs) {
+  const std::int64_t ch = hp / vs, cw = wp / hs;
+  const std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= m * 2 * ch * cw) return;
+  const std::int64_t plane = i / (ch * cw), rem = i - plane * ch * cw;
+  const std::int64_t y = rem / cw, x = rem - y * cw;
+  const std::int64_t img = plane / 2, k = plane - img * 2;
+  const float* s = planes + (img * 3 + 1 + k) * hp * wp;
+  float sum = 0.0f;
+  for (int dy = 0; dy < vs; ++dy) {
+    for (int dx = 0; dx < hs; ++dx) sum += s[(y * vs + dy) * wp + x * hs + dx];
+  }
+  const float bias = vs == 2 ? static_cast<float>(1 + (x & 1)) : static_cast<float>(x & 1);
+  chroma[i] = floorf((sum + bias) / static_cast<float>(hs * vs));
+}
+
+// libjpeg's "fancy" triangle upsampling (jdsample.c) of chroma [m][2][ch][cw] back into the Cb,
+// Cr planes over the (h, w) image; neighbours past the valid (cvh, cvw) region repeat the edge.
+__global__ void upsample_kernel(const float* chroma, float* planes, std::int64_t m, std::int64_t h,
+                                std::int64_t w, std::int64_t hp, std::int64_t wp, std::int64_t ch,
+                                std::int64_t cw, std::int64_t cvh, std::int64_t cvw, int hs, int vs) {
+  const std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= m * 2 * h * w) return;
+  const std::int64_t plane = i / (h * w), rem = i - plane * h * w;
+  const std::int64_t y = rem / w, x = rem - y * w;
+  const std::int64_t img = plane / 2, k = plane - img * 2;
+  const float* src = chroma + plane * ch * cw;
+  auto at = [&](std::int64_t yy, std::int64_t xx) {
+    yy = max(std::int64_t{0}, min(yy, cvh - 1));
+    xx = max(std::int64_t{0}, min(xx, cvw - 1));
+    return static_cast<int>(src[yy * cw + xx]);
+  };
+  const std::int64_t iy = y / vs, ix = x / hs;
+  const std::int64_t nx = x % 2 == 0 ? ix - 1 : ix + 1;
+  int v;
+  if (vs == 1) {
+    v = (3 * at(iy, ix) + at(iy, nx) + (x % 2 == 0 ? 1 : 2)) >> 2;
+  } else {
+    const std::int64_t ny = y % 2 == 0 ? iy - 1 : iy + 1;
+    const int near = 3 * at(iy, ix) + at(ny, ix);
+    const int far = 3 * at(iy, nx) + at(ny, nx);
+    v = (3 * near + far + (x % 2 == 0 ? 8 : 7)) >> 4;
+  }
+  planes[(img * 3 + 1 + k) * hp * wp + y * wp + x] = static_cast<float>(v);
+}
+
+// Planes [m][ch][hp][wp] cropped to a contiguous (m, h, w, ch) result.
+template <class T>
+__global__ void store_kernel(const float* planes, T* dst, std::int64_t m, std::int64_t h,
+                             std::int64_t w, std::int64_t ch, std::int64_t hp, std::int64_t wp) {
+  const std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= m * h * w * ch) return;
+  const std::int64_t pix = i / ch, k = i - pix * ch;
+  const std::int64_t img = pix / (h * w), rem = pix - img * h * w;
+  const std::int64_t y = rem / w, x = rem - y * w;
+  from_sample(planes[(img * ch + k) * hp * wp + y * wp + x], dst + i);
+}
+
+// YCbCr planes [m][3][hp][wp] back to RGB (T.871, in double as codec.cpp), cropped to (m, h, w, 3).
+template <class T>
+__global__ void store_ycc_kernel(const float* planes, T* dst, std::int64_t m, std::int64_t h,
+                                 std::int64_t w, std::int64_t hp, std::int64_t wp) {
+  const std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= m * h * w) return;
+  const std::int64_t img = i / (h * w), rem = i - img * h * w;
+  const std::int64_t y = rem / w, x = rem - y * w;
+  const float* s = planes + img * 3 * hp * wp + y * wp + x;
+  const double yy = s[0], cb = s[hp * wp] - 128.0, cr = s[2 * hp * wp] - 128.0;
+  T* d = dst + i * 3;
+  from_sample(clamp255(round_half_away(yy + 1402.0 * cr / 1e3)), d);
+  from_sample(clamp255(round_half_away(yy - (344136.0 * cb + 714136.0 * cr) / 1e6)), d + 1);
+  from_sample(clamp255(round_half_away(yy + 1772.0 * cb / 1e3)), d + 2);
+}
+
+std::string failure(const char* what, cudaError_t e) {
+  return std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
+         cudaGetErrorString(e) + ")";
+}
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  cudaError_t allocate(std::size_t bytes) { return cudaMalloc(&ptr_, bytes); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+class Stream {
+ public:
+  Stream() = default;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream() {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+  // Non-blocking: concurrent calls from several Python threads do not serialise on stream 0.
+  cudaError_t create() { return cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking); }
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+// Uploads the transform matrices to the current device once per process. The lock is held until the copy
+// has completed, so no kernel on any stream can read the matrix before it is there.
+std::string upload_matrices(cudaStream_t stream) {
+  static std::mutex mutex;
+  static std::vector<bool> uploaded;
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return failure("cudaGetDevice", e);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (uploaded.size() <= static_cast<std::size_t>(device)) uploaded.resize(device + 1, false);
+  if (uploaded[device]) return {};
+  if (cudaError_t e = cudaMemcpyToSymbolAsync(c_fwd, kFwd, sizeof(kFwd), 0,
+                                              cudaMemcpyHostToDevice, stream);
+      e != cudaSuccess) {
+    return failure("cudaMemcpyToSymbolAsync", e);
+  }
+  if (cudaError_t e = cudaMemcpyToSymbolAsync(c_dct, kDct, sizeof(kDct), 0,
+                                              cudaMemcpyHostToDevice, stream);
+      e != cudaSuccess) {
+    return failure("cudaMemcpyToSymbolAsync", e);
+  }
+  if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) {
+    return failure("cudaStreamSynchronize", e);
+  }
+  uploaded[device] = true;
+  return {};
+}
+
+unsigned int grid_for(std::int64_t count, int threads) {
+  return static_cast<unsigned int>((count + threads - 1) / threads);
+}
+
+std::string check_launch(const char* kernel) {
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return failure(kernel, e);
+  return {};
+}
+
+struct Geometry {
+  bool ycc;
+  int hs, vs;
+  std::int64_t hp, wp, ch, cw;
+};
+
+std::string launch_block_roundtrip(float* planes, std::int64_t plane_stride, std::int64_t nplanes,
+                                   std::int64_t ph, std::int64_t pw, int table_first,
+                                   int table_count, const Tables& tables, cudaStream_t stream) {
+  const std::int64_t blocks = nplanes * (ph / 8) * (pw / 8);
+  block_roundtrip_kernel<<<grid_for(blocks, kBlocksPerCta), dim3(8, 8, kBlocksPerCta), 0, stream>>>(
+      planes, plane_stride, nplanes, ph / 8, pw / 8, pw, table_first, table_count, tables);
+  return check_launch("block_roundtrip_kernel");
+}
+
+// Every stage for `m` images already on the device in `src`; the result goes to `dst`.
+template <class T>
+std::string launch_pipeline(const T* src, T* dst, float* planes, float* chroma, std::int64_t m,
+                            const ImageView& in, const Geometry& g, const Tables& tables,
+                            cudaStream_t stream) {
+  const std::int64_t pixels = m * g.hp * g.wp;
+  std::string err;
+  if (!g.ycc) {
+    load_kernel<T><<<grid_for(pixels, kPixelThreads), kPixelThreads, 0, stream>>>(
+        src, m, in.h, in.w, in.c, planes, g.hp, g.wp);
+    if (!(err = check_launch("load_kernel")).empty()) return err;
+    err = launch_block_roundtrip(planes, g.hp * g.wp, m * in.c, g.hp, g.wp, 0,
+                                 static_cast<int>(in.c), tables, stream);
+    if (!err.empty()) return err;
+    store_kernel<T><<<grid_for(m * in.h * in.w * in.c, kPixelThreads), kPixelThreads, 0, stream>>>(
+        planes, dst, m, in.h, in.w, in.c, g.hp, g.wp);
+    return check_launch("store_kernel");
+  }
+  load_ycc_kernel<T><<<grid_for(pixels, kPixelThreads), kPixelThreads, 0, stream>>>(
+      src, m, in.h, in.w, planes, g.hp, g.wp);
+  if (!(err = check_launch("load_ycc_kernel")).empty()) return err;
+  if (g.hs == 1 && g.vs == 1) {
+    err = launch_block_roundtrip(planes, g.hp * g.wp, m * 3, g.hp, g.wp, 0, 3, tables, stream);
+    if (!err.empty()) return err;
+  } else {
+    downsample_kernel<<<grid_for(m * 2 * g.ch * g.cw, kPixelThreads), kPixelThreads, 0, stream>>>(
+        planes, chroma, m, g.hp, g.wp, g.hs, g.vs);
+    if (!(err = check_launch("downsample_kernel")).empty()) return err;
+    err = launch_block_roundtrip(planes, 3 * g.hp * g.wp, m, g.hp, g.wp, 0, 1, tables, stream);
+    if (!err.empty()) return err;
+    err = launch_block_roundtrip(chroma, g.ch * g.cw, m * 2, g.ch, g.cw, 1, 2, tables, stream);
+    if (!err.empty()) return err;
+    const std::int64_t cvh = (in.h + g.vs - 1) / g.vs, cvw = (in.w + g.hs - 1) / g.hs;
+    upsample_kernel<<<grid_for(m * 2 * in.h * in.w, kPixelThreads), kPixelThreads, 0, stream>>>(
+        chroma, planes, m, in.h, in.w, g.hp, g.wp, g.ch, g.cw, cvh, cvw, g.hs, g.vs);
+    if (!(err = check_launch("upsample_kernel")).empty()) return err;
+  }
+  store_ycc_kernel<T><<<grid_for(m * in.h * in.w, kPixelThreads), kPixelThreads, 0, stream>>>(
+      planes, dst, m, in.h, in.w, g.hp, g.wp);
+  return check_launch("store_ycc_kernel");
+}
+
+// True when the whole view is one C-contiguous run of bytes (size-1 dimensions may have any
+// stride, as in NumPy's contiguity flags).
+bool contiguous(const ImageView& in, std::int64_t elem) {
+  std::int64_t expect = elem;
+  const std::int64_t dims[4] = {in.c, in.w, in.h, in.n};
+  const std::int64_t strides[4] = {in.sc, in.sw, in.sh, in.sn};
+  for (int d = 0; d < 4; ++d) {
+    if (dims[d] != 1 && strides[d] != expect) return false;
+    expect *= dims[d];
+  }
+  return true;
+}
+
+// Copies images [first, first + count) of a strided view into a contiguous host buffer.
+void gather(const ImageView& in, std::int64_t first, std::int64_t count, std::int64_t elem,
+            std::uint8_t* dst) {
+  for (std::int64_t i = first; i < first + count; ++i) {
+    for (std::int64_t y = 0; y < in.h; ++y) {
+      const std::uint8_t* row = in.data + i * in.sn + y * in.sh;
+      for (std::int64_t x = 0; x < in.w; ++x) {
+        for (std::int64_t k = 0; k < in.c; ++k) {
+          std::memcpy(dst, row + x * in.sw + k * in.sc, static_cast<std::size_t>(elem));
+          dst += elem;
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+std::string run(const ImageView& in, void* out, const Tables& tables, const Geometry& g) {
+  constexpr std::int64_t elem = sizeof(T);
+  const std::int64_t image_bytes = in.h * in.w * in.c * elem;
+  const std::int64_t plane_elems = (g.ycc ? 3 : in.c) * g.hp * g.wp;
+  const std::int64_t chroma_elems = g.ycc ? 2 * g.ch * g.cw : 0;
+  const std::int64_t per_image =
+      2 * image_bytes + (plane_elems + chroma_elems) * static_cast<std::int64_t>(sizeof(float));
+  const std::int64_t chunk = std::clamp<std::int64_t>(kChunkBytes / per_image, 1, in.n);
+
+  Stream stream;
+  if (cudaError_t e = stream.create(); e != cudaSuccess) {
+    return failure("cudaStreamCreateWithFlags", e);
+  }
+  if (std::string err = upload_matrices(stream.get()); !err.empty()) return err;
+  DeviceBuffer src, dst, planes, chroma;
+  const auto bytes = [&](std::int64_t n) { return static_cast<std::size_t>(n * chunk); };
+  if (cudaError_t e = src.allocate(bytes(image_bytes)); e != cudaSuccess) return failure("cudaMalloc", e);
+  if (cudaError_t e = dst.allocate(bytes(image_bytes)); e != cudaSuccess) return failure("cudaMalloc", e);
+  if (cudaError_t e = planes.allocate(bytes(plane_elems * sizeof(float))); e != cudaSuccess) {
+    return failure("cudaMalloc", e);
+  }
+  if (chroma_elems > 0) {
+    if (cudaError_t e = chroma.allocate(bytes(chroma_elems * sizeof(float))); e != cudaSuccess) {
+      return failure("cudaMalloc", e);
+    }
+  }
+  const bool direct = contiguous(in, elem);
+  std::vector<std::uint8_t> staging(direct ? 0 : bytes(image_bytes));
+
+  for (std::int64_t first = 0; first < in.n; first += chunk) {
+    const std::int64_t m = std::min(chunk, in.n - first);
+    const std::uint8_t* host_src = in.data + first * image_bytes;
+    if (!direct) {
+      gather(in, first, m, elem, staging.data());
+      host_src = staging.data();
+    }
+    if (cudaError_t e = cudaMemcpyAsync(src.as<void>(), host_src, static_cast<std::size_t>(m * image_bytes),
+                                        cudaMemcpyHostToDevice, stream.get());
+        e != cudaSuccess) {
+      return failure("cudaMemcpyAsync (host to device)", e);
+    }
+    std::string err = launch_pipeline<T>(src.as<const T>(), dst.as<T>(), planes.as<float>(),
+                                         chroma.as<float>(), m, in, g, tables, stream.get());
+    if (!err.empty()) return err;
+    std::uint8_t* host_dst = static_cast<std::uint8_t*>(out) + first * image_bytes;
+    if (cudaError_t e = cudaMemcpyAsync(host_dst, dst.as<void>(), static_cast<std::size_t>(m * image_bytes),
+                                        cudaMemcpyDeviceToHost, stream.get());
+        e != cudaSuccess) {
+      return failure("cudaMemcpyAsync (device to host)", e);
+    }
+    // Also the point where errors of the kernels above surface; the staging buffer is reused next.
+    if (cudaError_t e = cudaStreamSynchronize(stream.get()); e != cudaSuccess) {
+      return failure("cudaStreamSynchronize", e);
+    }
+  }
+  return {};
+}
+
+std::string roundtrip_impl(const ImageView& in, void* out, const float* tables, Mode mode) {
+  int count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("no CUDA device is available (cudaGetDeviceCount: ") + cudaGetErrorName(e) +
+           ": " + cudaGetErrorString(e) + ")";
+  }
+  if (count == 0) return "no CUDA device is available (cudaGetDeviceCount found 0 devices)";
+  if (in.n == 0) return {};
+
+  Geometry g{};
+  g.ycc = mode != Mode::kRgb && in.c == 3;
+  g.hs = g.ycc && mode != Mode::kYcc444 ? 2 : 1;
+  g.vs = g.ycc && mode == Mode::kYcc420 ? 2 : 1;
+  g.hp = (in.h + 8 * g.vs - 1) / (8 * g.vs) * (8 * g.vs);
+  g.wp = (in.w + 8 * g.hs - 1) / (8 * g.hs) * (8 * g.hs);
+  g.ch = g.hp / g.vs;
+  g.cw = g.wp / g.hs;
+
+  Tables t{};
+  for (std::int64_t p = 0; p < in.c; ++p) {
+    const QuantTable qt = make_quant_table(tables + 64 * p);
+    std::copy(qt.step, qt.step + 64, t.step[p]);
+    std::copy(qt.fstep, qt.fstep + 64, t.fstep[p]);
+  }
+  return in.is_float ? run<float>(in, out, t, g) : run<std::uint8_t>(in, out, t, g);
+}
+
+}  // namespace
+
+std::string roundtrip(const ImageView& in, void* out, const float* tables, Mode mode) {
+  // Runs without the GIL: nothing may propagate, host allocation failures included.
+  try {
+    return roundtrip_impl(in, out, tables, mode);
+  } catch (const std::exception& e) {
+    return std::string("CUDA round trip failed: ") + e.what();
+  }
+}
+
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+}  // namespace nnjpeg::cuda
