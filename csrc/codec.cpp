@@ -12,12 +12,13 @@ namespace {
 
 using Plane = std::vector<float>;
 
-inline float round_half_away(float x) {
-  const float t = std::trunc(x);
-  return std::fabs(x - t) >= 0.5f ? t + std::copysign(1.0f, x) : t;
+template <class T>
+inline T round_half_away(T x) {
+  const T t = std::trunc(x);
+  return std::fabs(x - t) >= T(0.5) ? t + std::copysign(T(1), x) : t;
 }
 
-inline float clamp255(float v) { return v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v); }
+inline float clamp255(double v) { return static_cast<float>(v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v)); }
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
@@ -117,12 +118,15 @@ void roundtrip_rgb_image(const ImageView& in, std::int64_t img, void* out,
 }
 
 // JFIF full-range BT.601 (ITU-T T.871), rounded to whole samples as libjpeg's rgb_ycc_convert.
+// The weights are written as integers over 10^3 / 10^6 and evaluated in double: for whole-number
+// samples the numerators are exact and the division correctly rounded, so a sum that is exactly
+// k + 1/2 stays a tie and rounds away from zero every time.
 void rgb_to_ycc(Plane& r_y, Plane& g_cb, Plane& b_cr) {
   for (std::size_t i = 0; i < r_y.size(); ++i) {
-    const float r = r_y[i], g = g_cb[i], b = b_cr[i];
-    r_y[i] = clamp255(round_half_away(0.299f * r + 0.587f * g + 0.114f * b));
-    g_cb[i] = clamp255(round_half_away(-0.168736f * r - 0.331264f * g + 0.5f * b + 128.0f));
-    b_cr[i] = clamp255(round_half_away(0.5f * r - 0.418688f * g - 0.081312f * b + 128.0f));
+    const double r = r_y[i], g = g_cb[i], b = b_cr[i];
+    r_y[i] = clamp255(round_half_away((299.0 * r + 587.0 * g + 114.0 * b) / 1e3));
+    g_cb[i] = clamp255(round_half_away((-168736.0 * r - 331264.0 * g + 500000.0 * b) / 1e6 + 128.0));
+    b_cr[i] = clamp255(round_half_away((500000.0 * r - 418688.0 * g - 81312.0 * b) / 1e6 + 128.0));
   }
 }
 
@@ -177,10 +181,10 @@ void upsample(const Plane& src, std::int64_t cw, std::int64_t cvh, std::int64_t 
 
 void ycc_to_rgb(Plane& y_r, Plane& cb_g, Plane& cr_b) {
   for (std::size_t i = 0; i < y_r.size(); ++i) {
-    const float y = y_r[i], cb = cb_g[i] - 128.0f, cr = cr_b[i] - 128.0f;
-    y_r[i] = clamp255(round_half_away(y + 1.402f * cr));
-    cb_g[i] = clamp255(round_half_away(y - 0.344136f * cb - 0.714136f * cr));
-    cr_b[i] = clamp255(round_half_away(y + 1.772f * cb));
+    const double y = y_r[i], cb = cb_g[i] - 128.0, cr = cr_b[i] - 128.0;
+    y_r[i] = clamp255(round_half_away(y + 1402.0 * cr / 1e3));
+    cb_g[i] = clamp255(round_half_away(y - (344136.0 * cb + 714136.0 * cr) / 1e6));
+    cr_b[i] = clamp255(round_half_away(y + 1772.0 * cb / 1e3));
   }
 }
 

@@ -13,19 +13,27 @@ const float kDct[8][8] = {
                        NNJPEG_C(k, 4), NNJPEG_C(k, 5), NNJPEG_C(k, 6), NNJPEG_C(k, 7)}
     NNJPEG_ROW(0), NNJPEG_ROW(1), NNJPEG_ROW(2), NNJPEG_ROW(3),
     NNJPEG_ROW(4), NNJPEG_ROW(5), NNJPEG_ROW(6), NNJPEG_ROW(7),
+};
+
+const float kFwd[8][8] = {
+    {1, 1, 1, 1, 1, 1, 1, 1},
+    NNJPEG_ROW(1), NNJPEG_ROW(2), NNJPEG_ROW(3),
+    {1, -1, -1, 1, 1, -1, -1, 1},
+    NNJPEG_ROW(5), NNJPEG_ROW(6), NNJPEG_ROW(7),
 #undef NNJPEG_ROW
 #undef NNJPEG_C
 };
 
 QuantTable make_quant_table(const float* step64) {
+  // g(k) of QuantTable, in double so fstep is the correctly rounded step / (g(v) g(u)).
+  auto g = [](int k) { return (k == 0 || k == 4) ? 0.35355339059327373 : 1.0; };
   QuantTable qt;
   for (int v = 0; v < 8; ++v) {
     for (int u = 0; u < 8; ++u) {
       const float s = step64[v * 8 + u];
-      qt.step[v * 8 + u] = s;
-      qt.inv[v * 8 + u] = 1.0f / s;
-      qt.step_t[u * 8 + v] = s;
-      qt.inv_t[u * 8 + v] = 1.0f / s;
+      const float fs = static_cast<float>(static_cast<double>(s) / (g(v) * g(u)));
+      qt.step[v * 8 + u] = qt.step_t[u * 8 + v] = s;
+      qt.fstep[v * 8 + u] = qt.fstep_t[u * 8 + v] = fs;
     }
   }
   return qt;
@@ -39,7 +47,7 @@ inline float round_half_away(float x) {
   return std::fabs(x - t) >= 0.5f ? t + std::copysign(1.0f, x) : t;
 }
 
-// y[k] = sum_n C[k][n] x[n], strided in and out.
+// y[k] = sum_n F[k][n] x[n] (F: kFwd), strided in and out.
 inline void fdct8(const float* x, std::ptrdiff_t xs, float* y, std::ptrdiff_t ys) {
   float e[4], o[4];
   for (int n = 0; n < 4; ++n) {
@@ -49,8 +57,8 @@ inline void fdct8(const float* x, std::ptrdiff_t xs, float* y, std::ptrdiff_t ys
   for (int k = 0; k < 8; k += 2) {
     float se = 0.0f, so = 0.0f;
     for (int n = 0; n < 4; ++n) {
-      se += kDct[k][n] * e[n];
-      so += kDct[k + 1][n] * o[n];
+      se += kFwd[k][n] * e[n];
+      so += kFwd[k + 1][n] * o[n];
     }
     y[k * ys] = se;
     y[(k + 1) * ys] = so;
@@ -81,7 +89,7 @@ void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, cons
     }
     for (int r = 0; r < 8; ++r) fdct8(blk + r * 8, 1, tmp + r * 8, 1);
     for (int c = 0; c < 8; ++c) fdct8(tmp + c, 8, blk + c, 8);
-    for (int i = 0; i < 64; ++i) blk[i] = round_half_away(blk[i] * qt.inv[i]) * qt.step[i];
+    for (int i = 0; i < 64; ++i) blk[i] = round_half_away(blk[i] / qt.fstep[i]) * qt.step[i];
     for (int c = 0; c < 8; ++c) idct8(blk + c, 8, tmp + c, 8);
     for (int r = 0; r < 8; ++r) idct8(tmp + r * 8, 1, blk + r * 8, 1);
     for (int r = 0; r < 8; ++r) {

@@ -8,22 +8,26 @@
 
 namespace nnjpeg {
 
-// A quantization table prepared once per call: steps and reciprocals, in natural (row-major,
-// [vertical][horizontal] frequency) order and transposed, so SIMD kernels that leave coefficients
-// transposed between their two 1-D passes can quantize without a shuffle.
+// Exact quantization ties. The DCT-II basis rows 0 and 4 are c0 * (+-1) with c0 = 1/sqrt(8), so the
+// coefficients (0,0), (0,4), (4,0) and (4,4) of whole-number samples are whole numbers / 8 and land
+// exactly on quantization ties (k + 1/2 steps) about once per 8 * step blocks. To round those ties
+// the same way every time (away from zero), the forward passes use F = C with rows 0 and 4 divided by
+// c0 (exact +-1 weights, exact sums), and quantization divides the unscaled coefficient T = F X F^T
+// by fstep = step / (g(v) g(u)), g(0) = g(4) = c0, else 1: fstep is 8 * step (exact) at those four
+// frequencies, and IEEE division is correctly rounded, so an exact tie stays exact.
 struct QuantTable {
-  alignas(64) float step[64];
-  alignas(64) float inv[64];
-  alignas(64) float step_t[64];
-  alignas(64) float inv_t[64];
+  alignas(64) float step[64];     // dequantization, natural (row-major, [v][u]) order
+  alignas(64) float fstep[64];    // quantization divisor of the unscaled T, natural order
+  alignas(64) float step_t[64];   // the same two, transposed ([u][v]), for kernels whose
+  alignas(64) float fstep_t[64];  // coefficients come out transposed from the second pass
 };
 
 QuantTable make_quant_table(const float* step64);
 
 // Round trip of `nblocks` horizontally adjacent 8x8 blocks held in a band of 8 rows (row stride
 // `stride` floats). In: samples in [0, 255]. Out, in place: level shift by -128, orthonormal DCT-II,
-// q = round_half_away(coef / step), coef = q * step, inverse DCT, +128, round half away from zero,
-// clamp to [0, 255]; the results are whole numbers.
+// q = round_half_away(coef / step) (computed as T / fstep, see QuantTable), coef = q * step, inverse
+// DCT, +128, round half away from zero, clamp to [0, 255]; the results are whole numbers.
 using BandKernel = void (*)(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 
 void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
@@ -46,7 +50,9 @@ std::vector<std::string> compiled_kernels();
 // Every kernel this CPU can run (tests compare them against each other).
 std::vector<Kernel> runnable_kernels();
 
-// The orthonormal 8-point DCT-II matrix, C[k][n] = s(k) cos((2n + 1) k pi / 16).
+// The orthonormal 8-point DCT-II matrix, C[k][n] = s(k) cos((2n + 1) k pi / 16), and the forward
+// matrix F of QuantTable (rows 0 and 4 of C divided by c0: exactly +-1).
 extern const float kDct[8][8];
+extern const float kFwd[8][8];
 
 }  // namespace nnjpeg

@@ -55,20 +55,17 @@ def _check_table(table, channels: int, color: str) -> np.ndarray:
         raise TypeError(f"Expected a numeric quantization table. Received: dtype={t.dtype}")
     planes = 3 if channels == 3 else 1
     allowed = ["(8, 8)", f"({planes}, 8, 8)"] + (["(2, 8, 8) as (luma, chroma)"] if color == "ycbcr" and planes == 3 else [])
-    if t.shape == (8, 8):
-        t = np.broadcast_to(t, (planes, 8, 8))
-    elif t.shape == (2, 8, 8) and color == "ycbcr" and planes == 3:
-        t = t[[0, 1, 1]]
-    elif t.shape == (1, 8, 8) or (t.shape == (3, 8, 8) and planes == 3):
-        t = np.broadcast_to(t, (planes, 8, 8))
-    else:
-        raise ValueError(f"Expected a quantization table of shape {' or '.join(allowed)} for {channels}-channel "
-                         f"images with color={color!r}. Received: shape={t.shape}")
     t64 = t.astype(np.float64)
     if not np.isfinite(t64).all() or (t64 <= 0).any():
+        low = np.nanmin(t64) if not np.isnan(t64).all() else np.nan
         raise ValueError("Expected quantization table entries that are finite and > 0. "
-                         f"Received: min={np.nanmin(t64) if not np.isnan(t64).all() else 'nan'}, "
-                         f"{np.count_nonzero(~np.isfinite(t64))} non-finite")
+                         f"Received: min={low}, {np.count_nonzero(~np.isfinite(t64))} non-finite")
+    if t.shape == (2, 8, 8) and color == "ycbcr" and planes == 3:
+        t64 = t64[[0, 1, 1]]
+    elif t.shape not in ((8, 8), (1, 8, 8), (planes, 8, 8)):
+        raise ValueError(f"Expected a quantization table of shape {' or '.join(allowed)} for {channels}-channel "
+                         f"images with color={color!r}. Received: shape={t.shape}")
+    t64 = np.broadcast_to(t64, (planes, 8, 8))
     return np.ascontiguousarray(t64.reshape(planes, 64), dtype=np.float32)
 
 

@@ -1,0 +1,141 @@
+"""The `nnjpeg` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import codec, tables
+
+SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def _load_images(paths: list[str]) -> dict[str, np.ndarray]:
+    if not paths:
+        try:
+            from skimage import data
+        except ImportError as e:
+            raise SystemExit("nnjpeg compress: no images given and scikit-image (bundled sample photos) is not "
+                             "installed. Pass image paths or `pip install scikit-image`.") from e
+        return {name: np.ascontiguousarray(getattr(data, name)()[..., :3]) for name in SAMPLE_PHOTOS}
+    from PIL import Image
+
+    images = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise SystemExit(f"nnjpeg compress: expected an image file. Received: {p!r} (not found)")
+        images[path.stem] = np.asarray(Image.open(path).convert("RGB"))
+    return images
+
+
+def _parse_table(spec: str) -> np.ndarray:
+    """'nn:K[:OF:AF]' or 'q:QUALITY' (the standard luma table at that quality)."""
+    kind, _, rest = spec.partition(":")
+    try:
+        if kind == "nn":
+            parts = [float(v) for v in rest.split(":")] if rest else []
+            if len(parts) not in (1, 3) or parts[0] != int(parts[0]):
+                raise ValueError
+            return tables.nn_table(int(parts[0]), *parts[1:])
+        if kind == "q":
+            return tables.standard_tables(int(rest))[0]
+    except ValueError:
+        pass
+    raise SystemExit(f"nnjpeg compress: expected --table as 'nn:K', 'nn:K:OF:AF' or 'q:QUALITY'. Received: {spec!r}")
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    images = _load_images(args.images)
+    table = _parse_table(args.table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    panels = []
+    for name, img in images.items():
+        ours = codec.compress(img, table, color=args.color, threads=args.threads)
+        std = codec.jpeg(img, args.quality, subsampling="4:2:0", threads=args.threads)
+        rows.append({"image": name, "shape": list(img.shape), f"psnr_{args.table}_{args.color}": _psnr(ours, img),
+                     f"psnr_jpeg_q{args.quality}_420": _psnr(std, img)})
+        panels.append((name, img, ours, std))
+    keys = list(rows[0])[2:]
+    lines = ["| image | " + " | ".join(f"{k} (dB)" for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {r['image']} | " + " | ".join(f"{r[k]:.2f}" for k in keys) + " |" for r in rows]
+    table_md = "\n".join(lines)
+    print(table_md)
+    (out / "psnr.md").write_text(table_md + "\n")
+    (out / "psnr.json").write_text(json.dumps({"table": table.tolist(), "color": args.color, "rows": rows}, indent=2))
+    _plot(panels, args, out / "comparison.png")
+    print(f"wrote {out / 'comparison.png'}, {out / 'psnr.md'}, {out / 'psnr.json'}")
+    return 0
+
+
+def _plot(panels, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["original", f"{args.table} ({args.color})", f"JPEG q{args.quality} 4:2:0", "|difference| x4"]
+    fig, axes = plt.subplots(len(panels), 4, figsize=(13, 3.2 * len(panels)), squeeze=False)
+    for row, (name, img, ours, std) in enumerate(panels):
+        crop = tuple(slice(s // 2 - min(s, 128) // 2, s // 2 + min(s, 128) // 2) for s in img.shape[:2])
+        diff = np.clip(np.abs(ours.astype(np.int16) - img.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+        for col, (im, title) in enumerate(zip((img, ours, std, diff), cols)):
+            ax = axes[row, col]
+            ax.imshow(im[crop], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title)
+        axes[row, 0].set_ylabel(f"{name}\n{_psnr(ours, img):.1f} dB / {_psnr(std, img):.1f} dB")
+    fig.suptitle("nnjpeg round trips (centre 128x128 crops; PSNR: ours / standard JPEG)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def cmd_info(_: argparse.Namespace) -> int:
+    from . import __version__
+
+    print(json.dumps({"version": __version__, **codec.build_info()}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnjpeg", description="Compression defenses for image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compress", help="round-trip images through the NN-favored codec and standard JPEG; "
+                                        "writes a side-by-side PNG and a PSNR table")
+    p.add_argument("images", nargs="*", help="image files (default: scikit-image's bundled photographs)")
+    p.add_argument("--table", default="nn:5", help="'nn:K', 'nn:K:OF:AF' or 'q:QUALITY' (default: nn:5)")
+    p.add_argument("--color", choices=("rgb", "ycbcr"), default="rgb")
+    p.add_argument("--quality", type=int, default=75, help="quality of the standard JPEG shown beside (default 75)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default="out/compress", help="output folder (default out/compress)")
+    p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("info", help="version, compiled and active SIMD kernels, CUDA")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (TypeError, ValueError) as e:
+        print(f"nnjpeg {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

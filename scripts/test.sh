@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: setup, the pytest suite against the installed wheel, then the native checks
+# (codec tests under AddressSanitizer + UBSan, and a compile of the CUDA kernel when nvcc exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== pytest"
+set +e
+# bin/pytest (not `python -m pytest`) keeps the source tree's nnjpeg/, which has no compiled
+# module, off sys.path: the tests run against the installed package.
+.venv/bin/pytest tests "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  echo "pytest collected no tests: the suite is missing or mis-selected" >&2
+  exit 1
+fi
+[ "$rc" = 0 ] || exit "$rc"
+
+bash scripts/check_native.sh .venv/bin/python

@@ -1,0 +1,243 @@
+"""nnjpeg.compress / nnjpeg.jpeg against the float64 reference, Pillow, and every error path.
+
+NumPy/SciPy/Pillow only (no TensorFlow): this file also runs under AddressSanitizer + UBSan.
+"""
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nnjpeg
+from nnjpeg.tables import ANNEX_K_CHROMA, ANNEX_K_LUMA
+
+import reference
+
+# Float32 DCTs against the float64 reference differ by ~1e-5 of a step, so results agree except
+# where a coefficient sits within that distance of a quantization tie (or a sample of a rounding
+# tie): such pixels may differ, by one grey level for a sample tie, by a few for a coefficient tie.
+MIN_EQUAL_WITHIN_1 = 0.999
+
+TABLES = {
+    "nn5": nnjpeg.nn_table(5),
+    "nn10_16_50": nnjpeg.nn_table(10, 16, 50),
+    "luma_q50": nnjpeg.standard_tables(50)[0],
+    "unit": np.ones((8, 8), np.float32),
+    "random": np.random.default_rng(0).uniform(1, 121, (8, 8)).astype(np.float32),
+}
+
+
+def assert_close_to_reference(out, ref):
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    scale = 255.0 if out.dtype == np.float32 else 1.0
+    diff = np.abs(out.astype(np.float64) * scale - ref.astype(np.float64) * scale)
+    within = np.mean(diff <= 1.0 + 1e-4)
+    assert within >= MIN_EQUAL_WITHIN_1, f"only {within:.5%} of pixels within 1 grey level (max diff {diff.max()})"
+
+
+@pytest.mark.parametrize("table_name", sorted(TABLES))
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_rgb_matches_reference(photos, photo, table_name):
+    img = photos[photo]
+    table = TABLES[table_name]
+    out = nnjpeg.compress(img, table)
+    assert_close_to_reference(out, reference.roundtrip(img, np.broadcast_to(table, (3, 8, 8))))
+    assert np.mean(out != img) > 0.01 or table_name == "unit"  # the transform does something
+
+
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:2", "4:2:0"])
+@pytest.mark.parametrize("photo", ["astronaut", "chelsea"])
+def test_ycbcr_matches_reference(photos, photo, subsampling):
+    img = photos[photo]
+    luma, chroma = nnjpeg.standard_tables(60)
+    out = nnjpeg.compress(img, np.stack([luma, chroma]), color="ycbcr", subsampling=subsampling)
+    assert_close_to_reference(out, reference.roundtrip(img, [luma, chroma, chroma], "ycbcr", subsampling))
+
+
+@pytest.mark.parametrize("size", ["1x1", "7x9", "17x33", "61x75"])
+@pytest.mark.parametrize("mode", ["rgb", "4:4:4", "4:2:2", "4:2:0", "grey"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_odd_sizes_match_reference(crops, size, mode, dtype):
+    img = crops[size]
+    if mode == "grey":
+        img = np.ascontiguousarray(img[..., 1:2])
+    if dtype == "float32":
+        img = img.astype(np.float32) / 255.0
+    table = np.stack(nnjpeg.standard_tables(40) + (nnjpeg.standard_tables(40)[1],))[: img.shape[-1]]
+    color, sub = ("rgb", "4:4:4") if mode in ("rgb", "grey") else ("ycbcr", mode)
+    out = nnjpeg.compress(img, table, color=color, subsampling=sub)
+    assert out.shape == img.shape
+    assert_close_to_reference(out, reference.roundtrip(img, table, color, sub))
+
+
+def test_float_output_on_the_255_grid_and_consistent_with_uint8(photos):
+    img = photos["coffee"]
+    table = nnjpeg.nn_table(6)
+    out_u8 = nnjpeg.compress(img, table)
+    out_f = nnjpeg.compress(img.astype(np.float32) / 255.0, table)
+    assert out_f.dtype == np.float32
+    k = out_f * 255.0
+    np.testing.assert_allclose(k, np.round(k), atol=1e-4)
+    assert np.mean(np.round(k).astype(np.uint8) == out_u8) >= MIN_EQUAL_WITHIN_1
+
+
+def test_float_input_is_not_rounded_to_uint8(photos):
+    # A sub-grey-level perturbation must be seen by the codec (no silent cast of the input).
+    img = photos["chelsea"].astype(np.float32) / 255.0
+    delta = np.random.default_rng(1).uniform(-0.45, 0.45, img.shape).astype(np.float32) / 255.0
+    moved = np.clip(img + delta, 0.0, 1.0)
+    table = nnjpeg.nn_table(4, 16, 50)
+    assert not np.array_equal(nnjpeg.compress(img, table), nnjpeg.compress(moved, table))
+    assert_close_to_reference(nnjpeg.compress(moved, table), reference.roundtrip(moved, np.broadcast_to(table, (3, 8, 8))))
+
+
+@pytest.mark.parametrize(
+    ("quality", "subsampling", "min_psnr"),
+    [(75, "4:4:4", 40.0), (50, "4:4:4", 40.0), (90, "4:4:4", 40.0), (75, "4:2:0", 35.0), (30, "4:2:0", 35.0), (75, "4:2:2", 35.0)],
+)
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_jpeg_matches_pillow(photos, photo, quality, subsampling, min_psnr):
+    img = photos[photo]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling=subsampling)
+    decoded = np.asarray(Image.open(buf))
+    ours = nnjpeg.jpeg(img, quality, subsampling=subsampling)
+    assert reference.psnr(ours, decoded) >= min_psnr
+
+
+@pytest.mark.parametrize("quality", [1, 10, 25, 50, 75, 95, 100])
+def test_standard_tables_equal_the_ones_pillow_writes(quality):
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG", quality=quality)
+    written = Image.open(buf).quantization  # natural order, as libjpeg's JQUANT_TBL
+    luma, chroma = nnjpeg.standard_tables(quality)
+    np.testing.assert_array_equal(np.reshape(written[0], (8, 8)), luma)
+    np.testing.assert_array_equal(np.reshape(written[1], (8, 8)), chroma)
+
+
+def test_standard_tables_at_50_are_annex_k():
+    luma, chroma = nnjpeg.standard_tables(50)
+    np.testing.assert_array_equal(luma, ANNEX_K_LUMA)
+    np.testing.assert_array_equal(chroma, ANNEX_K_CHROMA)
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 15])
+def test_nn_table_bands(k):
+    t = nnjpeg.nn_table(k, of=16, af=50)
+    i, j = np.indices((8, 8))
+    assert t.shape == (8, 8) and t.dtype == np.float32
+    assert (t[i + j < k] == 16).all() and (t[i + j >= k] == 50).all()
+    assert np.count_nonzero(t == 16) == sum(min(d + 1, 15 - d) for d in range(k))
+
+
+def test_shapes_batches_and_empty(photos):
+    batch = np.stack([photos["astronaut"][:40, :40], photos["astronaut"][200:240, 300:340]])
+    table = nnjpeg.nn_table(5)
+    out = nnjpeg.compress(batch, table)
+    assert out.shape == batch.shape
+    np.testing.assert_array_equal(out[1], nnjpeg.compress(batch[1], table))
+    empty = nnjpeg.compress(np.zeros((0, 9, 9, 3), np.uint8), table)
+    assert empty.shape == (0, 9, 9, 3) and empty.dtype == np.uint8
+    assert nnjpeg.jpeg(np.zeros((0, 9, 9, 1), np.float32)).shape == (0, 9, 9, 1)
+
+
+def test_noncontiguous_and_readonly_inputs(photos):
+    img = photos["rocket"]
+    table = nnjpeg.nn_table(7)
+    view = img[10:200:2, ::-3]  # strided and negative-stride view
+    expected = nnjpeg.compress(np.ascontiguousarray(view), table)
+    np.testing.assert_array_equal(nnjpeg.compress(view, table), expected)
+    ro = np.ascontiguousarray(view)
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(nnjpeg.compress(ro, table), expected)
+    planar = np.ascontiguousarray(img.transpose(2, 0, 1)).transpose(1, 2, 0)  # channel stride != 1
+    np.testing.assert_array_equal(nnjpeg.jpeg(planar, 80), nnjpeg.jpeg(img, 80))
+
+
+def test_results_identical_for_every_thread_count(photos):
+    batch = np.stack([photos["chelsea"][:120, :200]] * 3 + [photos["coffee"][:120, :200]])
+    for args in [dict(table=nnjpeg.nn_table(5)), dict(table=np.stack(nnjpeg.standard_tables(70)), color="ycbcr", subsampling="4:2:0")]:
+        results = [nnjpeg.compress(batch, threads=t, **args) for t in (1, 2, 3, 8)]
+        results += [nnjpeg.compress(batch[:1], threads=t, **args) for t in (1, 4)]
+        for r in results[1:4]:
+            np.testing.assert_array_equal(r, results[0])
+        np.testing.assert_array_equal(results[4], results[0][:1])
+        np.testing.assert_array_equal(results[5], results[0][:1])
+
+
+def test_concurrent_python_threads(photos):
+    images = [photos[p][:96, :128] for p in ("astronaut", "coffee", "chelsea", "rocket")] * 2
+    table = nnjpeg.nn_table(5)
+    expected = [nnjpeg.compress(im, table, threads=1) for im in images]
+    results = [None] * len(images)
+
+    def work(i):
+        for _ in range(5):
+            results[i] = nnjpeg.compress(images[i], table, threads=2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_build_info():
+    info = nnjpeg.build_info()
+    assert info["kernel"] in info["kernels_runnable"]
+    assert set(info["kernels_runnable"]) <= set(info["kernels_compiled"])
+    assert "scalar" in info["kernels_compiled"]
+
+
+GOOD = np.zeros((8, 8, 3), np.uint8)
+TABLE = nnjpeg.nn_table(5)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: nnjpeg.compress(GOOD.astype(np.float64), TABLE), TypeError, r"dtype uint8 or float32.*Received: dtype=float64"),
+        (lambda: nnjpeg.compress(GOOD.astype(np.int16), TABLE), TypeError, r"Received: dtype=int16"),
+        (lambda: nnjpeg.compress(GOOD.tolist(), TABLE), TypeError, r"NumPy array. Received: list"),
+        (lambda: nnjpeg.compress(np.zeros((8, 8), np.uint8), TABLE), ValueError, r"Received: dtype=uint8, shape=\(8, 8\)"),
+        (lambda: nnjpeg.compress(np.zeros((1, 1, 8, 8, 3), np.uint8), TABLE), ValueError, r"shape=\(1, 1, 8, 8, 3\)"),
+        (lambda: nnjpeg.compress(np.zeros((8, 8, 4), np.uint8), TABLE), ValueError, r"C in \{1, 3\}.*shape=\(8, 8, 4\)"),
+        (lambda: nnjpeg.compress(np.zeros((0, 8, 3), np.uint8), TABLE), ValueError, r"H >= 1 and W >= 1"),
+        (lambda: nnjpeg.compress(np.full((8, 8, 3), np.nan, np.float32), TABLE), ValueError, r"finite values.*192 NaN/Inf"),
+        (lambda: nnjpeg.compress(np.full((8, 8, 1), np.inf, np.float32), TABLE), ValueError, r"64 NaN/Inf"),
+        (lambda: nnjpeg.compress(np.full((8, 8, 3), 1.5, np.float32), TABLE), ValueError, r"values in \[0, 1\].*max=1.5"),
+        (lambda: nnjpeg.compress(np.full((8, 8, 3), -0.1, np.float32), TABLE), ValueError, r"min=-0.1"),
+        (lambda: nnjpeg.compress(GOOD, np.ones((4, 4))), ValueError, r"table of shape \(8, 8\) or \(3, 8, 8\).*Received: shape=\(4, 4\)"),
+        (lambda: nnjpeg.compress(GOOD[..., :1], np.ones((3, 8, 8))), ValueError, r"\(8, 8\) or \(1, 8, 8\).*Received: shape=\(3, 8, 8\)"),
+        (lambda: nnjpeg.compress(GOOD, np.ones((2, 8, 8))), ValueError, r"Received: shape=\(2, 8, 8\)"),
+        (lambda: nnjpeg.compress(GOOD, np.zeros((8, 8))), ValueError, r"finite and > 0.*min=0.0"),
+        (lambda: nnjpeg.compress(GOOD, -np.ones((8, 8))), ValueError, r"finite and > 0"),
+        (lambda: nnjpeg.compress(GOOD, np.full((8, 8), np.nan)), ValueError, r"finite and > 0.*64 non-finite"),
+        (lambda: nnjpeg.compress(GOOD, np.full((8, 8), True)), TypeError, r"numeric quantization table.*dtype=bool"),
+        (lambda: nnjpeg.compress(GOOD, [["a"] * 8] * 8), TypeError, r"numeric quantization table"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, color="yuv"), ValueError, r"color to be one of 'rgb', 'ycbcr'. Received: 'yuv'"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, color="ycbcr", subsampling="4:1:1"), ValueError, r"subsampling to be one of .* Received: '4:1:1'"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, subsampling="4:2:0"), ValueError, r"subsampling='4:4:4' with color='rgb'"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, threads=0), ValueError, r"threads to be None or an integer >= 1. Received: threads=0"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, threads="2"), TypeError, r"Received: '2'"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, threads=True), TypeError, r"Received: True"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, device="tpu"), ValueError, r"device to be one of 'cpu', 'cuda'. Received: 'tpu'"),
+        (lambda: nnjpeg.jpeg(GOOD, 0), ValueError, r"quality to be an integer in 1...100. Received: quality=0"),
+        (lambda: nnjpeg.jpeg(GOOD, 101), ValueError, r"quality=101"),
+        (lambda: nnjpeg.jpeg(GOOD, 75.0), TypeError, r"quality to be an integer.*75.0 of type float"),
+        (lambda: nnjpeg.jpeg(GOOD, True), TypeError, r"True of type bool"),
+        (lambda: nnjpeg.jpeg(GOOD, subsampling="420"), ValueError, r"Received: '420'"),
+        (lambda: nnjpeg.nn_table(16), ValueError, r"k to be an integer in 0...15. Received: k=16"),
+        (lambda: nnjpeg.nn_table(2.0), TypeError, r"k to be an integer"),
+        (lambda: nnjpeg.nn_table(3, of=0), ValueError, r"of to be a finite number > 0. Received: of=0"),
+        (lambda: nnjpeg.nn_table(3, af=float("nan")), ValueError, r"af to be a finite number > 0"),
+        (lambda: nnjpeg.standard_tables(0), ValueError, r"quality=0"),
+    ],
+)
+def test_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
