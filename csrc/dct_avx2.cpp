@@ -11,36 +11,41 @@
 namespace nnjpeg {
 namespace {
 
-inline __m256 coef(int k, int n) { return _mm256_broadcast_ss(&kDct[k][n]); }
+inline __m256 fwd_coef(int k, int n) { return _mm256_broadcast_ss(&kFwd[k][n]); }
+inline __m256 inv_coef(int k, int n) { return _mm256_broadcast_ss(&kDct[k][n]); }
 
-// y[k] = sum_n C[k][n] x[n] for the 8 registers x[0..7], in place.
+// y[k] = sum_n F[k][n] x[n] (F: kFwd) for the 8 registers x[0..7], in place. Rows 0 and 4 of F
+// are +-1, so their sums are plain additions: x * 1 and 0 + x are exact, and a + (-b) == a - b, so
+// this is still bit-identical to the scalar kernel's multiply-add loop.
 inline void fdct8(__m256 x[8]) {
   __m256 e[4], o[4];
   for (int n = 0; n < 4; ++n) {
     e[n] = _mm256_add_ps(x[n], x[7 - n]);
     o[n] = _mm256_sub_ps(x[n], x[7 - n]);
   }
-  for (int k = 0; k < 8; k += 2) {
-    __m256 se = _mm256_mul_ps(coef(k, 0), e[0]);
-    __m256 so = _mm256_mul_ps(coef(k + 1, 0), o[0]);
-    for (int n = 1; n < 4; ++n) {
-      se = _mm256_add_ps(se, _mm256_mul_ps(coef(k, n), e[n]));
-      so = _mm256_add_ps(so, _mm256_mul_ps(coef(k + 1, n), o[n]));
-    }
-    x[k] = se;
-    x[k + 1] = so;
+  for (int k = 1; k < 8; k += 2) {
+    __m256 so = _mm256_mul_ps(fwd_coef(k, 0), o[0]);
+    for (int n = 1; n < 4; ++n) so = _mm256_add_ps(so, _mm256_mul_ps(fwd_coef(k, n), o[n]));
+    x[k] = so;
   }
+  for (int k = 2; k < 8; k += 4) {
+    __m256 se = _mm256_mul_ps(fwd_coef(k, 0), e[0]);
+    for (int n = 1; n < 4; ++n) se = _mm256_add_ps(se, _mm256_mul_ps(fwd_coef(k, n), e[n]));
+    x[k] = se;
+  }
+  x[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(e[0], e[1]), e[2]), e[3]);
+  x[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(e[0], e[1]), e[2]), e[3]);
 }
 
 // x[n] = sum_k C[k][n] y[k], in place; C[k][7-n] = (-1)^k C[k][n] gives the even/odd split.
 inline void idct8(__m256 y[8]) {
   __m256 x[8];
   for (int n = 0; n < 4; ++n) {
-    __m256 se = _mm256_mul_ps(coef(0, n), y[0]);
-    __m256 so = _mm256_mul_ps(coef(1, n), y[1]);
+    __m256 se = _mm256_mul_ps(inv_coef(0, n), y[0]);
+    __m256 so = _mm256_mul_ps(inv_coef(1, n), y[1]);
     for (int k = 2; k < 8; k += 2) {
-      se = _mm256_add_ps(se, _mm256_mul_ps(coef(k, n), y[k]));
-      so = _mm256_add_ps(so, _mm256_mul_ps(coef(k + 1, n), y[k + 1]));
+      se = _mm256_add_ps(se, _mm256_mul_ps(inv_coef(k, n), y[k]));
+      so = _mm256_add_ps(so, _mm256_mul_ps(inv_coef(k + 1, n), y[k + 1]));
     }
     x[n] = _mm256_add_ps(se, so);
     x[7 - n] = _mm256_sub_ps(se, so);
@@ -96,8 +101,9 @@ void roundtrip_block(float* p, std::ptrdiff_t stride, const QuantTable& qt) {
   transpose8(r);
   fdct8(r);
   // Register v now holds vertical frequency v, lane u horizontal frequency u: natural order.
+  // Divide (not multiply by 1 / fstep) as the scalar kernel does: exact ties stay exact.
   for (int v = 0; v < 8; ++v) {
-    const __m256 q = round_half_away(_mm256_mul_ps(r[v], _mm256_load_ps(qt.inv + 8 * v)));
+    const __m256 q = round_half_away(_mm256_div_ps(r[v], _mm256_load_ps(qt.fstep + 8 * v)));
     r[v] = _mm256_mul_ps(q, _mm256_load_ps(qt.step + 8 * v));
   }
   idct8(r);

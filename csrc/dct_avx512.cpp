@@ -10,36 +10,41 @@
 namespace nnjpeg {
 namespace {
 
-inline __m512 coef(int k, int n) { return _mm512_set1_ps(kDct[k][n]); }
+inline __m512 fwd_coef(int k, int n) { return _mm512_set1_ps(kFwd[k][n]); }
+inline __m512 inv_coef(int k, int n) { return _mm512_set1_ps(kDct[k][n]); }
 
-// y[k] = sum_n C[k][n] x[n] for the 8 registers x[0..7], in place.
+// y[k] = sum_n F[k][n] x[n] (F: kFwd) for the 8 registers x[0..7], in place. Rows 0 and 4 of F
+// are +-1, so their sums are plain additions: x * 1 and 0 + x are exact, and a + (-b) == a - b, so
+// this is still bit-identical to the scalar kernel's multiply-add loop.
 inline void fdct8(__m512 x[8]) {
   __m512 e[4], o[4];
   for (int n = 0; n < 4; ++n) {
     e[n] = _mm512_add_ps(x[n], x[7 - n]);
     o[n] = _mm512_sub_ps(x[n], x[7 - n]);
   }
-  for (int k = 0; k < 8; k += 2) {
-    __m512 se = _mm512_mul_ps(coef(k, 0), e[0]);
-    __m512 so = _mm512_mul_ps(coef(k + 1, 0), o[0]);
-    for (int n = 1; n < 4; ++n) {
-      se = _mm512_add_ps(se, _mm512_mul_ps(coef(k, n), e[n]));
-      so = _mm512_add_ps(so, _mm512_mul_ps(coef(k + 1, n), o[n]));
-    }
-    x[k] = se;
-    x[k + 1] = so;
+  for (int k = 1; k < 8; k += 2) {
+    __m512 so = _mm512_mul_ps(fwd_coef(k, 0), o[0]);
+    for (int n = 1; n < 4; ++n) so = _mm512_add_ps(so, _mm512_mul_ps(fwd_coef(k, n), o[n]));
+    x[k] = so;
   }
+  for (int k = 2; k < 8; k += 4) {
+    __m512 se = _mm512_mul_ps(fwd_coef(k, 0), e[0]);
+    for (int n = 1; n < 4; ++n) se = _mm512_add_ps(se, _mm512_mul_ps(fwd_coef(k, n), e[n]));
+    x[k] = se;
+  }
+  x[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(e[0], e[1]), e[2]), e[3]);
+  x[4] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(e[0], e[1]), e[2]), e[3]);
 }
 
 // x[n] = sum_k C[k][n] y[k], in place; C[k][7-n] = (-1)^k C[k][n] gives the even/odd split.
 inline void idct8(__m512 y[8]) {
   __m512 x[8];
   for (int n = 0; n < 4; ++n) {
-    __m512 se = _mm512_mul_ps(coef(0, n), y[0]);
-    __m512 so = _mm512_mul_ps(coef(1, n), y[1]);
+    __m512 se = _mm512_mul_ps(inv_coef(0, n), y[0]);
+    __m512 so = _mm512_mul_ps(inv_coef(1, n), y[1]);
     for (int k = 2; k < 8; k += 2) {
-      se = _mm512_add_ps(se, _mm512_mul_ps(coef(k, n), y[k]));
-      so = _mm512_add_ps(so, _mm512_mul_ps(coef(k + 1, n), y[k + 1]));
+      se = _mm512_add_ps(se, _mm512_mul_ps(inv_coef(k, n), y[k]));
+      so = _mm512_add_ps(so, _mm512_mul_ps(inv_coef(k + 1, n), y[k + 1]));
     }
     x[n] = _mm512_add_ps(se, so);
     x[7 - n] = _mm512_sub_ps(se, so);
@@ -106,10 +111,11 @@ void roundtrip_pair(float* p, std::ptrdiff_t stride, const QuantTable& qt, __mma
   fdct8(r);
   // Register v now holds vertical frequency v, lane u (of each half) horizontal frequency u:
   // natural order, the same table for both blocks.
+  // Divide (not multiply by 1 / fstep) as the scalar kernel does: exact ties stay exact.
   for (int v = 0; v < 8; ++v) {
-    const __m512 inv = _mm512_broadcast_f32x8(_mm256_load_ps(qt.inv + 8 * v));
+    const __m512 fstep = _mm512_broadcast_f32x8(_mm256_load_ps(qt.fstep + 8 * v));
     const __m512 step = _mm512_broadcast_f32x8(_mm256_load_ps(qt.step + 8 * v));
-    r[v] = _mm512_mul_ps(round_half_away(_mm512_mul_ps(r[v], inv)), step);
+    r[v] = _mm512_mul_ps(round_half_away(_mm512_div_ps(r[v], fstep)), step);
   }
   idct8(r);
   transpose8x2(r);
