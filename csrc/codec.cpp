@@ -3,6 +3,7 @@
 #include "codec.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <thread>
 #include <vector>
@@ -22,7 +23,10 @@ inline float clamp255(double v) { return static_cast<float>(v < 0.0 ? 0.0 : (v >
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
-// Static partition of [0, count) over up to `threads` workers; the caller's thread takes a share.
+// Runs fn(lo, hi) over [0, count) on up to `threads` workers (the caller's thread is one). Workers
+// take chunks from a shared counter rather than a fixed share each: on a machine shared with other
+// processes a fixed split waits for whichever worker was descheduled most. Units are independent,
+// so which worker runs a chunk never changes a result.
 template <class F>
 void parallel_for(std::int64_t count, int threads, F&& fn) {
   const std::int64_t workers = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, count));
@@ -30,12 +34,15 @@ void parallel_for(std::int64_t count, int threads, F&& fn) {
     fn(std::int64_t{0}, count);
     return;
   }
+  const std::int64_t chunk = std::max<std::int64_t>(1, count / (8 * workers));
+  std::atomic<std::int64_t> next{0};
+  auto work = [&] {
+    for (std::int64_t lo; (lo = next.fetch_add(chunk)) < count;) fn(lo, std::min(count, lo + chunk));
+  };
   std::vector<std::thread> pool;
   pool.reserve(static_cast<std::size_t>(workers - 1));
-  for (std::int64_t w = 1; w < workers; ++w) {
-    pool.emplace_back([&, w] { fn(count * w / workers, count * (w + 1) / workers); });
-  }
-  fn(std::int64_t{0}, count / workers);
+  for (std::int64_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
   for (auto& t : pool) t.join();
 }
 
