@@ -54,10 +54,11 @@ int useful_threads(int threads, std::int64_t samples) {
   return static_cast<int>(std::clamp<std::int64_t>(samples / kMinSamplesPerThread, 1, threads));
 }
 
-// Row-major pixels with channels adjacent: one RowIo call converts a whole row.
+// Pixels of a row adjacent, channels of a pixel adjacent: one RowIo call converts a whole row.
+// (NumPy may give a length-1 axis any stride, so those strides are not looked at.)
 bool rows_packed(const ImageView& in) {
   const std::int64_t size = in.is_float ? 4 : 1;
-  return in.sc == size && (in.sw == size * in.c || in.w == 1);
+  return (in.c == 1 || in.sc == size) && (in.w == 1 || in.sw == size * in.c);
 }
 
 // Reads rows [y0, y0 + rows) of image `img`, every channel, into dst[ch] (row stride wp) scaled to

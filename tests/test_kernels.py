@@ -151,7 +151,7 @@ def _views(img):
     wh = np.ascontiguousarray(img.transpose(1, 0, 2)).transpose(1, 0, 2)
     readonly = img.copy()
     readonly.flags.writeable = False
-    return {
+    views = {
         "row_padding": padded[:, 3 : 3 + img.shape[1]],
         "every_other": np.repeat(img, 2, axis=1)[:, ::2],
         "negative_strides": img[::-1, ::-1].copy()[::-1, ::-1],
@@ -159,6 +159,9 @@ def _views(img):
         "width_major": wh,
         "readonly": readonly,
     }
+    if img.shape[-1] == 1:
+        views["new_channel_axis"] = img[..., 0][..., np.newaxis]  # channel stride 0
+    return views
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
