@@ -3,6 +3,7 @@
 #include "codec.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <thread>
 #include <vector>
@@ -22,7 +23,10 @@ inline float clamp255(double v) { return static_cast<float>(v < 0.0 ? 0.0 : (v >
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
-// Static partition of [0, count) over up to `threads` workers; the caller's thread takes a share.
+// Runs fn(lo, hi) over [0, count) on up to `threads` workers (the caller's thread is one). Workers
+// take chunks from a shared counter rather than a fixed share each: on a machine shared with other
+// processes a fixed split waits for whichever worker was descheduled most. Units are independent,
+// so which worker runs a chunk never changes a result.
 template <class F>
 void parallel_for(std::int64_t count, int threads, F&& fn) {
   const std::int64_t workers = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, count));
@@ -30,51 +34,83 @@ void parallel_for(std::int64_t count, int threads, F&& fn) {
     fn(std::int64_t{0}, count);
     return;
   }
+  const std::int64_t chunk = std::max<std::int64_t>(1, count / (8 * workers));
+  std::atomic<std::int64_t> next{0};
+  auto work = [&] {
+    for (std::int64_t lo; (lo = next.fetch_add(chunk)) < count;) fn(lo, std::min(count, lo + chunk));
+  };
   std::vector<std::thread> pool;
   pool.reserve(static_cast<std::size_t>(workers - 1));
-  for (std::int64_t w = 1; w < workers; ++w) {
-    pool.emplace_back([&, w] { fn(count * w / workers, count * (w + 1) / workers); });
-  }
-  fn(std::int64_t{0}, count / workers);
+  for (std::int64_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
   for (auto& t : pool) t.join();
 }
 
-// Reads channel `ch` of image `img` into a (hp, wp) plane scaled to [0, 255], replicating the last
-// row and column into the padding as libjpeg does when it expands edges to whole blocks.
-void load_plane(const ImageView& in, std::int64_t img, std::int64_t ch, float* dst,
-                std::int64_t hp, std::int64_t wp) {
-  const std::uint8_t* base = in.data + img * in.sn + ch * in.sc;
-  for (std::int64_t y = 0; y < in.h; ++y) {
-    const std::uint8_t* row = base + y * in.sh;
-    float* d = dst + y * wp;
-    if (in.is_float) {
-      for (std::int64_t x = 0; x < in.w; ++x) {
-        d[x] = *reinterpret_cast<const float*>(row + x * in.sw) * 255.0f;
-      }
-    } else {
-      for (std::int64_t x = 0; x < in.w; ++x) d[x] = static_cast<float>(row[x * in.sw]);
+// Starting a thread costs tens of microseconds, about what the pipeline spends on 2^16 samples:
+// smaller shares are not worth a thread. Work units are independent, so the count never changes
+// a result.
+int useful_threads(int threads, std::int64_t samples) {
+  constexpr std::int64_t kMinSamplesPerThread = std::int64_t{1} << 16;
+  return static_cast<int>(std::clamp<std::int64_t>(samples / kMinSamplesPerThread, 1, threads));
+}
+
+// Pixels of a row adjacent, channels of a pixel adjacent: one RowIo call converts a whole row.
+// (NumPy may give a length-1 axis any stride, so those strides are not looked at.)
+bool rows_packed(const ImageView& in) {
+  const std::int64_t size = in.is_float ? 4 : 1;
+  return (in.c == 1 || in.sc == size) && (in.w == 1 || in.sw == size * in.c);
+}
+
+// Reads rows [y0, y0 + rows) of image `img`, every channel, into dst[ch] (row stride wp) scaled to
+// [0, 255], replicating the last row and column into the padding as libjpeg does when it expands
+// edges to whole blocks.
+void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int64_t y0,
+               std::int64_t rows, float* const* dst, std::int64_t wp) {
+  const bool packed = rows_packed(in);
+  const int channels = static_cast<int>(in.c);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* d[3] = {};
+    for (int ch = 0; ch < channels; ++ch) d[ch] = dst[ch] + r * wp;
+    const std::int64_t y = y0 + r;
+    if (y >= in.h && r > 0) {
+      for (int ch = 0; ch < channels; ++ch) std::copy(d[ch] - wp, d[ch], d[ch]);
+      continue;
     }
-    std::fill(d + in.w, d + wp, d[in.w - 1]);
-  }
-  for (std::int64_t y = in.h; y < hp; ++y) {
-    std::copy(dst + (in.h - 1) * wp, dst + in.h * wp, dst + y * wp);
+    const std::uint8_t* row = in.data + img * in.sn + std::min(y, in.h - 1) * in.sh;
+    if (packed && in.is_float) {
+      io.load_f32(reinterpret_cast<const float*>(row), channels, in.w, d);
+    } else if (packed) {
+      io.load_u8(row, channels, in.w, d);
+    } else {
+      for (int ch = 0; ch < channels; ++ch) {
+        const std::uint8_t* p = row + ch * in.sc;
+        if (in.is_float) {
+          for (std::int64_t x = 0; x < in.w; ++x) {
+            d[ch][x] = *reinterpret_cast<const float*>(p + x * in.sw) * 255.0f;
+          }
+        } else {
+          for (std::int64_t x = 0; x < in.w; ++x) d[ch][x] = static_cast<float>(p[x * in.sw]);
+        }
+      }
+    }
+    for (int ch = 0; ch < channels; ++ch) std::fill(d[ch] + in.w, d[ch] + wp, d[ch][in.w - 1]);
   }
 }
 
-// Writes whole-number samples in [0, 255] to a contiguous (N, H, W, C) output; float32 output is
-// sample / 255, so it lies on the 1/255 grid.
-void store_plane(const float* src, std::int64_t wp, const ImageView& in, std::int64_t img,
-                 std::int64_t ch, void* out) {
+// Writes rows [y0, y0 + rows) (those inside the image) of whole-number samples in [0, 255] to the
+// contiguous (N, H, W, C) output; float32 output is sample / 255, so it lies on the 1/255 grid.
+void store_rows(const float* const* src, std::int64_t wp, const ImageView& in, const RowIo& io,
+                std::int64_t img, std::int64_t y0, std::int64_t rows, void* out) {
+  const int channels = static_cast<int>(in.c);
   const std::int64_t row_len = in.w * in.c;
-  const std::int64_t offset = img * in.h * row_len + ch;
-  for (std::int64_t y = 0; y < in.h; ++y) {
-    const float* s = src + y * wp;
+  for (std::int64_t r = 0; r < rows && y0 + r < in.h; ++r) {
+    const float* s[3] = {};
+    for (int ch = 0; ch < channels; ++ch) s[ch] = src[ch] + r * wp;
+    const std::int64_t offset = (img * in.h + y0 + r) * row_len;
     if (in.is_float) {
-      float* d = static_cast<float*>(out) + offset + y * row_len;
-      for (std::int64_t x = 0; x < in.w; ++x) d[x * in.c] = s[x] / 255.0f;
+      io.store_f32(s, channels, in.w, static_cast<float*>(out) + offset);
     } else {
-      std::uint8_t* d = static_cast<std::uint8_t*>(out) + offset + y * row_len;
-      for (std::int64_t x = 0; x < in.w; ++x) d[x * in.c] = static_cast<std::uint8_t>(s[x]);
+      io.store_u8(s, channels, in.w, static_cast<std::uint8_t*>(out) + offset);
     }
   }
 }
@@ -88,10 +124,12 @@ struct PlaneJob {
 // Runs the block kernel over every 8-row band of the given planes, spreading bands over threads.
 void run_kernel(const std::vector<PlaneJob>& jobs, int threads, const Kernel& kernel) {
   std::vector<std::pair<std::size_t, std::int64_t>> bands;
+  std::int64_t samples = 0;
   for (std::size_t j = 0; j < jobs.size(); ++j) {
     for (std::int64_t b = 0; b < jobs[j].hp / 8; ++b) bands.emplace_back(j, b);
+    samples += jobs[j].hp * jobs[j].wp;
   }
-  parallel_for(static_cast<std::int64_t>(bands.size()), threads,
+  parallel_for(static_cast<std::int64_t>(bands.size()), useful_threads(threads, samples),
                [&](std::int64_t lo, std::int64_t hi) {
                  for (std::int64_t i = lo; i < hi; ++i) {
                    const PlaneJob& job = jobs[bands[i].first];
@@ -101,20 +139,28 @@ void run_kernel(const std::vector<PlaneJob>& jobs, int threads, const Kernel& ke
                });
 }
 
-void roundtrip_rgb_image(const ImageView& in, std::int64_t img, void* out,
-                         const std::vector<QuantTable>& qts, int threads, const Kernel& kernel,
-                         std::vector<Plane>& planes) {
+// Channels coded independently (kRgb, and grey images): each 8-row band of each image is one
+// work unit, loaded into a small per-thread buffer (all channels, cache-resident), transformed and
+// stored, so images and bands spread over threads alike, however few images there are.
+void roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTable>& qts,
+                      int threads, const Kernel& kernel) {
   const std::int64_t hp = round_up(in.h, 8), wp = round_up(in.w, 8);
-  std::vector<PlaneJob> jobs;
-  planes.resize(static_cast<std::size_t>(in.c));
-  for (std::int64_t ch = 0; ch < in.c; ++ch) {
-    Plane& p = planes[ch];
-    p.resize(static_cast<std::size_t>(hp * wp));
-    load_plane(in, img, ch, p.data(), hp, wp);
-    jobs.push_back({p.data(), hp, wp, &qts[ch]});
-  }
-  run_kernel(jobs, threads, kernel);
-  for (std::int64_t ch = 0; ch < in.c; ++ch) store_plane(planes[ch].data(), wp, in, img, ch, out);
+  const std::int64_t bands = hp / 8;
+  const int channels = static_cast<int>(in.c);
+  parallel_for(in.n * bands, useful_threads(threads, in.n * hp * wp * in.c),
+               [&](std::int64_t lo, std::int64_t hi) {
+                 Plane buf(static_cast<std::size_t>(channels * 8 * wp));
+                 float* band[3] = {};
+                 for (int ch = 0; ch < channels; ++ch) band[ch] = buf.data() + ch * 8 * wp;
+                 for (std::int64_t u = lo; u < hi; ++u) {
+                   const std::int64_t img = u / bands, y0 = u % bands * 8;
+                   load_rows(in, *kernel.io, img, y0, 8, band, wp);
+                   for (int ch = 0; ch < channels; ++ch) {
+                     kernel.fn(band[ch], wp, static_cast<int>(wp / 8), qts[ch]);
+                   }
+                   store_rows(band, wp, in, *kernel.io, img, y0, 8, out);
+                 }
+               });
 }
 
 // JFIF full-range BT.601 (ITU-T T.871), rounded to whole samples as libjpeg's rgb_ycc_convert.
@@ -196,10 +242,12 @@ void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
   const std::int64_t hp = round_up(in.h, 8 * vs), wp = round_up(in.w, 8 * hs);
   const std::int64_t ch = hp / vs, cw = wp / hs;
   planes.resize(3);
+  float* rgb[3];
   for (std::int64_t c = 0; c < 3; ++c) {
     planes[c].resize(static_cast<std::size_t>(hp * wp));
-    load_plane(in, img, c, planes[c].data(), hp, wp);
+    rgb[c] = planes[c].data();
   }
+  load_rows(in, *kernel.io, img, 0, hp, rgb, wp);
   rgb_to_ycc(planes[0], planes[1], planes[2]);
   if (hs == 1 && vs == 1) {
     run_kernel({{planes[0].data(), hp, wp, &qts[0]},
@@ -218,7 +266,7 @@ void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
     upsample(cr, cw, cvh, cvw, hs, vs, planes[2], in.h, in.w, wp);
   }
   ycc_to_rgb(planes[0], planes[1], planes[2]);
-  for (std::int64_t c = 0; c < 3; ++c) store_plane(planes[c].data(), wp, in, img, c, out);
+  store_rows(rgb, wp, in, *kernel.io, img, 0, in.h, out);
 }
 
 }  // namespace
@@ -226,25 +274,22 @@ void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
 void roundtrip(const ImageView& in, void* out, const float* tables, Mode mode, int threads,
                const Kernel& kernel) {
   if (in.n == 0) return;
-  const bool ycc = mode != Mode::kRgb && in.c == 3;
   std::vector<QuantTable> qts;
   for (std::int64_t t = 0; t < in.c; ++t) qts.push_back(make_quant_table(tables + 64 * t));
-  auto one = [&](std::int64_t img, int inner_threads, std::vector<Plane>& planes) {
-    if (ycc) {
-      roundtrip_ycc_image(in, img, out, qts, mode, inner_threads, kernel, planes);
-    } else {
-      roundtrip_rgb_image(in, img, out, qts, inner_threads, kernel, planes);
-    }
-  };
-  if (in.n >= threads) {
+  if (mode == Mode::kRgb || in.c == 1) {
+    roundtrip_planar(in, out, qts, threads, kernel);
+    return;
+  }
+  const int useful = useful_threads(threads, in.n * in.h * in.w * in.c);
+  if (in.n >= useful) {
     // Whole images per worker: no synchronisation inside an image, planes reused across images.
-    parallel_for(in.n, threads, [&](std::int64_t lo, std::int64_t hi) {
+    parallel_for(in.n, useful, [&](std::int64_t lo, std::int64_t hi) {
       std::vector<Plane> planes;
-      for (std::int64_t i = lo; i < hi; ++i) one(i, 1, planes);
+      for (std::int64_t i = lo; i < hi; ++i) roundtrip_ycc_image(in, i, out, qts, mode, 1, kernel, planes);
     });
   } else {
     std::vector<Plane> planes;
-    for (std::int64_t i = 0; i < in.n; ++i) one(i, threads, planes);
+    for (std::int64_t i = 0; i < in.n; ++i) roundtrip_ycc_image(in, i, out, qts, mode, useful, kernel, planes);
   }
 }
 

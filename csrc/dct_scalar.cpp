@@ -95,7 +95,8 @@ void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, cons
     for (int r = 0; r < 8; ++r) {
       for (int c = 0; c < 8; ++c) {
         const float v = round_half_away(blk[r * 8 + c] + 128.0f);
-        p[r * stride + c] = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        // <= rather than <: round_half_away leaves -0.0 for (-0.5, 0), which must clamp to +0.
+        p[r * stride + c] = v <= 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
       }
     }
   }

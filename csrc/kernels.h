@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,9 +39,29 @@ void roundtrip_band_avx2(float* band, std::ptrdiff_t stride, int nblocks, const 
 void roundtrip_band_avx512(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #endif
 
+// The pipeline's other per-sample loops: one image row of `n` pixels with `channels` (1 or 3)
+// interleaved samples to and from one float row per channel. Loads give uint8 samples as is and
+// float32 ones times 255 (no rounding); stores take whole numbers in [0, 255] and write them as
+// uint8, or divided by 255 as float32.
+struct RowIo {
+  void (*load_u8)(const std::uint8_t* src, int channels, std::ptrdiff_t n, float* const* dst);
+  void (*load_f32)(const float* src, int channels, std::ptrdiff_t n, float* const* dst);
+  void (*store_u8)(const float* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst);
+  void (*store_f32)(const float* const* src, int channels, std::ptrdiff_t n, float* dst);
+};
+
+extern const RowIo kRowIoScalar;
+#ifdef NNJPEG_HAVE_AVX2
+extern const RowIo kRowIoAvx2;
+#endif
+#ifdef NNJPEG_HAVE_AVX512
+extern const RowIo kRowIoAvx512;
+#endif
+
 struct Kernel {
   const char* name;
   BandKernel fn;
+  const RowIo* io;
 };
 
 // The kernel chosen once per process: the widest one the CPU supports, or "scalar" when the

@@ -1,0 +1,150 @@
+// AVX2 row conversions (RowIo), 8 pixels per step and a scalar tail. Three interleaved channels
+// are split with a blend and a lane permute per channel: of 8 pixels' 24 samples, held in vectors
+// s = 0, 1, 2 (sample 3p + c in vector (3p + c) / 8, lane (3p + c) % 8), each channel fills 8
+// distinct lanes, because 3 is invertible mod 8 (3 * 3 = 9): lane l holds pixel 3 (l - c) mod 8.
+#include <immintrin.h>
+
+#include "kernels.h"
+
+namespace nnjpeg {
+namespace {
+
+constexpr int pixel_in_lane(int c, int l) { return ((3 * (l - c)) % 8 + 8) % 8; }
+
+// Lanes whose channel-c sample lies in vector s (the blend mask that gathers channel c).
+constexpr int lanes_of(int c, int s) {
+  int m = 0;
+  for (int l = 0; l < 8; ++l) m |= ((3 * pixel_in_lane(c, l) + c) / 8 == s) << l;
+  return m;
+}
+
+// Lanes of output vector s that hold channel c (the blend mask that interleaves).
+constexpr int channel_lanes(int s, int c) {
+  int m = 0;
+  for (int l = 0; l < 8; ++l) m |= ((8 * s + l) % 3 == c) << l;
+  return m;
+}
+
+template <int c>
+inline __m256 split3(__m256 v0, __m256 v1, __m256 v2) {
+  const __m256 m = _mm256_blend_ps(_mm256_blend_ps(v0, v1, lanes_of(c, 1)), v2, lanes_of(c, 2));
+  const __m256i idx = _mm256_setr_epi32(c % 8, (3 + c) % 8, (6 + c) % 8, (9 + c) % 8, (12 + c) % 8,
+                                        (15 + c) % 8, (18 + c) % 8, (21 + c) % 8);
+  return _mm256_permutevar8x32_ps(m, idx);
+}
+
+template <int c>
+inline __m256 spread3(__m256 v) {
+  const __m256i idx = _mm256_setr_epi32(pixel_in_lane(c, 0), pixel_in_lane(c, 1), pixel_in_lane(c, 2),
+                                        pixel_in_lane(c, 3), pixel_in_lane(c, 4), pixel_in_lane(c, 5),
+                                        pixel_in_lane(c, 6), pixel_in_lane(c, 7));
+  return _mm256_permutevar8x32_ps(v, idx);
+}
+
+template <int s>
+inline __m256 merge3(__m256 p0, __m256 p1, __m256 p2) {
+  return _mm256_blend_ps(_mm256_blend_ps(p0, p1, channel_lanes(s, 1)), p2, channel_lanes(s, 2));
+}
+
+inline __m256 u8x8_to_float(const std::uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Whole numbers in [0, 255] of a and b as 16 bytes (a's 8 then b's 8).
+inline __m128i pack_u8x16(__m256 a, __m256 b) {
+  const __m256i w = _mm256_packus_epi32(_mm256_cvttps_epi32(a), _mm256_cvttps_epi32(b));
+  const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+  // w's 128-bit halves hold (a0-3, b0-3) and (a4-7, b4-7) as 16-bit words.
+  return _mm_shuffle_epi32(_mm_packus_epi16(lo, hi), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+template <class In, class Load>
+void load3(const In* src, std::ptrdiff_t n8, float* const* dst, Load load) {
+  for (std::ptrdiff_t x = 0; x < n8; x += 8) {
+    const In* s = src + 3 * x;
+    const __m256 v0 = load(s), v1 = load(s + 8), v2 = load(s + 16);
+    _mm256_storeu_ps(dst[0] + x, split3<0>(v0, v1, v2));
+    _mm256_storeu_ps(dst[1] + x, split3<1>(v0, v1, v2));
+    _mm256_storeu_ps(dst[2] + x, split3<2>(v0, v1, v2));
+  }
+}
+
+void load_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, float* const* dst) {
+  const std::ptrdiff_t n8 = n / 8 * 8;
+  if (channels == 3) {
+    load3(src, n8, dst, u8x8_to_float);
+  } else {
+    for (std::ptrdiff_t x = 0; x < n8; x += 8) _mm256_storeu_ps(dst[0] + x, u8x8_to_float(src + x));
+  }
+  float* tail[3] = {dst[0] + n8, channels == 3 ? dst[1] + n8 : nullptr, channels == 3 ? dst[2] + n8 : nullptr};
+  kRowIoScalar.load_u8(src + n8 * channels, channels, n - n8, tail);
+}
+
+void load_f32(const float* src, int channels, std::ptrdiff_t n, float* const* dst) {
+  const std::ptrdiff_t n8 = n / 8 * 8;
+  const __m256 k255 = _mm256_set1_ps(255.0f);
+  auto load = [k255](const float* p) { return _mm256_mul_ps(_mm256_loadu_ps(p), k255); };
+  if (channels == 3) {
+    load3(src, n8, dst, load);
+  } else {
+    for (std::ptrdiff_t x = 0; x < n8; x += 8) _mm256_storeu_ps(dst[0] + x, load(src + x));
+  }
+  float* tail[3] = {dst[0] + n8, channels == 3 ? dst[1] + n8 : nullptr, channels == 3 ? dst[2] + n8 : nullptr};
+  kRowIoScalar.load_f32(src + n8 * channels, channels, n - n8, tail);
+}
+
+void store_u8(const float* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {
+  std::ptrdiff_t x = 0;
+  if (channels == 3) {
+    for (; x + 16 <= n; x += 16) {
+      __m256 v[6];
+      for (int h = 0; h < 2; ++h) {
+        const __m256 p0 = spread3<0>(_mm256_loadu_ps(src[0] + x + 8 * h));
+        const __m256 p1 = spread3<1>(_mm256_loadu_ps(src[1] + x + 8 * h));
+        const __m256 p2 = spread3<2>(_mm256_loadu_ps(src[2] + x + 8 * h));
+        v[3 * h] = merge3<0>(p0, p1, p2);
+        v[3 * h + 1] = merge3<1>(p0, p1, p2);
+        v[3 * h + 2] = merge3<2>(p0, p1, p2);
+      }
+      std::uint8_t* d = dst + 3 * x;
+      for (int i = 0; i < 3; ++i) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 16 * i), pack_u8x16(v[2 * i], v[2 * i + 1]));
+      }
+    }
+  } else {
+    for (; x + 16 <= n; x += 16) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x),
+                       pack_u8x16(_mm256_loadu_ps(src[0] + x), _mm256_loadu_ps(src[0] + x + 8)));
+    }
+  }
+  const float* tail[3] = {src[0] + x, channels == 3 ? src[1] + x : nullptr, channels == 3 ? src[2] + x : nullptr};
+  kRowIoScalar.store_u8(tail, channels, n - x, dst + x * channels);
+}
+
+void store_f32(const float* const* src, int channels, std::ptrdiff_t n, float* dst) {
+  const std::ptrdiff_t n8 = n / 8 * 8;
+  const __m256 k255 = _mm256_set1_ps(255.0f);
+  if (channels == 3) {
+    for (std::ptrdiff_t x = 0; x < n8; x += 8) {
+      const __m256 p0 = spread3<0>(_mm256_div_ps(_mm256_loadu_ps(src[0] + x), k255));
+      const __m256 p1 = spread3<1>(_mm256_div_ps(_mm256_loadu_ps(src[1] + x), k255));
+      const __m256 p2 = spread3<2>(_mm256_div_ps(_mm256_loadu_ps(src[2] + x), k255));
+      float* d = dst + 3 * x;
+      _mm256_storeu_ps(d, merge3<0>(p0, p1, p2));
+      _mm256_storeu_ps(d + 8, merge3<1>(p0, p1, p2));
+      _mm256_storeu_ps(d + 16, merge3<2>(p0, p1, p2));
+    }
+  } else {
+    for (std::ptrdiff_t x = 0; x < n8; x += 8) {
+      _mm256_storeu_ps(dst + x, _mm256_div_ps(_mm256_loadu_ps(src[0] + x), k255));
+    }
+  }
+  const float* tail[3] = {src[0] + n8, channels == 3 ? src[1] + n8 : nullptr, channels == 3 ? src[2] + n8 : nullptr};
+  kRowIoScalar.store_f32(tail, channels, n - n8, dst + n8 * channels);
+}
+
+}  // namespace
+
+const RowIo kRowIoAvx2 = {load_u8, load_f32, store_u8, store_f32};
+
+}  // namespace nnjpeg
