@@ -167,6 +167,131 @@ def train(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def clone_member(model, name: str):
+    """A fresh copy of `model` (architecture and weights) under a new name."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.name = name
+    return copy
+
+
+def train_ensemble(args: argparse.Namespace) -> dict:
+    """Fine-tunes the chain M -> M90 -> ... -> M30 with noisy training (NN-JPEG paper, Sec. 3.4),
+    builds the ensemble {M, M90, M70, M50, M30} as one model, and measures each member's accuracy
+    on test images compressed at each quality (the paper's Fig. 6a)."""
+    import keras
+
+    from nnjpeg import datasets
+
+    from . import ensemble
+
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_data, test_data = load_dataset(args.dataset, args.data)
+    if args.limit:
+        train_data = (train_data[0][: args.limit], train_data[1][: args.limit])
+        test_data = (test_data[0][: args.limit], test_data[1][: args.limit])
+    steps = len(train_data[0]) // args.batch_size
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    base = keras.saving.load_model(args.base)
+    base.name = "member_raw"
+    members = {None: base}
+    prev = base
+    t0 = time.time()
+    for q in ensemble.CHAIN_QUALITIES:
+        path = out / f"member_q{q}.keras"
+        if path.is_file():  # resumption: members already fine-tuned are kept
+            member = keras.saving.load_model(path)
+        else:
+            member = clone_member(prev, f"member_q{q}")
+            tuner = ensemble.NoisyFineTuner(member, xi=args.xi)
+            lr = keras.optimizers.schedules.ExponentialDecay(args.lr, steps, args.lr_decay, staircase=True)
+            tuner.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9))
+            train_ds, test_ds = make_datasets(train_data, test_data, args.batch_size, args.seed + q, augment=False)
+            noisy = ensemble.noisy_pipeline(train_ds, q, args.sigma, args.seed + q)
+            print(f"fine-tuning M{q} from {prev.name} ({args.epochs} epochs, sigma={args.sigma})", flush=True)
+            tuner.fit(noisy, epochs=args.epochs, steps_per_epoch=steps, validation_data=test_ds, shuffle=False,
+                      callbacks=[keras.callbacks.CSVLogger(str(out / f"log_q{q}.csv"))], verbose=args.verbose)
+            member.save(path)
+        members[q] = member
+        prev = member
+    wall = time.time() - t0
+    model = ensemble.build_ensemble([members[q] for q in ensemble.ENSEMBLE_QUALITIES], ensemble.ENSEMBLE_QUALITIES,
+                                    input_shape=train_data[0].shape[1:])
+    x_test = test_data[0].astype(np.float32) / 255.0
+    y_test = test_data[1]
+    acc = float(np.mean(model.predict(x_test, batch_size=500, verbose=0).argmax(-1) == y_test))
+    fig6 = member_quality_matrix(members, x_test[: args.matrix_n], y_test[: args.matrix_n])
+    (out / "fig6_benign.json").write_text(json.dumps(fig6, indent=2))
+    plot_member_matrix(fig6, out / "fig6_benign.png")
+    metrics = {
+        "model": "ensemble", "dataset": args.dataset, "test_accuracy": acc, "test_loss": float("nan"),
+        "test_images": int(len(y_test)), "members": ["M" if q is None else f"M{q}" for q in ensemble.ENSEMBLE_QUALITIES],
+        "epochs_run": args.epochs, "epochs": args.epochs, "wall_time_s_this_invocation": wall,
+        "parameters": int(model.count_params()), "sigma": args.sigma, "xi": args.xi, "lr": args.lr,
+        "lr_decay_per_epoch": args.lr_decay, "base": str(args.base),
+        "member_test_accuracy_on_own_quality": {row["member"]: row["accuracy"][row["member"].lstrip("M") or "raw"]
+                                                 for row in fig6["rows"]},
+        "data_sha256": datasets.checksum(*train_data, *test_data),
+        "command": "nnjpeg train " + " ".join(shlex.quote(a) for a in args.argv), "seed": args.seed,
+        "batch_size": args.batch_size, "tensorflow": __import__("tensorflow").__version__, "keras": keras.__version__,
+        "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(out / "final.keras")
+    if args.export:
+        export(out / "final.keras", metrics, Path(args.export), out / "log_q30.csv")
+        dest = Path(args.export)
+        for suffix in (".json", ".png"):
+            shutil.copyfile(out / f"fig6_benign{suffix}", dest.with_name(f"{dest.stem}.fig6_benign{suffix}"))
+    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "wall_time_s_this_invocation")}))
+    return metrics
+
+
+def member_quality_matrix(members: dict, x, y) -> dict:
+    """Accuracy of every member on the test images compressed at every quality (paper Fig. 6a)."""
+    import nnjpeg
+
+    from . import ensemble
+
+    columns = [None, *ensemble.CHAIN_QUALITIES]
+    inputs = {q: x if q is None else nnjpeg.compress(x, ensemble.quality_table(q)) for q in columns}
+    rows = []
+    for mq, member in members.items():
+        accs = {("raw" if q is None else str(q)): float(np.mean(member.predict(inputs[q], batch_size=500, verbose=0).argmax(-1) == y))
+                for q in columns}
+        rows.append({"member": "M" if mq is None else f"M{mq}", "accuracy": accs})
+    return {"images": int(len(y)), "columns": ["raw" if q is None else str(q) for q in columns], "rows": rows}
+
+
+def plot_member_matrix(matrix: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.array([[row["accuracy"][c] for c in matrix["columns"]] for row in matrix["rows"]])
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    im = ax.imshow(data * 100, cmap="viridis")
+    ax.set_xticks(range(len(matrix["columns"])), [c if c == "raw" else f"Q{c}" for c in matrix["columns"]])
+    ax.set_yticks(range(len(matrix["rows"])), [row["member"] for row in matrix["rows"]])
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            ax.text(j, i, f"{data[i, j] * 100:.1f}", ha="center", va="center", color="w", fontsize=8)
+    ax.set_xlabel("test images compressed at quality")
+    ax.set_ylabel("member (fine-tuned at quality)")
+    ax.set_title(f"Member accuracy (%) on benign images, {matrix['images']} test images")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
     """Copies the model and writes its card (`.md`) and metrics (`.json`) beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -191,12 +316,14 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
-    p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c")
+    p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (1 epoch warm-up, cosine decay)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="classifiers: peak learning rate, 1 epoch warm-up then cosine decay (default 0.1); "
+                        "ensemble: initial SGD rate (default 0.005, the paper's)")
     p.add_argument("--width", type=int, default=32, help="classifier: channels of the first stage")
     p.add_argument("--blocks", type=int, default=1, help="classifier: residual blocks per stage")
     p.add_argument("--seed", type=int, default=0)
@@ -205,6 +332,11 @@ def add_parser(sub) -> None:
     p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
     p.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
     p.add_argument("--steps-per-epoch", type=int, default=0, help="cap on steps per epoch (smoke runs)")
+    p.add_argument("--base", default=None, help="ensemble: the trained classifier M (.keras) the chain starts from")
+    p.add_argument("--sigma", type=float, default=0.05, help="ensemble: std of the Gaussian noise on x_q (images in [0, 1])")
+    p.add_argument("--xi", type=float, default=0.9, help="ensemble: weight of CE(x) in J' (paper Eq. 9)")
+    p.add_argument("--lr-decay", type=float, default=0.94, help="ensemble: learning-rate factor per epoch")
+    p.add_argument("--matrix-n", type=int, default=10000, help="ensemble: test images for the member x quality matrix")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
     p.add_argument("--export", default=None, help="copy the final model here (.keras) with a model card")
@@ -213,7 +345,14 @@ def add_parser(sub) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     args.out = args.out or f"runs/{args.model}"
-    train(args)
+    if args.lr is None:
+        args.lr = 0.005 if args.model == "ensemble" else 0.1
+    if args.model == "ensemble":
+        if not args.base:
+            raise ValueError("Expected --base PATH (the trained classifier M, a .keras file) for the ensemble. Received: none")
+        train_ensemble(args)
+    else:
+        train(args)
     return 0
 
 

@@ -47,7 +47,9 @@ def load(name: str, *, compile: bool = False):
     """
     import keras
 
-    from . import keras as _registered_layers  # noqa: F401  (registers nnjpeg's serializable layers)
+    # Importing these registers nnjpeg's serializable layers and models with Keras.
+    from . import keras as _codec_layers  # noqa: F401
+    from .models import ensemble as _ensemble, vqunet as _vqunet  # noqa: F401
 
     return keras.saving.load_model(_path(name, ".keras"), compile=compile)
 
