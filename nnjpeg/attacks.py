@@ -1,0 +1,323 @@
+"""Adversarial attacks on Keras classifiers, including adaptive ones.
+
+Every attack takes a Keras model returning logits, float32 images in [0, 1] of shape (N, H, W, C)
+and integer labels, and returns adversarial images of the same shape in [0, 1] as a NumPy array.
+L-inf attacks stay within `eps` of the input. FGSM, BIM, PGD and MI-FGSM run through cleverhans 4;
+C&W-L2, DeepFool, TI-FGSM and DI-FGSM are implemented here.
+
+Adaptive attacks: a defended model built from nnjpeg's layers (the codec layers, the ensemble,
+VQUNet) is differentiable end to end with the straight-through (BPDA) gradient, so attacking the
+defended model as a whole *is* BPDA. `bpda_layer` wraps any other NumPy preprocessing the same way;
+`EOT` averages logits over a randomized defense's draws (Athalye et al., 2018).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["ATTACKS", "BPDA", "EOT", "attack", "bim", "bpda_layer", "cw_l2", "deepfool", "di_fgsm", "fgsm", "mifgsm", "pgd",
+           "ti_fgsm"]
+
+
+def _check(x, y):
+    x = np.asarray(x)
+    if x.dtype != np.float32 or x.ndim != 4:
+        raise ValueError(f"Expected images float32 (N, H, W, C) in [0, 1]. Received: dtype={x.dtype}, shape={x.shape}")
+    if x.size and not (x.min() >= 0.0 and x.max() <= 1.0):
+        raise ValueError(f"Expected images in [0, 1]. Received: min={x.min()}, max={x.max()}")
+    y = np.asarray(y)
+    if y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise ValueError(f"Expected integer labels of shape ({len(x)},). Received: dtype={y.dtype}, shape={y.shape}")
+    return x, y.astype(np.int64)
+
+
+def _batched(fn, x, y, batch_size: int, progress, desc: str) -> np.ndarray:
+    x, y = _check(x, y)
+    out = np.empty_like(x)
+    starts = range(0, len(x), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+    for s in starts:
+        adv = np.asarray(fn(x[s : s + batch_size], y[s : s + batch_size]), dtype=np.float32)
+        out[s : s + batch_size] = np.clip(adv, 0.0, 1.0)
+    return out
+
+
+def _logits_fn(model):
+    return lambda t: model(t, training=False)
+
+
+def fgsm(model, x, y, eps: float, *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Fast Gradient Sign Method (Goodfellow et al., 2015), L-inf, via cleverhans."""
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+    return _batched(lambda xb, yb: fast_gradient_method(_logits_fn(model), xb, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yb),
+                    x, y, batch_size, progress, "FGSM")
+
+
+def bim(model, x, y, eps: float, *, nb_iter: int = 10, eps_iter: float | None = None, batch_size: int = 256,
+        progress: bool = False) -> np.ndarray:
+    """Basic Iterative Method / I-FGSM (Kurakin et al., 2017), via cleverhans; eps_iter defaults to eps / nb_iter * 1.25."""
+    from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
+
+    step = eps_iter if eps_iter is not None else 1.25 * eps / nb_iter
+    return _batched(lambda xb, yb: basic_iterative_method(_logits_fn(model), xb, eps, step, nb_iter, np.inf, clip_min=0.0,
+                                                          clip_max=1.0, y=yb, sanity_checks=False),
+                    x, y, batch_size, progress, "BIM")
+
+
+def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
+        batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
+    """PGD with a random start (Madry et al., 2018), via cleverhans; with `restarts` > 1 each example keeps
+    the first restart that fools the model (else the last). eps_iter defaults to 2.5 * eps / nb_iter."""
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    step = eps_iter if eps_iter is not None else 2.5 * eps / nb_iter
+
+    def run(xb, yb):
+        best = None
+        for r in range(restarts):
+            tf.random.set_seed(seed + r)
+            adv = projected_gradient_descent(_logits_fn(model), xb, eps, step, nb_iter, np.inf, clip_min=0.0,
+                                             clip_max=1.0, y=yb, rand_init=True, rand_minmax=eps).numpy()
+            if best is None:
+                best = adv
+                continue
+            fooled = np.argmax(model.predict(best, verbose=0), -1) != yb
+            best = np.where(fooled[:, None, None, None], best, adv)
+        return best
+
+    return _batched(run, x, y, batch_size, progress, "PGD")
+
+
+def mifgsm(model, x, y, eps: float, *, nb_iter: int = 10, decay: float = 1.0, batch_size: int = 256,
+           progress: bool = False) -> np.ndarray:
+    """Momentum Iterative FGSM (Dong et al., 2018), via cleverhans."""
+    from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
+
+    return _batched(lambda xb, yb: momentum_iterative_method(_logits_fn(model), xb, eps, eps / nb_iter, nb_iter, np.inf,
+                                                             clip_min=0.0, clip_max=1.0, y=yb, decay_factor=decay,
+                                                             sanity_checks=False), x, y, batch_size, progress, "MI-FGSM")
+
+
+def _gradient(model, x, y, transform=None):
+    """Gradient of the cross-entropy of `model(transform(x))` with respect to x."""
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(transform(x) if transform is not None else x, training=False)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    return tape.gradient(loss, x)
+
+
+def _momentum_iterations(model, xb, yb, eps, nb_iter, decay, grad_fn):
+    """MI-FGSM updates (L1-normalized gradient with momentum), used by TI- and DI-FGSM."""
+    x0 = tf.convert_to_tensor(xb)
+    adv = x0
+    g = tf.zeros_like(x0)
+    alpha = eps / nb_iter
+    for _ in range(nb_iter):
+        grad = grad_fn(adv)
+        grad = grad / (tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True) + 1e-12)
+        g = decay * g + grad
+        adv = adv + alpha * tf.sign(g)
+        adv = tf.clip_by_value(tf.clip_by_value(adv, x0 - eps, x0 + eps), 0.0, 1.0)
+    return adv.numpy()
+
+
+def _gaussian_kernel(size: int, sigma: float, channels: int):
+    ax = np.arange(size) - (size - 1) / 2.0
+    k = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma**2))
+    k = (k / k.sum()).astype(np.float32)
+    return np.tile(k[:, :, None, None], (1, 1, channels, 1))
+
+
+def ti_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, kernel_size: int = 5, sigma: float | None = None,
+            decay: float = 1.0, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Translation-Invariant MI-FGSM (Dong et al., 2019): the gradient is smoothed by a Gaussian kernel
+    before each step, which approximates attacking an ensemble of translated images. `kernel_size`
+    scales with image size (the paper used 15 on 299x299 ImageNet; 5 suits 28x28)."""
+    sigma = sigma if sigma is not None else kernel_size / (2.0 * math.sqrt(3.0))
+    kernel = tf.constant(_gaussian_kernel(kernel_size, sigma, np.shape(x)[-1]))
+
+    def run(xb, yb):
+        def grad_fn(adv):
+            return tf.nn.depthwise_conv2d(_gradient(model, adv, yb), kernel, [1, 1, 1, 1], "SAME")
+
+        return _momentum_iterations(model, xb, yb, eps, nb_iter, decay, grad_fn)
+
+    return _batched(run, x, y, batch_size, progress, "TI-FGSM")
+
+
+def di_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, prob: float = 0.5, max_scale: float = 1.1,
+            decay: float = 1.0, batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
+    """Diverse-Inputs MI-FGSM (Xie et al., 2019): with probability `prob` per step the gradient is taken
+    through a random resize (to between H and max_scale * H) and random zero padding back to
+    max_scale * H, which is then resized to the model's input size."""
+    rng = np.random.default_rng(seed)
+    h, w = np.shape(x)[1:3]
+    big = int(round(h * max_scale)), int(round(w * max_scale))
+
+    def transform(t):
+        if rng.random() >= prob:
+            return t
+        rh = int(rng.integers(h, big[0] + 1))
+        rw = int(rng.integers(w, big[1] + 1))
+        t2 = tf.image.resize(t, (rh, rw), method="nearest")
+        top = int(rng.integers(0, big[0] - rh + 1))
+        left = int(rng.integers(0, big[1] - rw + 1))
+        t2 = tf.pad(t2, [[0, 0], [top, big[0] - rh - top], [left, big[1] - rw - left], [0, 0]])
+        return tf.image.resize(t2, (h, w), method="bilinear")
+
+    def run(xb, yb):
+        return _momentum_iterations(model, xb, yb, eps, nb_iter, decay, lambda adv: _gradient(model, adv, yb, transform))
+
+    return _batched(run, x, y, batch_size, progress, "DI-FGSM")
+
+
+def deepfool(model, x, y, *, num_classes: int = 10, overshoot: float = 0.02, max_iter: int = 50,
+             batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """DeepFool, L2 (Moosavi-Dezfooli et al., 2016): repeatedly steps to the nearest linearized decision
+    boundary among the `num_classes` highest-scoring classes, then overshoots by (1 + overshoot).
+    Examples already misclassified are returned unchanged. Not bounded by an eps."""
+
+    def run(xb, yb):
+        x0 = tf.convert_to_tensor(xb)
+        n = len(yb)
+        r_total = tf.zeros_like(x0)
+        active = np.ones(n, bool)
+        labels = tf.constant(yb)
+        for _ in range(max_iter):
+            adv = tf.clip_by_value(x0 + (1.0 + overshoot) * r_total, 0.0, 1.0)
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(adv)
+                logits = model(adv, training=False)
+                k = min(num_classes, logits.shape[-1])
+                top = tf.math.top_k(logits, k).indices
+                f_true = tf.gather(logits, labels, batch_dims=1)
+                others = [tf.gather(logits, top[:, j], batch_dims=1) - f_true for j in range(k)]
+            active &= np.argmax(logits.numpy(), -1) == yb
+            if not active.any():
+                break
+            best_ratio = np.full(n, np.inf, np.float32)
+            best_step = np.zeros_like(xb)
+            for j in range(k):
+                same = top[:, j].numpy() == yb
+                w = tape.gradient(others[j], adv).numpy()
+                fk = others[j].numpy()
+                norm = np.sqrt((w.reshape(n, -1) ** 2).sum(1)) + 1e-8
+                ratio = np.abs(fk) / norm
+                better = (~same) & (ratio < best_ratio)
+                best_ratio = np.where(better, ratio, best_ratio)
+                step = (np.abs(fk) + 1e-4)[:, None, None, None] / norm[:, None, None, None] ** 2 * w
+                best_step = np.where(better[:, None, None, None], step, best_step)
+            del tape
+            r_total = r_total + tf.constant(best_step * active[:, None, None, None])
+        return tf.clip_by_value(x0 + (1.0 + overshoot) * r_total, 0.0, 1.0).numpy()
+
+    return _batched(run, x, y, batch_size, progress, "DeepFool")
+
+
+def cw_l2(model, x, y, *, confidence: float = 0.0, initial_const: float = 1.0, binary_steps: int = 6,
+          max_iter: int = 100, lr: float = 0.05, batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """Carlini & Wagner L2 (2017): minimizes ||delta||_2^2 + c * max(Z_y - max_{i != y} Z_i, -kappa) in
+    tanh space with Adam, binary-searching c per example; returns the smallest successful
+    perturbation found (the input itself where none succeeds). Not bounded by an eps."""
+
+    def run(xb, yb):
+        n = len(yb)
+        x0 = np.clip(xb, 1e-6, 1 - 1e-6)
+        w0 = np.arctanh(2.0 * x0 - 1.0).astype(np.float32)
+        onehot = tf.one_hot(yb, model.output_shape[-1])
+        lo = np.zeros(n, np.float32)
+        hi = np.full(n, np.inf, np.float32)
+        c = np.full(n, initial_const, np.float32)
+        best_l2 = np.full(n, np.inf, np.float32)
+        best = xb.copy()
+        for _ in range(binary_steps):
+            w = tf.Variable(w0)
+            opt = tf.keras.optimizers.Adam(lr)
+            cc = tf.constant(c)
+            success = np.zeros(n, bool)
+            for _ in range(max_iter):
+                with tf.GradientTape() as tape:
+                    adv = (tf.tanh(w) + 1.0) / 2.0
+                    logits = model(adv, training=False)
+                    real = tf.reduce_sum(onehot * logits, -1)
+                    other = tf.reduce_max(logits - 1e4 * onehot, -1)
+                    f = tf.maximum(real - other, -confidence)
+                    l2 = tf.reduce_sum(tf.square(adv - xb), axis=[1, 2, 3])
+                    loss = tf.reduce_sum(l2 + cc * f)
+                opt.apply_gradients([(tape.gradient(loss, w), w)])
+                adv_np = adv.numpy()
+                ok = np.argmax(logits.numpy(), -1) != yb
+                l2_np = l2.numpy()
+                improve = ok & (l2_np < best_l2)
+                best_l2 = np.where(improve, l2_np, best_l2)
+                best[improve] = adv_np[improve]
+                success |= ok
+            hi = np.where(success, np.minimum(hi, c), hi)
+            lo = np.where(success, lo, np.maximum(lo, c))
+            c = np.where(np.isinf(hi), c * 10.0, (lo + hi) / 2.0).astype(np.float32)
+        return best
+
+    return _batched(run, x, y, batch_size, progress, "C&W-L2")
+
+
+ATTACKS: dict[str, Callable] = {
+    "fgsm": fgsm, "bim": bim, "ifgsm": bim, "pgd": pgd, "mifgsm": mifgsm, "ti-fgsm": ti_fgsm, "di-fgsm": di_fgsm,
+    "deepfool": deepfool, "cw": cw_l2,
+}
+UNBOUNDED = {"deepfool", "cw"}
+
+
+def attack(name: str, model, x, y, eps: float | None = None, **kwargs) -> np.ndarray:
+    """Runs attack `name` (a key of ATTACKS); `eps` is required for the L-inf ones and ignored by
+    DeepFool and C&W-L2 (which minimize the L2 norm instead)."""
+    if name not in ATTACKS:
+        raise ValueError(f"Expected an attack in {sorted(ATTACKS)}. Received: {name!r}")
+    if name in UNBOUNDED:
+        return ATTACKS[name](model, x, y, **kwargs)
+    if eps is None or not eps > 0:
+        raise ValueError(f"Expected eps > 0 for attack {name!r}. Received: eps={eps!r}")
+    return ATTACKS[name](model, x, y, eps, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="nnjpeg")
+class BPDA(keras.layers.Layer):
+    """A NumPy preprocessing f (float32 (N, H, W, C) -> same shape) as a layer: f forward, the identity
+    backward (BPDA, Athalye et al., 2018). Not serializable with an arbitrary f: rebuild it in code."""
+
+    def __init__(self, preprocess: Callable[[np.ndarray], np.ndarray], **kwargs):
+        super().__init__(**kwargs)
+        self.preprocess = preprocess
+
+    def call(self, x):
+        y = tf.numpy_function(lambda a: np.asarray(self.preprocess(a), np.float32), [x], tf.float32)
+        y = tf.ensure_shape(y, x.shape)
+        return x + tf.stop_gradient(y - x)  # straight-through: f forward, identity backward
+
+
+def bpda_layer(preprocess: Callable[[np.ndarray], np.ndarray], name: str = "bpda") -> BPDA:
+    """Wraps `preprocess` as a `BPDA` layer."""
+    return BPDA(preprocess, name=name)
+
+
+class EOT(keras.Model):
+    """Expectation over Transformation: averages a randomized model's logits over `samples` draws, so
+    gradients through it are averaged too (Athalye et al., 2018)."""
+
+    def __init__(self, model, samples: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.samples = samples
+
+    def call(self, x, training=False):
+        return tf.add_n([self.model(x, training=training) for _ in range(self.samples)]) / float(self.samples)
