@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         train.add_parser(sub)
+    from . import evaluate
+
+    evaluate.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,69 @@
+"""The evaluation harness end to end on 32 images with small stand-in models (well under a minute)."""
+
+import json
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pytest.importorskip("cleverhans")
+
+import nnjpeg  # noqa: E402
+from nnjpeg import evaluate  # noqa: E402
+from nnjpeg.keras import Compression  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def small_classifier(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    h = keras.layers.Flatten()(h)
+    return keras.Model(inputs, keras.layers.Dense(10)(h))
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    target = small_classifier(0)
+    inputs = keras.Input((28, 28, 1))
+    defended = keras.Model(inputs, target(Compression(nnjpeg.nn_table(3).tolist())(inputs)))
+    models = {"fmnist/classifier": target, "nn-jpeg": defended, **{s: small_classifier(i + 1) for i, s in enumerate(evaluate.SURROGATES)}}
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 28, 28, 1)).astype(np.float32)
+    y = target.predict(x, verbose=0).argmax(-1)
+    return models, (x, y)
+
+
+@pytest.mark.parametrize("scenario", evaluate.SCENARIOS)
+def test_harness_end_to_end(zoo, scenario, tmp_path):
+    models, data = zoo
+    t0 = time.time()
+    result = evaluate.evaluate(["fmnist/classifier", "nn-jpeg"], ["fgsm", "pgd"], [0.05, 0.1], scenario, data=data,
+                               load=models.__getitem__, attack_kwargs={"pgd": {"nb_iter": 5}}, progress=False)
+    assert time.time() - t0 < 60
+    assert len(result["records"]) == 2 * 2 * 2
+    for r in result["records"]:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["n"] == 32 and r["scenario"] == scenario
+        assert r["max_linf"] <= r["eps"] + 1e-6
+    assert result["clean"]["fmnist/classifier"] == 1.0  # labels are the target's own decisions
+    if scenario in ("gray-box", "white-box"):
+        # The undefended target attacked directly must lose accuracy at the larger budget.
+        worst = [r for r in result["records"] if r["defense"] == "fmnist/classifier" and r["attack"] == "pgd" and r["eps"] == 0.1]
+        assert worst[0]["accuracy"] < 1.0
+    evaluate.write_report(result, tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["scenario"] == scenario
+    assert "| pgd | 0.1 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "accuracy_vs_eps.png").stat().st_size > 0
+
+
+def test_errors(zoo):
+    models, data = zoo
+    with pytest.raises(ValueError, match=r"scenario in .* Received: 'grey'"):
+        evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], "grey", data=data, load=models.__getitem__)
+    with pytest.raises(ValueError, match=r"Received: defenses=\['nn-jpeg'\], attacks=\['bogus'\]"):
+        evaluate.evaluate(["nn-jpeg"], ["bogus"], [0.1], data=data, load=models.__getitem__)
