@@ -1,0 +1,103 @@
+"""Preprocessing defenses and the "defense -> classifier" models built from them.
+
+- NN-favored JPEG (NN-JPEG paper, Sec. 3.2): `nnjpeg.keras.Compression` with `nnjpeg.nn_table`.
+- Standard JPEG at quality 75: `nnjpeg.keras.JPEG`.
+- Total-variation minimization, TVM (Guo et al., 2018): `TVM` below.
+- Denoisers (VQUNet, the non-VQ U-Net, Defense-VAE) in front of the classifier: `denoised_classifier`.
+
+Every preprocessing layer's gradient is the identity (straight-through, BPDA) unless stated, so the
+composed models can be attacked as a whole (white-box, adaptive).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from nnjpeg.keras import JPEG, Compression
+from nnjpeg.tables import nn_table
+
+
+@keras.saving.register_keras_serializable(package="nnjpeg")
+class TVM(layers.Layer):
+    """Total-variation minimization (Guo et al., 2018): keep each pixel with probability `keep`, then
+    reconstruct the image z minimizing sum(mask * (z - x)^2) / 2 + weight * TV(z) by `iterations`
+    steps of gradient descent on a smoothed isotropic TV, clipped to [0, 1].
+
+    Random (a new pixel mask per call): evaluate adaptively with `nnjpeg.attacks.EOT`. Gradient:
+    the identity (BPDA).
+
+    Shape:
+        inputs: (N, H, W, C) float32 in [0, 1]; outputs: same.
+    """
+
+    def __init__(self, keep: float = 0.5, weight: float = 0.03, iterations: int = 60, step: float = 0.2,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < keep <= 1.0 or weight < 0 or iterations < 1 or step <= 0:
+            raise ValueError(f"Expected 0 < keep <= 1, weight >= 0, iterations >= 1, step > 0. Received: keep={keep}, "
+                             f"weight={weight}, iterations={iterations}, step={step}")
+        self.keep = keep
+        self.weight = weight
+        self.iterations = iterations
+        self.step = step
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def _tv_grad(self, z):
+        dx = z[:, :, 1:, :] - z[:, :, :-1, :]
+        dy = z[:, 1:, :, :] - z[:, :-1, :, :]
+        dx = ops.pad(dx, [[0, 0], [0, 0], [0, 1], [0, 0]])
+        dy = ops.pad(dy, [[0, 0], [0, 1], [0, 0], [0, 0]])
+        norm = ops.sqrt(dx * dx + dy * dy + 1e-4)
+        px, py = dx / norm, dy / norm
+        # Divergence of the normalized gradient field (backward differences), negated.
+        div = px - ops.pad(px[:, :, :-1, :], [[0, 0], [0, 0], [1, 0], [0, 0]]) + \
+            py - ops.pad(py[:, :-1, :, :], [[0, 0], [1, 0], [0, 0], [0, 0]])
+        return -div
+
+    def call(self, x):
+        mask = ops.cast(keras.random.uniform(ops.shape(x)[:3], seed=self.generator) < self.keep, x.dtype)[..., None]
+        z = x
+        for _ in range(self.iterations):
+            z = ops.clip(z - self.step * (mask * (z - x) + self.weight * self._tv_grad(z)), 0.0, 1.0)
+        return x + ops.stop_gradient(z - x)  # straight-through: TVM forward, identity backward (BPDA)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "keep": self.keep, "weight": self.weight, "iterations": self.iterations,
+                "step": self.step, "seed": self.seed}
+
+
+def _compose(preprocess, classifier, input_shape, name: str) -> keras.Model:
+    inputs = keras.Input(input_shape, name="image")
+    return keras.Model(inputs, classifier(preprocess(inputs)), name=name)
+
+
+def nnjpeg_classifier(classifier, k: int, of: float = 16.0, af: float = 50.0, *, input_shape=(28, 28, 1),
+                      backend: str = "native") -> keras.Model:
+    """NN-favored JPEG (RGB domain, table `nn_table(k, of, af)`) -> classifier."""
+    return _compose(Compression(nn_table(k, of, af).tolist(), backend=backend, name="nn_jpeg"), classifier, input_shape,
+                    f"nnjpeg_k{k}_classifier")
+
+
+def jpeg_classifier(classifier, quality: int = 75, *, input_shape=(28, 28, 1), backend: str = "native") -> keras.Model:
+    """Standard JPEG (YCbCr, Annex K tables at `quality`, 4:2:0) -> classifier."""
+    return _compose(JPEG(quality, backend=backend, name=f"jpeg{quality}"), classifier, input_shape, f"jpeg{quality}_classifier")
+
+
+def tvm_classifier(classifier, *, input_shape=(28, 28, 1), **tvm_kwargs) -> keras.Model:
+    """TVM -> classifier."""
+    return _compose(TVM(name="tvm", **tvm_kwargs), classifier, input_shape, "tvm_classifier")
+
+
+def denoised_classifier(denoiser, classifier, *, input_shape=(28, 28, 1), pad: int = 2,
+                        name: str = "denoised_classifier") -> keras.Model:
+    """Denoiser (e.g. VQUNet on 32x32) -> classifier (28x28): zero-pads by `pad`, denoises, crops back."""
+    inputs = keras.Input(input_shape, name="image")
+    h = layers.ZeroPadding2D(pad, name="pad")(inputs) if pad else inputs
+    h = denoiser(h)
+    h = layers.Cropping2D(pad, name="crop")(h) if pad else h
+    return keras.Model(inputs, classifier(h), name=name)
