@@ -1,0 +1,52 @@
+"""Frequency analysis: band statistics against a direct computation, and the ratio's meaning."""
+
+import numpy as np
+from scipy.fft import dctn
+
+from nnjpeg import analysis
+
+
+def test_band_std_matches_a_direct_computation(photos):
+    img = photos["astronaut"][:64, :48].astype(np.float64)
+    got = analysis.band_std(img[None])
+    blocks = [dctn(img[y : y + 8, x : x + 8, 1], norm="ortho") for y in range(0, 64, 8) for x in range(0, 48, 8)]
+    np.testing.assert_allclose(got[1], np.std(blocks, axis=0), rtol=1e-10)
+
+
+def test_natural_images_concentrate_energy_in_low_bands_and_chroma_is_weaker(photos):
+    x = np.stack([p[:256, :256] for p in photos.values()]).astype(np.float32) / 255.0
+    res = analysis.analyse(x, label="scikit-image photographs")
+    y = np.asarray(res["channels"]["Y"]["benign"])
+    assert y[0, 0] > y[7, 7] * 10
+    assert np.asarray(res["channels"]["Cb"]["benign"]).sum() < y.sum()
+
+
+def test_high_frequency_perturbation_has_ratio_peaking_in_high_bands(photos):
+    x = photos["coffee"][:128, :128, :1].astype(np.float32)[None] / 255.0
+    checker = ((np.indices((128, 128)).sum(0) % 2) * 2 - 1).astype(np.float32)[None, :, :, None] * (2 / 255)
+    res = analysis.analyse(x, np.clip(x + checker, 0, 1), label="checkerboard")
+    top = res["channels"]["grey"]["ratio_sorted"][0]
+    assert top["band"] == [7, 7] and top["anti_diagonal"] == 14
+
+
+def test_table_search_respects_the_drop_constraint(photos):
+    import pytest
+
+    keras = pytest.importorskip("keras")
+    from nnjpeg import search
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
+    rng = np.random.default_rng(0)
+    x = photos["coffee"][:64, :64, :1].astype(np.float32) / 255.0
+    xb = np.stack([x[i : i + 16, j : j + 16] for i in range(0, 48, 8) for j in range(0, 48, 8)])
+    yb = model.predict(xb, verbose=0).argmax(-1)
+    xa = np.clip(xb + rng.choice([-0.03, 0.03], xb.shape).astype(np.float32), 0, 1)
+    res = search.search_table(model, xb, yb, xa, yb, ks=[1, 8, 15], afs=[1, 51, 121], progress=False)
+    drop = np.asarray(res["grid_drop"])
+    assert res["clean_accuracy"] == 1.0 and drop.shape == (3, 3)
+    best = res["best"]
+    assert best is not None and best["drop"] < 0.01
+    feasible = np.asarray(res["grid_defense"])[drop < 0.01]
+    assert best["defense"] == feasible.max()
