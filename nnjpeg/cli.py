@@ -104,6 +104,48 @@ def _plot(panels, args, path: Path) -> None:
     plt.close(fig)
 
 
+def _attack_set(args, n):
+    """A seeded test subset, the classifier's correct ones kept, and their adversarial examples."""
+    from . import attacks, pretrained
+    from .evaluate import _subset
+
+    model = pretrained.load(args.classifier)
+    x, y = _subset(getattr(args, "dataset", "fashion-mnist"), n, args.seed)
+    correct = model.predict(x, batch_size=500, verbose=0).argmax(-1) == y
+    return model, x, y, x[correct], y[correct], attacks.attack(args.attack, model, x[correct], y[correct], args.eps,
+                                                                progress=True)
+
+
+def cmd_search_table(args: argparse.Namespace) -> int:
+    from . import search
+
+    model, xb, yb, xc, yc, adv = _attack_set(args, max(args.n_benign, args.n_adv))
+    xb, yb = xb[: args.n_benign], yb[: args.n_benign]
+    result = search.search_table(model, xb, yb, adv[: args.n_adv], yc[: args.n_adv], of=args.of, max_drop=args.max_drop)
+    result.update({"classifier": args.classifier, "attack": args.attack, "eps": args.eps, "seed": args.seed})
+    search.write(result, Path(args.out))
+    print(json.dumps({k: result[k] for k in ("best", "clean_accuracy", "undefended_adv_accuracy")}, indent=2))
+    print(f"wrote {Path(args.out) / 'table_search.json'} and table_search.png")
+    return 0
+
+
+def cmd_frequency(args: argparse.Namespace) -> int:
+    from . import analysis
+
+    out = Path(args.out)
+    photos = _load_images([])
+    crops = np.stack([p[:256, :256] for p in photos.values() if min(p.shape[:2]) >= 256]).astype(np.float32) / 255.0
+    analysis.write(analysis.analyse(crops, label="natural RGB photographs (scikit-image), benign only"), out, "photos_rgb")
+    _, _, _, xc, _, adv = _attack_set(args, args.n)
+    res = analysis.analyse(xc, adv, label=f"Fashion-MNIST (grey), {args.attack} eps={args.eps} on {args.classifier}")
+    analysis.write(res, out, "fmnist_grey")
+    top = res["channels"]["grey"]["ratio_sorted"][:5]
+    print("bands where perturbation/benign std is largest (Fashion-MNIST):",
+          ", ".join(f"{t['band']} (anti-diagonal {t['anti_diagonal']}: {t['ratio']:.2f})" for t in top))
+    print(f"wrote {out}/photos_rgb.(json|png) and {out}/fmnist_grey.(json|png)")
+    return 0
+
+
 def cmd_info(_: argparse.Namespace) -> int:
     from . import __version__
 
@@ -134,6 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
     from . import evaluate
 
     evaluate.add_parser(sub)
+    p = sub.add_parser("search-table", help="NN-JPEG Algorithm 1: grid over (k, QS_AF) under a clean-accuracy-drop bound")
+    p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name of the undefended classifier")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--attack", default="bim")
+    p.add_argument("--eps", type=float, default=0.03)
+    p.add_argument("--n-benign", type=int, default=1000)
+    p.add_argument("--n-adv", type=int, default=200)
+    p.add_argument("--of", type=float, default=16.0)
+    p.add_argument("--max-drop", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/search")
+    p.set_defaults(func=cmd_search_table)
+    p = sub.add_parser("frequency", help="DCT band statistics of benign images and adversarial perturbations (NN-JPEG Sec. 3.1)")
+    p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name used to craft the perturbations")
+    p.add_argument("--attack", default="fgsm")
+    p.add_argument("--eps", type=float, default=0.03)
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/frequency")
+    p.set_defaults(func=cmd_frequency)
     return parser
 
 
