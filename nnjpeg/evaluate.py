@@ -38,7 +38,8 @@ def _subset(dataset: str, n: int, seed: int):
 
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
              dataset: str = "fashion-mnist", data=None, load: Callable | None = None, target: str = TARGET,
-             surrogates=SURROGATES, attack_kwargs: dict | None = None, progress: bool = True) -> dict:
+             surrogates=SURROGATES, attack_kwargs: dict | None = None, eot: dict | None = None,
+             progress: bool = True) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
 
     Args:
@@ -51,6 +52,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         load: name -> keras.Model (default `nnjpeg.pretrained.load`).
         target, surrogates: models for the gray-box and black-box scenarios.
         attack_kwargs: per-attack keyword arguments, e.g. {"pgd": {"nb_iter": 40}}.
+        eot: defense name -> samples, for randomized defenses: white-box attacks then run on
+            `nnjpeg.attacks.EOT(model, samples)` (gradients averaged over the randomness).
 
     Returns:
         dict with `records`, `clean` (accuracy of each defense on the benign subset) and `config`.
@@ -89,6 +92,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
             adv[idx] = run(name, model, xs[idx], ys[idx], e)
         return adv
 
+    eot = eot or {}
+    attacked = {d: (A.EOT(m, eot[d]) if d in eot else m) for d, m in models.items()}
     for name in attacks:
         for e in ([None] if name in A.UNBOUNDED else eps_list):
             shared = None
@@ -98,10 +103,11 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
                 shared = transfer(name, x, y, e)
             for d, model in models.items():
                 if scenario == "white-box":
-                    adv = run(name, model, x, y, e)
+                    adv = run(name, attacked[d], x, y, e)
                 elif scenario == "mixed":
                     half = len(x) // 2
-                    adv = np.concatenate([run(name, model, x[:half], y[:half], e), transfer(name, x[half:], y[half:], e)])
+                    adv = np.concatenate([run(name, attacked[d], x[:half], y[:half], e),
+                                          transfer(name, x[half:], y[half:], e)])
                 else:
                     adv = shared
                 linf = float(np.abs(adv - x).max()) if len(x) else 0.0
@@ -111,7 +117,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
                                 "mean_l2": l2, "max_linf": linf})
     config = {"defenses": list(defenses), "attacks": list(attacks), "eps": list(eps_list), "scenario": scenario,
               "n": int(len(x)), "seed": seed, "dataset": dataset, "target": target, "surrogates": list(surrogates),
-              "attack_kwargs": kwargs, "wall_time_s": time.time() - t0}
+              "attack_kwargs": kwargs, "eot": eot, "wall_time_s": time.time() - t0}
     return {"records": records, "clean": clean, "config": config}
 
 
