@@ -1,57 +1,25 @@
 // AVX2 kernel: one 8x8 block at a time, its 8 rows held in 8 ymm registers (lanes = columns).
 // Each 1-D pass runs *across* the registers, so 8 lines are transformed at once with no horizontal
-// arithmetic; a transpose switches between rows and columns. The pass is the scalar kernel's
-// even/odd split (x[n] +/- x[7-n], then two 4x4 products) with the same separate multiplies and
-// adds in the same order, and no FMA (built with -ffp-contract=off): the results are bit-identical
-// to the scalar kernel, so the choice of kernel never changes an output.
+// arithmetic. The first pass works on the rows as loaded (a column transform), one transpose turns
+// the result for the row transform, and the coefficients stay transposed ([u][v], the order of
+// the QuantTable entries); the inverse runs the mirror image, so a block costs two transposes. The
+// passes are aan-inl.h, as in the scalar kernel, with no FMA (-ffp-contract=off): the results are
+// bit-identical to it, so the choice of kernel never changes an output.
 #include <immintrin.h>
 
+#include "aan-inl.h"
 #include "kernels.h"
 
 namespace nnjpeg {
 namespace {
 
-inline __m256 fwd_coef(int k, int n) { return _mm256_broadcast_ss(&kFwd[k][n]); }
-inline __m256 inv_coef(int k, int n) { return _mm256_broadcast_ss(&kDct[k][n]); }
-
-// y[k] = sum_n F[k][n] x[n] (F: kFwd) for the 8 registers x[0..7], in place. Rows 0 and 4 of F
-// are +-1, so their sums are plain additions: x * 1 and 0 + x are exact, and a + (-b) == a - b, so
-// this is still bit-identical to the scalar kernel's multiply-add loop.
-inline void fdct8(__m256 x[8]) {
-  __m256 e[4], o[4];
-  for (int n = 0; n < 4; ++n) {
-    e[n] = _mm256_add_ps(x[n], x[7 - n]);
-    o[n] = _mm256_sub_ps(x[n], x[7 - n]);
-  }
-  for (int k = 1; k < 8; k += 2) {
-    __m256 so = _mm256_mul_ps(fwd_coef(k, 0), o[0]);
-    for (int n = 1; n < 4; ++n) so = _mm256_add_ps(so, _mm256_mul_ps(fwd_coef(k, n), o[n]));
-    x[k] = so;
-  }
-  for (int k = 2; k < 8; k += 4) {
-    __m256 se = _mm256_mul_ps(fwd_coef(k, 0), e[0]);
-    for (int n = 1; n < 4; ++n) se = _mm256_add_ps(se, _mm256_mul_ps(fwd_coef(k, n), e[n]));
-    x[k] = se;
-  }
-  x[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(e[0], e[1]), e[2]), e[3]);
-  x[4] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(e[0], e[1]), e[2]), e[3]);
-}
-
-// x[n] = sum_k C[k][n] y[k], in place; C[k][7-n] = (-1)^k C[k][n] gives the even/odd split.
-inline void idct8(__m256 y[8]) {
-  __m256 x[8];
-  for (int n = 0; n < 4; ++n) {
-    __m256 se = _mm256_mul_ps(inv_coef(0, n), y[0]);
-    __m256 so = _mm256_mul_ps(inv_coef(1, n), y[1]);
-    for (int k = 2; k < 8; k += 2) {
-      se = _mm256_add_ps(se, _mm256_mul_ps(inv_coef(k, n), y[k]));
-      so = _mm256_add_ps(so, _mm256_mul_ps(inv_coef(k + 1, n), y[k + 1]));
-    }
-    x[n] = _mm256_add_ps(se, so);
-    x[7 - n] = _mm256_sub_ps(se, so);
-  }
-  for (int i = 0; i < 8; ++i) y[i] = x[i];
-}
+struct Avx2 {
+  using V = __m256;
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V set1(float a) { return _mm256_set1_ps(a); }
+};
 
 // 8x8 transpose in three shuffle stages (unpack pairs, shuffle quads, swap 128-bit halves).
 inline void transpose8(__m256 r[8]) {
@@ -80,36 +48,33 @@ inline __m256 round_half_away(__m256 x) {
   return _mm256_round_ps(_mm256_add_ps(x, bias), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
 }
 
-// The output rounding: v = x + 128 is a multiple of 2^-17 below 256, so v + 0.5 is exact there and
-// floor(v + 0.5) equals round-half-away for every v that survives the clamp; below zero both
-// clamp to +0.
+// The output rounding of the scalar kernel: floor(x + 0.49999997), clamped to [0, 255]. max
+// returns its second operand for -0 against +0, so a -0 floor clamps to +0.
 inline __m256 round_clamp_pixel(__m256 x) {
-  const __m256 v = _mm256_add_ps(_mm256_add_ps(x, _mm256_set1_ps(128.0f)), _mm256_set1_ps(0.5f));
-  const __m256 f = _mm256_round_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_round_ps(_mm256_add_ps(x, _mm256_set1_ps(0.49999997f)),
+                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   return _mm256_min_ps(_mm256_max_ps(f, _mm256_setzero_ps()), _mm256_set1_ps(255.0f));
 }
 
 void roundtrip_block(float* p, std::ptrdiff_t stride, const QuantTable& qt) {
-  const __m256 shift = _mm256_set1_ps(128.0f);
   __m256 r[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_sub_ps(_mm256_loadu_ps(p + i * stride), shift);
-  // Same pass order and the same separate multiplies and adds as the scalar kernel, so the
-  // coefficients are bit-identical before quantization (a discontinuous step: one flipped tie
-  // would move a whole block by up to step / 8): rows first, then columns.
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(p + i * stride);
+  aan::forward<Avx2>(r);
   transpose8(r);
-  fdct8(r);
-  transpose8(r);
-  fdct8(r);
-  // Register v now holds vertical frequency v, lane u horizontal frequency u: natural order.
-  // Divide (not multiply by 1 / fstep) as the scalar kernel does: exact ties stay exact.
-  for (int v = 0; v < 8; ++v) {
-    const __m256 q = round_half_away(_mm256_div_ps(r[v], _mm256_load_ps(qt.fstep + 8 * v)));
-    r[v] = _mm256_mul_ps(q, _mm256_load_ps(qt.step + 8 * v));
+  aan::forward<Avx2>(r);
+  // Register u now holds horizontal frequency u, lane v vertical frequency v. The level shift
+  // touches only T(0,0) (lane 0 of register 0), and only lanes 0 and 4 of registers 0 and 4 are
+  // divided (exact ties, kernels.h): two divisions per block instead of eight.
+  r[0] = _mm256_add_ps(r[0], _mm256_setr_ps(-64.0f * 128.0f, 0, 0, 0, 0, 0, 0, 0));
+  for (int u = 0; u < 8; ++u) {
+    __m256 t = _mm256_mul_ps(r[u], _mm256_load_ps(qt.mul + 8 * u));
+    if (u == 0 || u == 4) t = _mm256_blend_ps(t, _mm256_div_ps(r[u], _mm256_load_ps(qt.div + 8 * u)), 0x11);
+    r[u] = _mm256_mul_ps(round_half_away(t), _mm256_load_ps(qt.deq + 8 * u));
   }
-  idct8(r);
+  r[0] = _mm256_add_ps(r[0], _mm256_setr_ps(128.0f, 0, 0, 0, 0, 0, 0, 0));
+  aan::inverse<Avx2>(r);
   transpose8(r);
-  idct8(r);
-  transpose8(r);
+  aan::inverse<Avx2>(r);
   for (int i = 0; i < 8; ++i) _mm256_storeu_ps(p + i * stride, round_clamp_pixel(r[i]));
 }
 

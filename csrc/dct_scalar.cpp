@@ -1,39 +1,28 @@
-// Scalar reference kernel: a separable 8x8 DCT-II as two passes of 8-point transforms, each split
-// into even and odd halves (x[n] +/- x[7-n]) so a pass costs 32 multiply-adds instead of 64.
+// Scalar reference kernel: the separable 8x8 round trip of kernels.h with the AAN transforms of
+// aan-inl.h, one line at a time. The SIMD kernels run the same operations on 8 or 16 lines at once.
 #include <cmath>
 
+#include "aan-inl.h"
 #include "kernels.h"
 
 namespace nnjpeg {
 
-const float kDct[8][8] = {
-#define NNJPEG_C(k, n) static_cast<float>(((k) == 0 ? 0.35355339059327373 : 0.5) * \
-                                          std::cos((2 * (n) + 1) * (k) * 3.14159265358979323846 / 16))
-#define NNJPEG_ROW(k) {NNJPEG_C(k, 0), NNJPEG_C(k, 1), NNJPEG_C(k, 2), NNJPEG_C(k, 3), \
-                       NNJPEG_C(k, 4), NNJPEG_C(k, 5), NNJPEG_C(k, 6), NNJPEG_C(k, 7)}
-    NNJPEG_ROW(0), NNJPEG_ROW(1), NNJPEG_ROW(2), NNJPEG_ROW(3),
-    NNJPEG_ROW(4), NNJPEG_ROW(5), NNJPEG_ROW(6), NNJPEG_ROW(7),
-};
-
-const float kFwd[8][8] = {
-    {1, 1, 1, 1, 1, 1, 1, 1},
-    NNJPEG_ROW(1), NNJPEG_ROW(2), NNJPEG_ROW(3),
-    {1, -1, -1, 1, 1, -1, -1, 1},
-    NNJPEG_ROW(5), NNJPEG_ROW(6), NNJPEG_ROW(7),
-#undef NNJPEG_ROW
-#undef NNJPEG_C
-};
+// s(k) of aan-inl.h in double: sqrt(8) for k = 0, 4, else 4 cos(k pi / 16), written out as the
+// shortest decimals that round-trip, so that nnjpeg/tf_ops.py builds bit-identical tables.
+constexpr double kScale[8] = {2.8284271247461903, 3.9231411216129217, 3.695518130045147, 3.325878449210181,
+                              2.8284271247461903, 2.222280932078409, 1.5307337294603593, 0.7803612880645133};
 
 QuantTable make_quant_table(const float* step64) {
-  // g(k) of QuantTable, in double so fstep is the correctly rounded step / (g(v) g(u)).
-  auto g = [](int k) { return (k == 0 || k == 4) ? 0.35355339059327373 : 1.0; };
+  // Each entry is correctly rounded once from double; at the exact-tie entries the scale is 8
+  // exactly, so div = 8 * step exactly there.
   QuantTable qt;
   for (int v = 0; v < 8; ++v) {
     for (int u = 0; u < 8; ++u) {
-      const float s = step64[v * 8 + u];
-      const float fs = static_cast<float>(static_cast<double>(s) / (g(v) * g(u)));
-      qt.step[v * 8 + u] = qt.step_t[u * 8 + v] = s;
-      qt.fstep[v * 8 + u] = qt.fstep_t[u * 8 + v] = fs;
+      const double step = step64[v * 8 + u];
+      const double scale = exact_tie_entry(u, v) ? 8.0 : kScale[v] * kScale[u];
+      qt.div[u * 8 + v] = static_cast<float>(scale * step);
+      qt.mul[u * 8 + v] = static_cast<float>(1.0 / (scale * step));
+      qt.deq[u * 8 + v] = static_cast<float>(step / scale);
     }
   }
   return qt;
@@ -41,62 +30,66 @@ QuantTable make_quant_table(const float* step64) {
 
 namespace {
 
+struct Scalar {
+  using V = float;
+  static float add(float a, float b) { return a + b; }
+  static float sub(float a, float b) { return a - b; }
+  static float mul(float a, float b) { return a * b; }
+  static float set1(float a) { return a; }
+};
+
 // libjpeg's convention for quantization (jcdctmgr.c): ties go away from zero.
 inline float round_half_away(float x) {
   const float t = std::trunc(x);
   return std::fabs(x - t) >= 0.5f ? t + std::copysign(1.0f, x) : t;
 }
 
-// y[k] = sum_n F[k][n] x[n] (F: kFwd), strided in and out.
-inline void fdct8(const float* x, std::ptrdiff_t xs, float* y, std::ptrdiff_t ys) {
-  float e[4], o[4];
-  for (int n = 0; n < 4; ++n) {
-    e[n] = x[n * xs] + x[(7 - n) * xs];
-    o[n] = x[n * xs] - x[(7 - n) * xs];
-  }
-  for (int k = 0; k < 8; k += 2) {
-    float se = 0.0f, so = 0.0f;
-    for (int n = 0; n < 4; ++n) {
-      se += kFwd[k][n] * e[n];
-      so += kFwd[k + 1][n] * o[n];
-    }
-    y[k * ys] = se;
-    y[(k + 1) * ys] = so;
-  }
-}
+// The largest float below 1/2: for x >= 0, floor(x + kHalfBelow) is x rounded half away from zero.
+// A fraction below 1/2 leaves the sum more than half an ulp short of the next whole number, so it
+// stays below; a fraction of 1/2 or more brings it within 2^-25 of it, and it rounds up to it.
+constexpr float kHalfBelow = 0.49999997f;
 
-// x[n] = sum_k C[k][n] y[k]; C[k][7-n] = (-1)^k C[k][n] gives the even/odd split.
-inline void idct8(const float* y, std::ptrdiff_t ys, float* x, std::ptrdiff_t xs) {
-  for (int n = 0; n < 4; ++n) {
-    float se = 0.0f, so = 0.0f;
-    for (int k = 0; k < 8; k += 2) {
-      se += kDct[k][n] * y[k * ys];
-      so += kDct[k + 1][n] * y[(k + 1) * ys];
-    }
-    x[n * xs] = se + so;
-    x[(7 - n) * xs] = se - so;
+// The 1-D transform of the 8 samples at x, x + step, ..., x + 7 step, in place.
+template <bool kForward>
+inline void line(float* x, int step) {
+  float v[8];
+  for (int i = 0; i < 8; ++i) v[i] = x[i * step];
+  if (kForward) {
+    aan::forward<Scalar>(v);
+  } else {
+    aan::inverse<Scalar>(v);
   }
+  for (int i = 0; i < 8; ++i) x[i * step] = v[i];
 }
 
 }  // namespace
 
 void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt) {
-  float blk[64], tmp[64];
+  float blk[64];  // [y][x] samples, then [v][u] coefficients, then [y][x] again
   for (int b = 0; b < nblocks; ++b) {
     float* p = band + 8 * b;
     for (int r = 0; r < 8; ++r) {
-      for (int c = 0; c < 8; ++c) blk[r * 8 + c] = p[r * stride + c] - 128.0f;
+      for (int c = 0; c < 8; ++c) blk[r * 8 + c] = p[r * stride + c];
     }
-    for (int r = 0; r < 8; ++r) fdct8(blk + r * 8, 1, tmp + r * 8, 1);
-    for (int c = 0; c < 8; ++c) fdct8(tmp + c, 8, blk + c, 8);
-    for (int i = 0; i < 64; ++i) blk[i] = round_half_away(blk[i] / qt.fstep[i]) * qt.step[i];
-    for (int c = 0; c < 8; ++c) idct8(blk + c, 8, tmp + c, 8);
-    for (int r = 0; r < 8; ++r) idct8(tmp + r * 8, 1, blk + r * 8, 1);
+    for (int c = 0; c < 8; ++c) line<true>(blk + c, 8);
+    for (int v = 0; v < 8; ++v) line<true>(blk + v * 8, 1);
+    blk[0] -= 64.0f * 128.0f;
+    for (int v = 0; v < 8; ++v) {
+      for (int u = 0; u < 8; ++u) {
+        const int i = u * 8 + v;
+        const float t = blk[v * 8 + u];
+        const float q = round_half_away(exact_tie_entry(u, v) ? t / qt.div[i] : t * qt.mul[i]);
+        blk[v * 8 + u] = q * qt.deq[i];
+      }
+    }
+    blk[0] += 128.0f;
+    for (int v = 0; v < 8; ++v) line<false>(blk + v * 8, 1);
+    for (int c = 0; c < 8; ++c) line<false>(blk + c, 8);
     for (int r = 0; r < 8; ++r) {
       for (int c = 0; c < 8; ++c) {
-        const float v = round_half_away(blk[r * 8 + c] + 128.0f);
-        // <= rather than <: round_half_away leaves -0.0 for (-0.5, 0), which must clamp to +0.
-        p[r * stride + c] = v <= 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        const float f = std::floor(blk[r * 8 + c] + kHalfBelow);
+        // <= rather than <: the floor of a sum in (-1, 0] may be -0.0, which must clamp to +0.
+        p[r * stride + c] = f <= 0.0f ? 0.0f : (f > 255.0f ? 255.0f : f);
       }
     }
   }

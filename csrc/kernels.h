@@ -9,26 +9,39 @@
 
 namespace nnjpeg {
 
-// Exact quantization ties. The DCT-II basis rows 0 and 4 are c0 * (+-1) with c0 = 1/sqrt(8), so the
-// coefficients (0,0), (0,4), (4,0) and (4,4) of whole-number samples are whole numbers / 8 and land
+// Coefficient order. The kernels transform columns first, then rows, so their coefficients come out
+// transposed: every table here is in [u][v] order (u horizontal, v vertical frequency), entry
+// u * 8 + v.
+//
+// Exact quantization ties. The forward transform (aan-inl.h) gives T = s(v) s(u) X, X the
+// orthonormal DCT-II, with s(0) = s(4) = sqrt(8): the coefficients (0,0), (0,4), (4,0) and (4,4)
+// of whole-number samples are sums with +-1 weights, exact whole numbers, and 8 X there; they land
 // exactly on quantization ties (k + 1/2 steps) about once per 8 * step blocks. To round those ties
-// the same way every time (away from zero), the forward passes use F = C with rows 0 and 4 divided by
-// c0 (exact +-1 weights, exact sums), and quantization divides the unscaled coefficient T = F X F^T
-// by fstep = step / (g(v) g(u)), g(0) = g(4) = c0, else 1: fstep is 8 * step (exact) at those four
-// frequencies, and IEEE division is correctly rounded, so an exact tie stays exact.
+// the same way every time (away from zero), those four are quantized by IEEE division (correctly
+// rounded) of T by div = 8 * step (exact), so an exact tie stays exact. Every other coefficient is
+// multiplied by mul = 1 / (s(v) s(u) step), correctly rounded from double: no exact ties there.
+// Dequantization gives deq = step / (s(v) s(u)) times the level, the input the inverse transform
+// expects.
 struct QuantTable {
-  alignas(64) float step[64];     // dequantization, natural (row-major, [v][u]) order
-  alignas(64) float fstep[64];    // quantization divisor of the unscaled T, natural order
-  alignas(64) float step_t[64];   // the same two, transposed ([u][v]), for kernels whose
-  alignas(64) float fstep_t[64];  // coefficients come out transposed from the second pass
+  alignas(64) float div[64];  // s(v) s(u) step; only the four exact-tie entries are used
+  alignas(64) float mul[64];  // 1 / (s(v) s(u) step)
+  alignas(64) float deq[64];  // step / (s(v) s(u))
 };
+
+// Entries of QuantTable quantized by division: u and v in {0, 4}.
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+constexpr bool exact_tie_entry(int u, int v) { return (u & 3) == 0 && (v & 3) == 0; }
 
 QuantTable make_quant_table(const float* step64);
 
 // Round trip of `nblocks` horizontally adjacent 8x8 blocks held in a band of 8 rows (row stride
-// `stride` floats). In: samples in [0, 255]. Out, in place: level shift by -128, orthonormal DCT-II,
-// q = round_half_away(coef / step) (computed as T / fstep, see QuantTable), coef = q * step, inverse
-// DCT, +128, round half away from zero, clamp to [0, 255]; the results are whole numbers.
+// `stride` floats). In: samples in [0, 255]. Out, in place: forward transform T (columns, then
+// rows) of the samples, T(0,0) -= 64 * 128 (the level shift: only the DC term sees it), levels
+// q = round_half_away(T / div or T * mul, see QuantTable), z = q * deq with z(0,0) += 128 (the
+// level shift back), inverse transform (rows, then columns), round half away from zero, clamp to
+// [0, 255]; the results are whole numbers.
 using BandKernel = void (*)(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 
 void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
@@ -70,10 +83,5 @@ const Kernel& active_kernel();
 std::vector<std::string> compiled_kernels();
 // Every kernel this CPU can run (tests compare them against each other).
 std::vector<Kernel> runnable_kernels();
-
-// The orthonormal 8-point DCT-II matrix, C[k][n] = s(k) cos((2n + 1) k pi / 16), and the forward
-// matrix F of QuantTable (rows 0 and 4 of C divided by c0: exactly +-1).
-extern const float kDct[8][8];
-extern const float kFwd[8][8];
 
 }  // namespace nnjpeg

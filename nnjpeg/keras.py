@@ -52,10 +52,10 @@ class _CodecLayer(keras.layers.Layer):
     def call(self, inputs):
         if inputs.dtype != tf.float32:
             raise TypeError(f"Expected float32 inputs in [0, 1]. Received: dtype={inputs.dtype.name}")
-        inputs = _check_values(inputs)
         if self.backend == "tf":
-            outputs = _compress(inputs, self._tables, self.color, self._mode)
+            outputs = _compress(_check_values(inputs), self._tables, self.color, self._mode)
         else:
+            # nnjpeg.compress checks the value range itself (one NumPy pass), with the same message.
             outputs = _native_op(inputs, self._tables.reshape(-1, 8, 8), self.color, self.subsampling, None)
         if self.gradient == "none":
             return ops.stop_gradient(outputs)

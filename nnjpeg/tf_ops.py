@@ -20,19 +20,21 @@ __all__ = ["compress_tf", "jpeg_tf", "tf_compress"]
 
 _BACKENDS = ("native", "tf")
 
-# Orthonormal DCT-II matrix, C[k, n] = a(k) cos((2n + 1) k pi / 16), computed in double and
-# rounded to float32 as the native kernels do (csrc/dct_scalar.cpp).
-_C0 = 0.35355339059327373  # 1 / sqrt(8)
-_DCT = np.array([[(_C0 if k == 0 else 0.5) * np.cos((2 * n + 1) * k * np.pi / 16) for n in range(8)]
-                 for k in range(8)]).astype(np.float32)
-# The forward passes use F: C with rows 0 and 4 divided by c0, exactly +-1. The coefficients (0, 0),
-# (0, 4), (4, 0) and (4, 4) of whole-number samples are then exact sums that often sit exactly on a
-# quantization tie; dividing by fstep = step / (g(v) g(u)) (g(0) = g(4) = c0, else 1; 8 * step at
-# those four) keeps such a tie exact, so it rounds away from zero as libjpeg's would.
-_FWD = _DCT.copy()
-_FWD[0] = 1.0
-_FWD[4] = [1, -1, -1, 1, 1, -1, -1, 1]
-_G = np.array([_C0 if k in (0, 4) else 1.0 for k in range(8)])
+# The block transform of the native kernels (csrc/aan-inl.h), with the same float32 constants: the
+# Arai-Agui-Nakajima fast DCT (Trans. IEICE E71(11), 1988), which gives T = s(v) s(u) X for the
+# orthonormal DCT-II X, and its transposed flow graph as the inverse. s(0) = s(4) = sqrt(8), so the
+# coefficients (0, 0), (0, 4), (4, 0) and (4, 4) of whole-number samples are exact sums that often
+# sit exactly on a quantization tie; dividing those by 8 * step (exact) keeps such a tie exact, so
+# it rounds away from zero as libjpeg's would. Every other coefficient is multiplied by
+# 1 / (s(v) s(u) step). The scales are the decimals of csrc/dct_scalar.cpp, so the tables match.
+_C4, _C6 = np.float32(0.707106781186547524), np.float32(0.382683432365089772)
+_R2C6, _R2C2 = np.float32(0.541196100146196984), np.float32(1.306562964876376527)
+_SCALE = np.array([2.8284271247461903, 3.9231411216129217, 3.695518130045147, 3.325878449210181,
+                   2.8284271247461903, 2.222280932078409, 1.5307337294603593, 0.7803612880645133])
+_TIES = np.zeros((8, 8), bool)
+_TIES[0::4, 0::4] = True  # [v, u] with u, v in {0, 4}
+_DC = np.zeros((8, 8), np.float32)
+_DC[0, 0] = 1.0
 
 
 def _ste(x, q):
@@ -117,63 +119,79 @@ def _from_blocks(b):
     return tf.transpose(x, [0, 2, 3, 1])
 
 
-def _sum4(p):
-    # ((p0 + p1) + p2) + p3 over the last axis: the scalar kernel's accumulation order, which keeps
-    # the results bit-identical to it (a reduce_sum or a matmul may add in another order).
-    return ((p[..., 0] + p[..., 1]) + p[..., 2]) + p[..., 3]
+def _aan_forward(x):
+    """y = M x for the 8 tensors x (one per position along a line): the forward pass of aan-inl.h."""
+    e0, e1, e2, e3 = x[0] + x[7], x[1] + x[6], x[2] + x[5], x[3] + x[4]
+    o0, o1, o2, o3 = x[0] - x[7], x[1] - x[6], x[2] - x[5], x[3] - x[4]
+    s03, s12, d03, d12 = e0 + e3, e1 + e2, e0 - e3, e1 - e2
+    z1 = _mul(d12 + d03, _C4)
+    p, q, r = o3 + o2, o2 + o1, o1 + o0
+    z5 = _mul(p - r, _C6)
+    z2 = _mul(p, _R2C6) + z5
+    z4 = _mul(r, _R2C2) + z5
+    z3 = _mul(q, _C4)
+    z11, z13 = o0 + z3, o0 - z3
+    return [s03 + s12, z11 + z4, d03 + z1, z13 - z2, s03 - s12, z13 + z2, d03 - z1, z11 - z4]
 
 
-def _fdct8_last(x):
-    """8-point forward transform F along the last axis, split into even and odd halves as the scalar kernel.
+def _aan_inverse(y):
+    """x = M^T y, the inverse pass of aan-inl.h (the transposed flow graph)."""
+    z11, z4 = y[1] + y[7], y[1] - y[7]
+    z13, z2 = y[5] + y[3], y[5] - y[3]
+    q = _mul(z11 - z13, _C4)
+    w = _mul(z4 + z2, _C6)
+    p = _mul(z2, _R2C6) + w
+    r = _mul(z4, _R2C2) - w
+    o = [(z11 + z13) + r, q + r, p + q, p]
+    s03, s12 = y[0] + y[4], y[0] - y[4]
+    d12 = _mul(y[2] - y[6], _C4)
+    d03 = (y[2] + y[6]) + d12
+    e = [s03 + d03, s12 + d12, s12 - d12, s03 - d03]
+    return [e[0] + o[0], e[1] + o[1], e[2] + o[2], e[3] + o[3], e[3] - o[3], e[2] - o[2], e[1] - o[1], e[0] - o[0]]
 
-    Elementwise products and sums rather than a matmul also keep full float32 precision on GPUs
-    that run float32 matmuls in TF32.
-    """
-    head, tail = x[..., :4], tf.reverse(x[..., 4:], axis=[-1])
-    even = _sum4(_mul((head + tail)[..., tf.newaxis, :], _FWD[0::2, :4]))  # y[0], y[2], y[4], y[6]
-    odd = _sum4(_mul((head - tail)[..., tf.newaxis, :], _FWD[1::2, :4]))  # y[1], y[3], y[5], y[7]
-    return tf.reshape(tf.stack([even, odd], axis=-1), tf.shape(x))
 
-
-def _idct8_last(y):
-    """8-point inverse DCT (C^T) along the last axis: x[n] = se + so, x[7 - n] = se - so, as the scalar kernel."""
-    even = _sum4(_mul(y[..., tf.newaxis, 0::2], _DCT[0::2, :4].T))  # sum over even k, for n = 0...3
-    odd = _sum4(_mul(y[..., tf.newaxis, 1::2], _DCT[1::2, :4].T))
-    return tf.concat([even + odd, tf.reverse(even - odd, axis=[-1])], axis=-1)
+def _along_last(fn, x):
+    """Applies an 8-point pass (a function of 8 tensors) along the last axis."""
+    return tf.stack(fn(tf.unstack(x, 8, axis=-1)), axis=-1)
 
 
 def _along_rows(fn, blocks):
-    """Applies a last-axis transform to the columns of every 8x8 block instead."""
-    return tf.linalg.matrix_transpose(fn(tf.linalg.matrix_transpose(blocks)))
+    """Applies an 8-point pass to the columns of every 8x8 block instead."""
+    return tf.stack(fn(tf.unstack(blocks, 8, axis=-2)), axis=-2)
 
 
 def _dct8x8(blocks):
-    """F X F^T for every trailing 8x8 block X (the DCT-II up to g(v) g(u)): rows first, then columns."""
-    return _along_rows(_fdct8_last, _fdct8_last(blocks))
+    """T = M X M^T for every trailing 8x8 block X, [v, u] order: columns first, then rows."""
+    return _along_last(_aan_forward, _along_rows(_aan_forward, blocks))
 
 
 def _idct8x8(coefs):
-    """Orthonormal 2-D inverse DCT-II of every trailing 8x8 block: columns first, then rows."""
-    return _idct8_last(_along_rows(_idct8_last, coefs))
+    """M^T Z M for every trailing 8x8 block Z of pre-scaled coefficients: rows first, then columns."""
+    return _along_rows(_aan_inverse, _along_last(_aan_inverse, coefs))
 
 
 def _quantize(coefs, tables):
-    """round(coef / step) * step with libjpeg's ties away from zero, from the unscaled F X F^T.
+    """Quantizes and dequantizes T as the native kernels (csrc/kernels.h, QuantTable).
 
     Args:
-        coefs: (N, P, H/8, W/8, 8, 8) unscaled coefficients T = F X F^T.
+        coefs: (N, P, H/8, W/8, 8, 8) transform outputs T = s(v) s(u) X of the level-shifted blocks.
         tables: (P, 64) float32 quantization steps.
 
     Returns:
-        The dequantized orthonormal DCT coefficients.
+        The levels times step / (s(v) s(u)), the input of the inverse transform.
     """
-    steps = tables.reshape(1, -1, 1, 1, 8, 8)
-    fsteps = (steps.astype(np.float64) / (_G[:, np.newaxis] * _G)).astype(np.float32)
-    return _round_half_away(_div(coefs, fsteps)) * steps
+    steps = tables.reshape(1, -1, 1, 1, 8, 8).astype(np.float64)
+    scale = np.where(_TIES, 8.0, _SCALE[:, np.newaxis] * _SCALE)
+    div = (scale * steps).astype(np.float32)
+    mul = (1.0 / (scale * steps)).astype(np.float32)
+    deq = (steps / scale).astype(np.float32)
+    levels = _round_half_away(tf.where(_TIES, _div(coefs, div), _mul(coefs, mul)))
+    return _mul(levels, deq)
 
 
 def _block_roundtrip(planes, tables):
-    """Level shift, DCT, quantize, inverse DCT, level shift, round, clamp, per 8x8 block.
+    """Transform, quantize, inverse transform, round, clamp, per 8x8 block; the level shifts by 128
+    act on the DC terms alone (T(0,0) - 64 * 128 and Z(0,0) + 128), as in the native kernels.
 
     Args:
         planes: (N, H, W, P) float32 samples in [0, 255], H and W multiples of 8.
@@ -182,9 +200,10 @@ def _block_roundtrip(planes, tables):
     Returns:
         (N, H, W, P) float32 whole samples in [0, 255].
     """
-    coefs = _dct8x8(_to_blocks(planes) - 128.0)
-    pixels = _from_blocks(_idct8x8(_quantize(coefs, tables))) + 128.0
-    return _clamp255(_round_half_away(pixels))
+    coefs = _dct8x8(_to_blocks(planes)) - _DC * (64.0 * 128.0)
+    pixels = _from_blocks(_idct8x8(_quantize(coefs, tables) + _DC * 128.0))
+    # floor(x + 0.49999997) rounds x >= 0 half away from zero; negative x clamp to 0 either way.
+    return _clamp255(_ste(pixels, tf.floor(pixels + np.float32(0.49999997))))
 
 
 def _rgb_to_ycc(rgb):

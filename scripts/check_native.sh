@@ -64,6 +64,8 @@ echo "built in $((SECONDS - start)) s: $so"
 section "ASan + UBSan: ${SANITIZED_TESTS[*]}"
 libasan="$(gcc -print-file-name=libasan.so)"
 [[ -f "$libasan" ]] || fail "gcc's libasan.so was not found (gcc -print-file-name=libasan.so: $libasan)"
+libstdcxx="$(gcc -print-file-name=libstdc++.so)"
+[[ -f "$libstdcxx" ]] || fail "gcc's libstdc++.so was not found (gcc -print-file-name=libstdc++.so: $libstdcxx)"
 ABS_TESTS=("${SANITIZED_TESTS[@]/#/$ROOT/}")
 start=$SECONDS
 set +e
@@ -72,7 +74,10 @@ set +e
   # The ASan runtime must be loaded before anything else, and python itself is not instrumented,
   # hence LD_PRELOAD (libubsan comes in as the module's dependency). CPython keeps objects alive
   # until exit by design, so leak detection would only report the interpreter.
-  export LD_PRELOAD="$libasan"
+  # libstdc++ right after it: python does not link it, and ASan resolves the real __cxa_throw for
+  # its interceptor when it starts, so a C++ exception (a ValueError raised from the module) would
+  # otherwise abort in the interceptor.
+  export LD_PRELOAD="$libasan $libstdcxx"
   export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   "$PY" -c "import nnjpeg, os, sys; f = nnjpeg._codec.__file__; print('module:', f)

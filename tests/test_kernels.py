@@ -127,6 +127,20 @@ def test_float_output_is_uint8_output_over_255(photos, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_float_output_is_exactly_k_over_255_for_every_k(kernel, channels):
+    # Flat 8x8 blocks with step 1 come back unchanged (the DC term is exact), so the output holds
+    # every whole number 0...255; the SIMD stores compute k / 255 without a division and must still
+    # give the correctly rounded quotient for each. Row widths cover the vector bodies and tails.
+    levels = np.repeat(np.repeat(np.arange(256).reshape(8, 32), 8, axis=0), 8, axis=1)
+    img = np.repeat(levels[..., np.newaxis], channels, axis=-1).astype(np.uint8)
+    for w in (256, 253):
+        x = img[:, :w]
+        out = run(x.astype(np.float32) / np.float32(255), np.ones((8, 8)), kernel=kernel)[0]
+        np.testing.assert_array_equal(out, x.astype(np.float32) / np.float32(255))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("mode", ["rgb", "4:2:0"])
 def test_identical_for_every_thread_count(photos, kernel, mode):
     # Work units (bands, images) are independent, so the partition over threads cannot matter: one

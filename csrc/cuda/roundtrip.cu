@@ -1,8 +1,9 @@
 // CUDA round-trip pipelines: the stages of codec.cpp (pad, JFIF colour transform, libjpeg box
 // downsampling, 8x8 block round trip, "fancy" upsampling, crop) as one kernel each. Every float
-// operation mirrors codec.cpp and dct_scalar.cpp in value and order, and the file is compiled with
-// --fmad=false (CMakeLists.txt): without fused multiply-adds the device rounds exactly where the
-// baseline x86-64 scalar path does, so the two agree bit for bit.
+// operation mirrors codec.cpp and dct_scalar.cpp in value and order (the block transforms are the
+// same aan-inl.h), and the file is compiled with --fmad=false (CMakeLists.txt): without fused
+// multiply-adds the device rounds exactly where the baseline x86-64 scalar path does, so the two
+// agree bit for bit.
 #include "cuda/roundtrip.h"
 
 #include <cuda_runtime.h>
@@ -11,18 +12,13 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <mutex>
 #include <vector>
 
+#include "aan-inl.h"
 #include "kernels.h"
 
 namespace nnjpeg::cuda {
 namespace {
-
-// nnjpeg::kFwd (forward passes) and nnjpeg::kDct (inverse), uploaded once per device, so both
-// paths transform with the same coefficients.
-__constant__ float c_fwd[8][8];
-__constant__ float c_dct[8][8];
 
 constexpr int kMaxPlanes = 3;
 // Four 8x8 blocks of 64 threads each per thread block: 256 threads, and a warp's row of 8 loads
@@ -32,12 +28,20 @@ constexpr int kPixelThreads = 256;
 // Device memory per chunk of images; larger batches run chunk by chunk.
 constexpr std::int64_t kChunkBytes = std::int64_t{256} << 20;
 
-// Dequantization steps and quantization divisors (QuantTable::step, ::fstep) per plane. Passed
-// by value: kernel parameters live in constant memory, and concurrent calls with different tables
-// share no state.
+// QuantTable::div, ::mul and ::deq per plane ([u][v] order). Passed by value: kernel parameters
+// live in constant memory, and concurrent calls with different tables share no state.
 struct Tables {
-  float step[kMaxPlanes][64];
-  float fstep[kMaxPlanes][64];
+  float div[kMaxPlanes][64];
+  float mul[kMaxPlanes][64];
+  float deq[kMaxPlanes][64];
+};
+
+struct Lane {
+  using V = float;
+  __device__ static float add(float a, float b) { return a + b; }
+  __device__ static float sub(float a, float b) { return a - b; }
+  __device__ static float mul(float a, float b) { return a * b; }
+  __device__ static float set1(float a) { return a; }
 };
 
 // libjpeg's convention for quantization (jcdctmgr.c): ties go away from zero.
@@ -59,29 +63,23 @@ __device__ __forceinline__ void from_sample(float s, std::uint8_t* d) {
 // IEEE division (nvcc's default -prec-div=true): the result is exactly the CPU's k / 255.
 __device__ __forceinline__ void from_sample(float s, float* d) { *d = s / 255.0f; }
 
-// Output k of the unscaled forward transform F x (F: kFwd, see QuantTable) of x[0], x[s], ...,
-// x[7s], by the even/odd split of dct_scalar.cpp: sum over n < 4 of F[k][n] (x[n] +/- x[7-n]),
-// minus for odd k. Adding -1 * b is exactly subtracting b, so the sign is a factor rather than a
-// divergent branch.
-__device__ __forceinline__ float fdct_at(const float* x, int s, int k) {
-  const float sign = (k & 1) ? -1.0f : 1.0f;
-  float acc = 0.0f;
+// Output k of the forward (kForward) or inverse 8-point pass of aan-inl.h over x[0], x[s], ...,
+// x[7s]. Each of the 8 threads of a line runs the whole pass and keeps its own output: the same
+// operations as the CPU kernels, without a second barrier; the select loop keeps v in registers.
+template <bool kForward>
+__device__ __forceinline__ float pass_at(const float* x, int s, int k) {
+  float v[8];
 #pragma unroll
-  for (int n = 0; n < 4; ++n) acc += c_fwd[k][n] * (x[n * s] + sign * x[(7 - n) * s]);
-  return acc;
-}
-
-// Output n of the inverse DCT (kDct): with m = min(n, 7 - n), the even-k and odd-k partial sums
-// at m give x[m] = even + odd and x[7-m] = even - odd, as in dct_scalar.cpp.
-__device__ __forceinline__ float idct_at(const float* y, int s, int n) {
-  const int m = n < 4 ? n : 7 - n;
-  float even = 0.0f, odd = 0.0f;
-#pragma unroll
-  for (int k = 0; k < 8; k += 2) {
-    even += c_dct[k][m] * y[k * s];
-    odd += c_dct[k + 1][m] * y[(k + 1) * s];
+  for (int i = 0; i < 8; ++i) v[i] = x[i * s];
+  if (kForward) {
+    aan::forward<Lane>(v);
+  } else {
+    aan::inverse<Lane>(v);
   }
-  return even + (n < 4 ? 1.0f : -1.0f) * odd;
+  float out = v[0];
+#pragma unroll
+  for (int i = 1; i < 8; ++i) out = k == i ? v[i] : out;
+  return out;
 }
 
 // Block round trip over `nplanes` planes of (bh * 8, bw * 8) samples with row stride `pw`, plane
@@ -105,18 +103,26 @@ __global__ void block_roundtrip_kernel(float* planes, std::int64_t plane_stride,
   float(*x)[9] = a[z];
   float(*y)[9] = b[z];
 
-  x[r][c] = active ? p[r * pw + c] - 128.0f : 0.0f;
+  // The steps of roundtrip_band_scalar (kernels.h): columns first, so thread (c, r) holds T(v = r,
+  // u = c) after the second pass; the tables are in [u][v] order.
+  x[r][c] = active ? p[r * pw + c] : 0.0f;
   __syncthreads();
-  y[r][c] = fdct_at(&x[r][0], 1, c);
+  y[r][c] = pass_at<true>(&x[0][c], 9, r);
   __syncthreads();
-  // Division, not a reciprocal: correctly rounded, it keeps exact ties exact (kernels.h).
-  const float coef = fdct_at(&y[0][c], 9, r);
-  x[r][c] = round_half_away(coef / tables.fstep[t][r * 8 + c]) * tables.step[t][r * 8 + c];
+  float coef = pass_at<true>(&y[r][0], 1, c);
+  const bool dc = r == 0 && c == 0;
+  if (dc) coef -= 64.0f * 128.0f;
+  const int i = c * 8 + r;
+  // Division, not a reciprocal, at the four exact-tie entries: correctly rounded, it keeps exact
+  // ties exact (kernels.h).
+  const float level = round_half_away(exact_tie_entry(c, r) ? coef / tables.div[t][i] : coef * tables.mul[t][i]);
+  x[r][c] = dc ? level * tables.deq[t][i] + 128.0f : level * tables.deq[t][i];
   __syncthreads();
-  y[r][c] = idct_at(&x[0][c], 9, r);
+  y[r][c] = pass_at<false>(&x[r][0], 1, c);
   __syncthreads();
-  const float v = round_half_away(idct_at(&y[r][0], 1, c) + 128.0f);
-  if (active) p[r * pw + c] = clamp255(v);
+  const float f = floorf(pass_at<false>(&y[0][c], 9, r) + 0.49999997f);
+  const float v = f <= 0.0f ? 0.0f : (f > 255.0f ? 255.0f : f);
+  if (active) p[r * pw + c] = v;
 }
 
 // Planes [m][ch][hp][wp] from (m, h, w, ch) samples, the last row and column repeated into the
@@ -266,33 +272,6 @@ class Stream {
   cudaStream_t stream_ = nullptr;
 };
 
-// Uploads the transform matrices to the current device once per process. The lock is held until the copy
-// has completed, so no kernel on any stream can read the matrix before it is there.
-std::string upload_matrices(cudaStream_t stream) {
-  static std::mutex mutex;
-  static std::vector<bool> uploaded;
-  int device = 0;
-  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return failure("cudaGetDevice", e);
-  std::lock_guard<std::mutex> lock(mutex);
-  if (uploaded.size() <= static_cast<std::size_t>(device)) uploaded.resize(device + 1, false);
-  if (uploaded[device]) return {};
-  if (cudaError_t e = cudaMemcpyToSymbolAsync(c_fwd, kFwd, sizeof(kFwd), 0,
-                                              cudaMemcpyHostToDevice, stream);
-      e != cudaSuccess) {
-    return failure("cudaMemcpyToSymbolAsync", e);
-  }
-  if (cudaError_t e = cudaMemcpyToSymbolAsync(c_dct, kDct, sizeof(kDct), 0,
-                                              cudaMemcpyHostToDevice, stream);
-      e != cudaSuccess) {
-    return failure("cudaMemcpyToSymbolAsync", e);
-  }
-  if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) {
-    return failure("cudaStreamSynchronize", e);
-  }
-  uploaded[device] = true;
-  return {};
-}
-
 unsigned int grid_for(std::int64_t count, int threads) {
   return static_cast<unsigned int>((count + threads - 1) / threads);
 }
@@ -402,7 +381,6 @@ std::string run(const ImageView& in, void* out, const Tables& tables, const Geom
   if (cudaError_t e = stream.create(); e != cudaSuccess) {
     return failure("cudaStreamCreateWithFlags", e);
   }
-  if (std::string err = upload_matrices(stream.get()); !err.empty()) return err;
   DeviceBuffer src, dst, planes, chroma;
   const auto bytes = [&](std::int64_t n) { return static_cast<std::size_t>(n * chunk); };
   if (cudaError_t e = src.allocate(bytes(image_bytes)); e != cudaSuccess) return failure("cudaMalloc", e);
@@ -469,8 +447,9 @@ std::string roundtrip_impl(const ImageView& in, void* out, const float* tables, 
   Tables t{};
   for (std::int64_t p = 0; p < in.c; ++p) {
     const QuantTable qt = make_quant_table(tables + 64 * p);
-    std::copy(qt.step, qt.step + 64, t.step[p]);
-    std::copy(qt.fstep, qt.fstep + 64, t.fstep[p]);
+    std::copy(qt.div, qt.div + 64, t.div[p]);
+    std::copy(qt.mul, qt.mul + 64, t.mul[p]);
+    std::copy(qt.deq, qt.deq + 64, t.deq[p]);
   }
   return in.is_float ? run<float>(in, out, t, g) : run<std::uint8_t>(in, out, t, g);
 }
