@@ -50,13 +50,17 @@ class _CodecLayer(keras.layers.Layer):
         self._tables = _check_table(self._table_for(shape[-1]), shape[-1], self.color)
 
     def call(self, inputs):
-        if inputs.dtype != tf.float32:
-            raise TypeError(f"Expected float32 inputs in [0, 1]. Received: dtype={inputs.dtype.name}")
+        if inputs.dtype not in (tf.float32, tf.uint8):
+            raise TypeError(f"Expected float32 inputs in [0, 1] (or uint8 in a preprocessing pipeline). "
+                            f"Received: dtype={inputs.dtype.name}")
         if self.backend == "tf":
-            outputs = _compress(_check_values(inputs), self._tables, self.color, self._mode)
+            checked = inputs if inputs.dtype == tf.uint8 else _check_values(inputs)
+            outputs = _compress(checked, self._tables, self.color, self._mode)
         else:
             # nnjpeg.compress checks the value range itself (one NumPy pass), with the same message.
-            outputs = _native_op(inputs, self._tables.reshape(-1, 8, 8), self.color, self.subsampling, None)
+            outputs = _native_op(inputs, self._tables, self._mode, None)
+        if inputs.dtype == tf.uint8:
+            return outputs  # integers carry no gradient: preprocessing only
         if self.gradient == "none":
             return ops.stop_gradient(outputs)
         return inputs + ops.stop_gradient(outputs - inputs)  # straight-through: BPDA with the identity
@@ -84,7 +88,8 @@ class Compression(_CodecLayer):
     is what an attacker unaware of the defense would see.
 
     Shape:
-        inputs: (N, H, W, C) float32 in [0, 1], C in {1, 3}.
+        inputs: (N, H, W, C) float32 in [0, 1], C in {1, 3}; or uint8 in a preprocessing pipeline
+            (`ds.map(layer)`), where no gradient is needed and no float conversion is paid.
         outputs: same shape (static shape kept) and dtype.
 
     Args:
@@ -99,7 +104,7 @@ class Compression(_CodecLayer):
         **kwargs: `keras.layers.Layer` arguments (name, ...).
 
     Raises:
-        TypeError: non-numeric table; inputs that are not float32.
+        TypeError: non-numeric table; inputs that are neither float32 nor uint8.
         ValueError: bad table shape or values, unknown color/subsampling/backend/gradient, inputs
             not of shape (N, H, W, C) with C in {1, 3}.
     """

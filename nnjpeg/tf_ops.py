@@ -442,10 +442,14 @@ def jpeg_tf(images, quality: int = 75, *, subsampling: str = "4:2:0"):
     return _compress(images, tables, "ycbcr", mode)
 
 
-def _native_op(images, table, color, subsampling, threads):
-    """Runs `nnjpeg.compress` on a tensor through `tf.numpy_function`, keeping dtype and static shape."""
+def _native_op(images, tables, mode, threads):
+    """Runs the native codec on a tensor through `tf.numpy_function`, keeping dtype and static shape.
+
+    `tables` (planes, 64) and `mode` come already checked (`_check_table`, `_check_mode`), so a call
+    only checks the images (as `nnjpeg.compress` does) before the native round trip.
+    """
     def run(x):
-        return codec.compress(x, table, color=color, subsampling=subsampling, threads=threads)
+        return codec._run(x, tables, mode, threads, "cpu")
 
     out = tf.numpy_function(run, [images], images.dtype, stateful=False, name="nnjpeg_compress")
     out.set_shape(images.shape)
@@ -520,7 +524,7 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
             _check_table(table, images.shape[-1], color)  # raises, naming the expected shapes
         if backend == "tf":
             return _compress(images, tables, color, mode)
-        return _native_op(images, tables.reshape(-1, 8, 8), color, subsampling, threads)
+        return _native_op(images, tables, mode, threads)
 
     def fn(image, *rest):
         if not rest and isinstance(image, (tuple, list)):

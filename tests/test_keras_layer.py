@@ -163,7 +163,20 @@ def test_input_errors(images):
         JPEG(backend="tf")(images[..., :2])
     with pytest.raises(ValueError, match=r"for 1-channel images .* Received: shape=\(3, 8, 8\)"):
         Compression(np.ones((3, 8, 8)))(images[..., :1])
-    with pytest.raises(TypeError, match=r"float32 inputs in \[0, 1\]. Received: dtype=uint8"):
-        Compression(nn_table(5), backend="tf", dtype="uint8", autocast=False)(tf.zeros((1, 8, 8, 3), tf.uint8))
+    with pytest.raises(TypeError, match=r"float32 inputs in \[0, 1\] \(or uint8 .*\). Received: dtype=int32"):
+        Compression(nn_table(5), backend="tf", dtype="int32", autocast=False)(tf.zeros((1, 8, 8, 3), tf.int32))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]. Received: min=-1.0"):
         JPEG(backend="tf")(-tf.ones((1, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("backend", ["native", "tf"])
+def test_uint8_preprocessing_in_tf_data(backend):
+    from skimage import data
+
+    img = data.astronaut()[::8, ::8]
+    batch = np.stack([img, img[::-1]])
+    layer = Compression(nn_table(5), backend=backend)
+    ds = tf.data.Dataset.from_tensor_slices(batch).batch(2).map(layer)
+    assert ds.element_spec.shape.as_list() == [None, 64, 64, 3] and ds.element_spec.dtype == tf.uint8
+    out = next(iter(ds)).numpy()
+    np.testing.assert_array_equal(out, nnjpeg.compress(batch, nn_table(5)))
