@@ -109,11 +109,9 @@ def get_strategy(name: str):
     raise ValueError(f"Expected --strategy 'default' or 'mirrored'. Received: {name!r}")
 
 
-def train(args: argparse.Namespace) -> dict:
+def _prepare(args: argparse.Namespace):
+    """Seeds, the run folder, the (optionally truncated) data and the steps per epoch."""
     import keras
-    import tensorflow as tf
-
-    from nnjpeg import datasets
 
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
@@ -122,10 +120,20 @@ def train(args: argparse.Namespace) -> dict:
     if args.limit:
         train_data = (train_data[0][: args.limit], train_data[1][: args.limit])
         test_data = (test_data[0][: args.limit], test_data[1][: args.limit])
-    num_classes = int(train_data[1].max()) + 1
     steps = len(train_data[0]) // args.batch_size
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
+    return out, train_data, test_data, steps
+
+
+def train(args: argparse.Namespace) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from nnjpeg import datasets
+
+    out, train_data, test_data, steps = _prepare(args)
+    num_classes = int(train_data[1].max()) + 1
     strategy = get_strategy(args.strategy)
     train_ds, test_ds = make_datasets(train_data, test_data, args.batch_size, args.seed, augment=not args.no_augment)
     with strategy.scope():
@@ -187,16 +195,7 @@ def train_ensemble(args: argparse.Namespace) -> dict:
 
     from . import ensemble
 
-    keras.utils.set_random_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_data, test_data = load_dataset(args.dataset, args.data)
-    if args.limit:
-        train_data = (train_data[0][: args.limit], train_data[1][: args.limit])
-        test_data = (test_data[0][: args.limit], test_data[1][: args.limit])
-    steps = len(train_data[0]) // args.batch_size
-    if args.steps_per_epoch:
-        steps = min(steps, args.steps_per_epoch)
+    out, train_data, test_data, steps = _prepare(args)
     base = keras.saving.load_model(args.base)
     base.name = "member_raw"
     members = {None: base}
