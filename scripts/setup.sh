@@ -23,4 +23,5 @@ fi
 echo "== installing nnjpeg and its extras into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q ".[test,bench,demo]"
-.venv/bin/python -c "import nnjpeg, json; print('nnjpeg', nnjpeg.__version__, json.dumps(nnjpeg.build_info()))"
+# From another directory: in this one, the source tree's nnjpeg/ (no compiled module) would shadow it.
+(cd / && "$OLDPWD/.venv/bin/python" -c "import nnjpeg, json; print('nnjpeg', nnjpeg.__version__, json.dumps(nnjpeg.build_info()))")
