@@ -217,9 +217,12 @@ def test_force_scalar_environment_variable(photos, tmp_path):
         "np.save(d + '/out.npy', nnjpeg.compress(np.load(d + '/img.npy'), np.load(d + '/table.npy')))\n"
         "np.save(d + '/jpeg.npy', nnjpeg.jpeg(np.load(d + '/img.npy'), 80))\n"
     )
-    env = dict(os.environ, NNJPEG_FORCE_SCALAR="1")
+    # The child imports the very package under test (installed, or a staged copy), whatever the
+    # working directory holds.
+    package_parent = os.path.dirname(os.path.dirname(nnjpeg.__file__))
+    env = dict(os.environ, NNJPEG_FORCE_SCALAR="1", PYTHONPATH=package_parent)
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
-                          check=False, timeout=120)
+                          check=False, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["scalar"]
     assert_agrees_with_scalar(np.load(tmp_path / "out.npy")[np.newaxis], nnjpeg.compress(img, table)[np.newaxis])
