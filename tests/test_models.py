@@ -105,3 +105,20 @@ def test_classifiers_save_load(which, tmp_path):
 def test_unknown_surrogate():
     with pytest.raises(ValueError, match=r"surrogate in \['a', 'b', 'c'\]. Received: 'z'"):
         build_surrogate("z")
+
+
+def test_defense_vae_learns_to_map_noisy_to_clean_and_round_trips(tmp_path):
+    from nnjpeg.models.defense_vae import DefenseVAE
+
+    rng = np.random.default_rng(1)
+    clean = (rng.random((16, 8, 8, 1)) > 0.5).astype("float32")
+    noisy = np.clip(clean + rng.normal(0, 0.2, clean.shape), 0, 1).astype("float32")
+    vae = DefenseVAE(image_shape=(8, 8, 1), latent_dim=8, widths=(4, 8))
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    hist = vae.fit(noisy, clean, epochs=8, batch_size=16, verbose=0).history
+    assert hist["reconstruction"][-1] < hist["reconstruction"][0] and "kl" in hist
+    out = vae(noisy)
+    assert out.shape == noisy.shape and float(np.min(out)) >= 0.0
+    np.testing.assert_allclose(vae(noisy).numpy(), out.numpy())  # deterministic at inference
+    vae.save(tmp_path / "vae.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "vae.keras")(noisy).numpy(), out.numpy(), atol=1e-6)
