@@ -291,6 +291,92 @@ def plot_member_matrix(matrix: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _base_metrics(args, kind: str, model, train_data, test_data, wall: float) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from nnjpeg import datasets
+
+    return {"model": kind, "dataset": args.dataset, "epochs": args.epochs, "epochs_run": args.epochs,
+            "wall_time_s_this_invocation": wall, "parameters": int(model.count_params()),
+            "data_sha256": datasets.checksum(*train_data, *test_data),
+            "command": "nnjpeg train " + " ".join(shlex.quote(a) for a in args.argv), "seed": args.seed,
+            "batch_size": args.batch_size, "lr": args.lr, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / 255.0
+
+
+def train_denoiser(args: argparse.Namespace) -> dict:
+    """VQUNet / non-VQ U-Net (trained on clean images, VQUNet paper Eq. 2 and 5) or Defense-VAE
+    (trained on (adversarial, clean) pairs made with FGSM and PGD on --base); then the classifier
+    --base fine-tuned on the denoiser's outputs (VQUNet paper Sec. 4.1; skipped with
+    --classifier-epochs 0), exported as ONE model: image -> pad -> denoiser -> crop -> classifier."""
+    import keras
+
+    from nnjpeg import attacks
+
+    from .defense_vae import DefenseVAE
+    from .defenses import denoised_classifier
+    from .vqunet import VQUNet
+
+    out, train_data, test_data, steps = _prepare(args)
+    if not args.base:
+        raise ValueError(f"Expected --base PATH (the trained target classifier, .keras) for {args.model}. Received: none")
+    base = keras.saving.load_model(args.base)
+    pad = 2 if train_data[0].shape[1] == 28 else 0
+    padded = lambda x: np.pad(_unit(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)))  # noqa: E731
+    x_train, x_test = padded(train_data[0]), padded(test_data[0])
+    shape = x_train.shape[1:]
+    t0 = time.time()
+    if args.model == "defense-vae":
+        denoiser = DefenseVAE(image_shape=shape)
+        half = len(x_train) // 2
+        raw = _unit(train_data[0])
+        adv = np.concatenate([attacks.fgsm(base, raw[:half], train_data[1][:half], args.eps, progress=True),
+                              attacks.pgd(base, raw[half:], train_data[1][half:], args.eps, nb_iter=10, progress=True)])
+        fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train
+    else:
+        denoiser = VQUNet(channels=shape[-1], vq=args.model == "vqunet")
+        fit_x, fit_y = x_train, x_train
+    denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
+    denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
+    callbacks = [keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
+    denoiser.fit(fit_x, fit_y, batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=min(steps, len(fit_x) // args.batch_size),
+                 validation_data=(x_test, x_test), callbacks=callbacks, verbose=args.verbose)
+    denoiser.save(out / "denoiser.keras")
+    classifier = base
+    if args.classifier_epochs:
+        classifier = clone_member(base, f"{args.model}_target")
+        classifier.compile(optimizer=keras.optimizers.SGD(args.classifier_lr, momentum=0.9),
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        filtered = denoiser.predict(x_train, batch_size=500, verbose=0)[:, pad:shape[0] - pad, pad:shape[1] - pad]
+        classifier.fit(filtered, train_data[1], batch_size=args.batch_size, epochs=args.classifier_epochs,
+                       steps_per_epoch=steps, shuffle=True, verbose=args.verbose,
+                       callbacks=[keras.callbacks.CSVLogger(str(out / "log_classifier.csv"), append=True)])
+    model = denoised_classifier(denoiser, classifier, input_shape=train_data[0].shape[1:], pad=pad,
+                                name=f"{args.model.replace('-', '_')}_classifier")
+    wall = time.time() - t0
+    x_eval = _unit(test_data[0])
+    acc = float(np.mean(model.predict(x_eval, batch_size=500, verbose=0).argmax(-1) == test_data[1]))
+    base_acc = float(np.mean(base.predict(x_eval, batch_size=500, verbose=0).argmax(-1) == test_data[1]))
+    recon = denoiser.predict(x_test, batch_size=500, verbose=0)
+    metrics = {**_base_metrics(args, f"{args.model}-classifier", model, train_data, test_data, wall),
+               "test_accuracy": acc, "test_loss": float("nan"), "test_images": int(len(x_eval)),
+               "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
+               "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
+               "eps": args.eps if args.model == "defense-vae" else None}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(out / "final.keras")
+    if args.export:
+        export(out / "final.keras", metrics, Path(args.export), out / "log.csv")
+    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
+    return metrics
+
+
 def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
     """Copies the model and writes its card (`.md`) and metrics (`.json`) beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +401,8 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
-    p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble")
+    p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble | vqunet | "
+                                 "non-vq-unet | defense-vae")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
     p.add_argument("--epochs", type=int, default=30)
@@ -331,11 +418,15 @@ def add_parser(sub) -> None:
     p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
     p.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
     p.add_argument("--steps-per-epoch", type=int, default=0, help="cap on steps per epoch (smoke runs)")
-    p.add_argument("--base", default=None, help="ensemble: the trained classifier M (.keras) the chain starts from")
+    p.add_argument("--base", default=None, help="ensemble and denoisers: the trained target classifier (.keras)")
     p.add_argument("--sigma", type=float, default=0.05, help="ensemble: std of the Gaussian noise on x_q (images in [0, 1])")
     p.add_argument("--xi", type=float, default=0.9, help="ensemble: weight of CE(x) in J' (paper Eq. 9)")
     p.add_argument("--lr-decay", type=float, default=0.94, help="ensemble: learning-rate factor per epoch")
     p.add_argument("--matrix-n", type=int, default=10000, help="ensemble: test images for the member x quality matrix")
+    p.add_argument("--eps", type=float, default=0.1, help="defense-vae: L-inf budget of its FGSM/PGD training examples")
+    p.add_argument("--classifier-epochs", type=int, default=1,
+                   help="denoisers: epochs fine-tuning --base on the denoiser's outputs (0: keep --base as is)")
+    p.add_argument("--classifier-lr", type=float, default=0.005, help="denoisers: SGD rate of that fine-tuning")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
     p.add_argument("--export", default=None, help="copy the final model here (.keras) with a model card")
@@ -345,8 +436,10 @@ def add_parser(sub) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
-        args.lr = 0.005 if args.model == "ensemble" else 0.1
-    if args.model == "ensemble":
+        args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "defense-vae": 1e-3}.get(args.model, 0.1)
+    if args.model in ("vqunet", "non-vq-unet", "defense-vae"):
+        train_denoiser(args)
+    elif args.model == "ensemble":
         if not args.base:
             raise ValueError("Expected --base PATH (the trained classifier M, a .keras file) for the ensemble. Received: none")
         train_ensemble(args)
