@@ -105,7 +105,10 @@ def get_strategy(name: str):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every GPU when there are any; else every logical CPU device (one unless configured).
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     raise ValueError(f"Expected --strategy 'default' or 'mirrored'. Received: {name!r}")
 
 

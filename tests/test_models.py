@@ -122,3 +122,29 @@ def test_defense_vae_learns_to_map_noisy_to_clean_and_round_trips(tmp_path):
     np.testing.assert_allclose(vae(noisy).numpy(), out.numpy())  # deterministic at inference
     vae.save(tmp_path / "vae.keras")
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "vae.keras")(noisy).numpy(), out.numpy(), atol=1e-6)
+
+
+def test_train_under_mirrored_strategy_with_two_logical_cpus(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import nnjpeg
+
+    # A fresh process: logical devices must be configured before TensorFlow initializes.
+    script = (
+        "import sys, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from nnjpeg.models import train\n"
+        "s = train.get_strategy('mirrored')\n"
+        "print('replicas', s.num_replicas_in_sync)\n"
+        "train.main(['train', 'classifier', '--width', '4', '--epochs', '1', '--limit', '64', '--batch-size', '16',\n"
+        "            '--steps-per-epoch', '2', '--strategy', 'mirrored', '--verbose', '0', '--out', sys.argv[1]])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(nnjpeg.__file__)), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas 2" in proc.stdout
+    assert (tmp_path / "run" / "final.keras").is_file() and (tmp_path / "run" / "metrics.json").is_file()
