@@ -148,3 +148,20 @@ def test_train_under_mirrored_strategy_with_two_logical_cpus(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "replicas 2" in proc.stdout
     assert (tmp_path / "run" / "final.keras").is_file() and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_vq_analysis_depth_changes(tmp_path):
+    from nnjpeg import vq_analysis
+
+    x = tiny_images(4)
+    vq = VQUNet(channels=1, widths=(8, 16), num_codes=4)
+    plain = VQUNet(channels=1, widths=(8, 16), vq=False)
+    vq(x), plain(x)
+    same = vq_analysis.depth_changes(vq, x, x)
+    assert same["index_change"] == [0.0, 0.0] and same["pre_vq_l1"] == [0.0, 0.0]
+    moved = np.clip(x + 0.3, 0, 1).astype("float32")
+    res = vq_analysis.sweep({"vqunet": vq, "non-vq": plain}, x, {0.1: moved, 0.0: x})
+    assert res["vqunet"]["0.1"]["pre_vq_l1"][0] > 0 and res["non-vq"]["0.1"]["index_change"] == [None, None]
+    assert 0.0 <= res["vqunet"]["0.1"]["index_change"][0] <= 1.0
+    vq_analysis.plot(res, tmp_path / "vq.png")
+    assert (tmp_path / "vq.png").stat().st_size > 0

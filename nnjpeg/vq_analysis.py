@@ -1,0 +1,83 @@
+"""VQUNet analyses (VQUNet paper, Figs. 3-6): how much adversarial noise reaches each depth.
+
+For clean images x and adversarial x_adv (e.g. FGSM at several eps):
+- reconstruction l1 error of the denoiser against the clean image (Fig. 3), VQUNet vs non-VQ U-Net;
+- per depth, the mean l1 change of the encoder features before quantization (a_d) and after (q_d)
+  between x and x_adv (Figs. 4-5);
+- per depth, the share of code indices that change (Fig. 6).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def depth_changes(model, x: np.ndarray, x_adv: np.ndarray) -> dict:
+    """Per-depth statistics for a `nnjpeg.models.vqunet.VQUNet` (vq or not).
+
+    Shape:
+        x, x_adv: (N, H, W, C) float32 in [0, 1], the model's input size.
+
+    Returns:
+        dict with `reconstruction_l1` (mean |f(x_adv) - x|), and per depth lists `pre_vq_l1`,
+        `post_vq_l1` (None entries for the non-VQ U-Net) and `index_change` (share of changed codes).
+    """
+    clean_levels = model.encode(x)
+    adv_levels = model.encode(x_adv)
+    recon = np.asarray(model.decode(adv_levels))
+    out = {"reconstruction_l1": float(np.abs(recon - x).mean()), "pre_vq_l1": [], "post_vq_l1": [], "index_change": []}
+    for (a, q, idx), (a2, q2, idx2) in zip(clean_levels, adv_levels):
+        out["pre_vq_l1"].append(float(np.abs(np.asarray(a2) - np.asarray(a)).mean()))
+        if q is None:
+            out["post_vq_l1"].append(None)
+            out["index_change"].append(None)
+        else:
+            out["post_vq_l1"].append(float(np.abs(np.asarray(q2) - np.asarray(q)).mean()))
+            out["index_change"].append(float(np.mean(np.asarray(idx2) != np.asarray(idx))))
+    return out
+
+
+def sweep(models: dict, x: np.ndarray, adversarial: dict) -> dict:
+    """`depth_changes` for every model name and every eps.
+
+    Args:
+        models: name -> VQUNet.
+        x: clean images.
+        adversarial: eps -> adversarial images of x.
+
+    Returns:
+        {name: {str(eps): depth_changes(...)}}.
+    """
+    return {name: {str(e): depth_changes(m, x, xa) for e, xa in adversarial.items()} for name, m in models.items()}
+
+
+def plot(result: dict, path) -> None:
+    """Reconstruction l1 vs eps (Fig. 3), pre/post-VQ feature change per depth (Figs. 4-5) and index
+    change per depth (Fig. 6), one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for name, by_eps in result.items():
+        eps = sorted(by_eps, key=float)
+        xs = [float(e) for e in eps]
+        axes[0].plot(xs, [by_eps[e]["reconstruction_l1"] for e in eps], marker="o", label=name)
+        depths = len(by_eps[eps[0]]["pre_vq_l1"])
+        for d in range(depths):
+            axes[1].plot(xs, [by_eps[e]["pre_vq_l1"][d] for e in eps], marker="o", label=f"{name} d={d + 1} pre-VQ")
+            if by_eps[eps[0]]["post_vq_l1"][d] is not None:
+                axes[1].plot(xs, [by_eps[e]["post_vq_l1"][d] for e in eps], "--", marker="x", label=f"{name} d={d + 1} post-VQ")
+                axes[2].plot(xs, [100 * by_eps[e]["index_change"][d] for e in eps], marker="o", label=f"{name} d={d + 1}")
+    for ax, title, ylabel in zip(axes, ("reconstruction error (Fig. 3)", "feature change per depth (Figs. 4-5)",
+                                        "code indices changed (Fig. 6)"), ("mean l1", "mean l1", "%")):
+        ax.set_title(title)
+        ax.set_xlabel("eps")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
