@@ -16,6 +16,7 @@ _COLORS = ("rgb", "ycbcr")
 _SUBSAMPLING = {"4:4:4": 1, "4:2:2": 2, "4:2:0": 3}
 _DEVICES = ("cpu", "cuda")
 _MODE_RGB = 0
+_MIN_STEP, _MAX_STEP = 0.001, 65535
 
 
 def default_threads() -> int:
@@ -69,10 +70,13 @@ def _check_table(table, channels: int, color: str) -> np.ndarray:
     planes = 3 if channels == 3 else 1
     allowed = ["(8, 8)", f"({planes}, 8, 8)"] + (["(2, 8, 8) as (luma, chroma)"] if color == "ycbcr" and planes == 3 else [])
     t64 = t.astype(np.float64)
-    if not np.isfinite(t64).all() or (t64 <= 0).any():
+    # Bounded away from 0 and infinity so that steps, their reciprocals and q * step all stay finite
+    # in float32 (JPEG's own tables hold 1...65535).
+    if not np.isfinite(t64).all() or (t64 < _MIN_STEP).any() or (t64 > _MAX_STEP).any():
         low = np.nanmin(t64) if not np.isnan(t64).all() else np.nan
-        raise ValueError("Expected quantization table entries that are finite and > 0. "
-                         f"Received: min={low}, {np.count_nonzero(~np.isfinite(t64))} non-finite")
+        high = np.nanmax(t64) if not np.isnan(t64).all() else np.nan
+        raise ValueError(f"Expected quantization table entries that are finite and > 0, in [{_MIN_STEP}, {_MAX_STEP}]. "
+                         f"Received: min={low}, max={high}, {np.count_nonzero(~np.isfinite(t64))} non-finite")
     if t.shape == (2, 8, 8) and color == "ycbcr" and planes == 3:
         t64 = t64[[0, 1, 1]]
     elif t.shape not in ((8, 8), (1, 8, 8), (planes, 8, 8)):

@@ -217,6 +217,8 @@ TABLE = nnjpeg.nn_table(5)
         (lambda: nnjpeg.compress(GOOD, np.zeros((8, 8))), ValueError, r"finite and > 0.*min=0.0"),
         (lambda: nnjpeg.compress(GOOD, -np.ones((8, 8))), ValueError, r"finite and > 0"),
         (lambda: nnjpeg.compress(GOOD, np.full((8, 8), np.nan)), ValueError, r"finite and > 0.*64 non-finite"),
+        (lambda: nnjpeg.compress(GOOD, np.full((8, 8), 1e6)), ValueError, r"in \[0.001, 65535\]. Received: min=1000000.0"),
+        (lambda: nnjpeg.compress(GOOD, np.full((8, 8), 1e-6)), ValueError, r"in \[0.001, 65535\]. Received: min=1e-06"),
         (lambda: nnjpeg.compress(GOOD, np.full((8, 8), True)), TypeError, r"numeric quantization table.*dtype=bool"),
         (lambda: nnjpeg.compress(GOOD, [["a"] * 8] * 8), TypeError, r"numeric quantization table"),
         (lambda: nnjpeg.compress(GOOD, TABLE, color="yuv"), ValueError, r"color to be one of 'rgb', 'ycbcr'. Received: 'yuv'"),
