@@ -2,6 +2,7 @@
 
 - NN-favored JPEG (NN-JPEG paper, Sec. 3.2): `nnjpeg.keras.Compression` with `nnjpeg.nn_table`.
 - Standard JPEG at quality 75: `nnjpeg.keras.JPEG`.
+- Feature Distillation (Liu et al., 2019) style: YCbCr JPEG with a data-derived two-band table.
 - Total-variation minimization, TVM (Guo et al., 2018): `TVM` below.
 - Denoisers (VQUNet, the non-VQ U-Net, Defense-VAE) in front of the classifier: `denoised_classifier`.
 
@@ -86,6 +87,19 @@ def nnjpeg_classifier(classifier, k: int, of: float = 16.0, af: float = 50.0, *,
 def jpeg_classifier(classifier, quality: int = 75, *, input_shape=(28, 28, 1), backend: str = "native") -> keras.Model:
     """Standard JPEG (YCbCr, Annex K tables at `quality`, 4:2:0) -> classifier."""
     return _compose(JPEG(quality, backend=backend, name=f"jpeg{quality}"), classifier, input_shape, f"jpeg{quality}_classifier")
+
+
+def fd_classifier(classifier, table, *, input_shape=(28, 28, 1), backend: str = "native") -> keras.Model:
+    """Feature-Distillation-style JPEG (YCbCr, 4:4:4, a two-band table such as `nnjpeg.tables.fd_table`) -> classifier."""
+    return _compose(Compression(np_table(table), color="ycbcr", subsampling="4:4:4", backend=backend, name="fd_jpeg"),
+                    classifier, input_shape, "fd_classifier")
+
+
+def np_table(table) -> list:
+    """A table as nested lists (what the codec layers store in their config)."""
+    import numpy as np
+
+    return np.asarray(table, dtype=np.float32).tolist()
 
 
 def tvm_classifier(classifier, *, input_shape=(28, 28, 1), **tvm_kwargs) -> keras.Model:

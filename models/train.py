@@ -337,17 +337,29 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     t0 = time.time()
     if args.model == "defense-vae":
         denoiser = DefenseVAE(image_shape=shape)
-        half = len(x_train) // 2
-        raw = _unit(train_data[0])
-        adv = np.concatenate([attacks.fgsm(base, raw[:half], train_data[1][:half], args.eps, progress=True),
-                              attacks.pgd(base, raw[half:], train_data[1][half:], args.eps, nb_iter=10, progress=True)])
-        fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train
+        n_adv = min(len(x_train), args.adv_n or len(x_train))
+        half = n_adv // 2
+        raw = _unit(train_data[0][:n_adv])
+        cache = out / f"adversarial_eps{args.eps}_n{n_adv}.npy"
+        if cache.is_file():  # resumption: the attacks are the slow part
+            adv = np.load(cache)
+        else:
+            adv = np.concatenate([attacks.fgsm(base, raw[:half], train_data[1][:half], args.eps, progress=True),
+                                  attacks.pgd(base, raw[half:], train_data[1][half:n_adv], args.eps, nb_iter=10,
+                                              progress=True)])
+            np.save(cache, adv)
+        fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train[:n_adv]
     else:
-        denoiser = VQUNet(channels=shape[-1], vq=args.model == "vqunet")
+        denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
+                          vq=args.model == "vqunet")
         fit_x, fit_y = x_train, x_train
     denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
+    if args.model == "vqunet" and not (out / "backup").exists():
+        denoiser.init_codebooks(fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
+                                seed=args.seed)
     denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
-    callbacks = [keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
+    callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
+                 keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
     denoiser.fit(fit_x, fit_y, batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=min(steps, len(fit_x) // args.batch_size),
                  validation_data=(x_test, x_test), callbacks=callbacks, verbose=args.verbose)
     denoiser.save(out / "denoiser.keras")
@@ -375,12 +387,100 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
     if args.export:
-        export(out / "final.keras", metrics, Path(args.export), out / "log.csv")
+        export(out / "final.keras", metrics, Path(args.export), out / "log_classifier.csv")
+        # The denoiser alone (e.g. "fmnist/vqunet"), with its own card: (N, H+2p, W+2p, C) -> same.
+        denoiser_metrics = {**metrics, "model": args.model, "parameters": int(denoiser.count_params()),
+                            "test_accuracy": float("nan"), "note": "the denoiser alone (32x32 inputs for 28x28 "
+                            f"data, zero-padded by 2); test reconstruction l1 {metrics['test_reconstruction_l1']:.4f}; "
+                            f"accuracies are those of the pipeline {Path(args.export).name}"}
+        export(out / "denoiser.keras", denoiser_metrics, Path(args.export).with_name(f"{args.model}.keras"), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
 
 
-def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
+PREPROCESSING = ("jpeg75-classifier", "fd-classifier", "tvm-classifier")
+
+
+def fd_calibration(base, train_data, *, n_val: int = 2000, n_adv: int = 500, eps: float = 0.03,
+                   energies=(0.9, 0.95, 0.98, 0.99, 0.995), highs=(20, 30, 40, 60, 80, 120), low: float = 8.0,
+                   max_drop: float = 0.01) -> dict:
+    """Chooses the Feature-Distillation table: band statistics from the training images, then the
+    (energy, high step) pair that keeps the most BIM examples correct with a clean-accuracy drop
+    <= `max_drop` (FD's own benign-accuracy criterion), on the last `n_val` training images, which
+    the test set never sees. Returns the table, the choice and the whole grid."""
+    import nnjpeg
+    from nnjpeg import analysis, attacks
+
+    from nnjpeg.tables import fd_table
+
+    std = analysis.band_std(train_data[0][:10000]).mean(axis=0)  # channels averaged: one table for all
+    xv, yv = train_data[0][-n_val:], train_data[1][-n_val:]
+    accuracy = lambda imgs, labels: float(np.mean(base.predict(_unit(imgs), batch_size=500, verbose=0).argmax(-1) == labels))  # noqa: E731
+    clean = accuracy(xv, yv)
+    adv = attacks.attack("bim", base, _unit(xv[:n_adv]), yv[:n_adv], eps, progress=True)
+    adv = np.clip(np.round(adv * 255.0), 0, 255).astype(np.uint8)
+    grid = []
+    for energy in energies:
+        for high in highs:
+            table = fd_table(std, energy=energy, low=low, high=high)
+            c = accuracy(nnjpeg.compress(xv, table, color="ycbcr"), yv)
+            a = accuracy(nnjpeg.compress(adv, table, color="ycbcr"), yv[:n_adv])
+            grid.append({"energy": energy, "high": high, "low": low, "clean_accuracy": c, "drop": clean - c,
+                         "adversarial_accuracy": a, "low_bands": int(np.sum(table == np.float32(low)))})
+    feasible = [g for g in grid if g["drop"] <= max_drop] or [min(grid, key=lambda g: g["drop"])]
+    best = max(feasible, key=lambda g: (g["adversarial_accuracy"], -g["drop"]))
+    return {"table": fd_table(std, energy=best["energy"], low=low, high=best["high"]).tolist(), "best": best,
+            "grid": grid, "clean_accuracy": clean, "band_std": std.tolist(), "attack": "bim", "eps": eps,
+            "validation_images": n_val, "adversarial_images": n_adv, "max_drop": max_drop,
+            "constraint_met": best["drop"] <= max_drop}
+
+
+def build_preprocessing(args: argparse.Namespace) -> dict:
+    """JPEG(75), Feature Distillation or TVM in front of --base, as ONE model (nothing trained;
+    FD's table is calibrated on held-out training images)."""
+    import keras
+
+    from .defenses import fd_classifier, jpeg_classifier, tvm_classifier
+
+    if not args.base:
+        raise ValueError(f"Expected --base PATH (the trained target classifier, .keras) for {args.model}. Received: none")
+    out, train_data, test_data, _ = _prepare(args)
+    base = keras.saving.load_model(args.base)
+    shape = train_data[0].shape[1:]
+    t0 = time.time()
+    extra = {}
+    if args.model == "jpeg75-classifier":
+        model = jpeg_classifier(base, 75, input_shape=shape)
+    elif args.model == "tvm-classifier":
+        model = tvm_classifier(base, input_shape=shape, iterations=args.tvm_iterations, seed=args.seed)
+        extra = {"tvm_iterations": args.tvm_iterations,
+                 "note": "the target classifier is used as is; Guo et al. (2018) also retrain it on TVM outputs, "
+                         "so the clean accuracy here is lower than a retrained TVM defense would reach"}
+    else:
+        calib = fd_calibration(base, train_data)
+        (out / "fd_calibration.json").write_text(json.dumps(calib, indent=2))
+        model = fd_classifier(base, calib["table"], input_shape=shape)
+        extra = {"note": "table calibrated on the last 2000 training images (fd_calibration.json beside the run): "
+                         f"AS band = the {calib['best']['low_bands']} highest-variance DCT bands holding "
+                         f"{calib['best']['energy']:.3f} of the benign variance, step {calib['best']['low']:g}; the rest step "
+                         f"{calib['best']['high']:g}; YCbCr 4:4:4",
+                 "fd_table": calib["table"], "fd_choice": calib["best"], "fd_constraint_met": calib["constraint_met"]}
+    x_eval = _unit(test_data[0])
+    acc = float(np.mean(model.predict(x_eval, batch_size=500, verbose=0).argmax(-1) == test_data[1]))
+    base_acc = float(np.mean(base.predict(x_eval, batch_size=500, verbose=0).argmax(-1) == test_data[1]))
+    args.epochs = 0
+    metrics = {**_base_metrics(args, args.model, model, train_data, test_data, time.time() - t0), **extra,
+               "test_accuracy": acc, "test_loss": float("nan"), "test_images": int(len(x_eval)),
+               "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc, "base": str(args.base)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(out / "final.keras")
+    if args.export:
+        export(out / "final.keras", metrics, Path(args.export), None)
+    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop")}))
+    return metrics
+
+
+def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> None:
     """Copies the model and writes its card (`.md`) and metrics (`.json`) beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, dest)
@@ -390,22 +490,39 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path) -> None:
         f"# {dest.stem} ({metrics['dataset']})", "",
         f"- Model: `{metrics['model']}`, {metrics['parameters']:,} parameters, {size_mb:.2f} MB",
         f"- Command: `{metrics['command']}`",
-        f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}",
+        (f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}" if metrics["epochs"]
+         else "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"),
         f"- Wall time of the final invocation: {metrics['wall_time_s_this_invocation']:.0f} s on {metrics['machine']}",
-        f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images (loss {metrics['test_loss']:.4f})",
+        (f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images"
+         + (f" (loss {metrics['test_loss']:.4f})" if metrics["test_loss"] == metrics["test_loss"] else "")
+         + (f"; target classifier {metrics['target_test_accuracy']:.4f}, drop {100 * metrics['accuracy_drop']:.2f} points"
+            if "accuracy_drop" in metrics else "")
+         if metrics["test_accuracy"] == metrics["test_accuracy"] else "- No test accuracy of its own"),
+        *([f"- Note: {metrics['note']}"] if metrics.get("note") else []),
         f"- Data SHA-256: `{metrics['data_sha256']}`",
         f"- TensorFlow {metrics['tensorflow']}, Keras {metrics['keras']}, Python {metrics['python']}, finished {metrics['finished_utc']}",
         "", f"Metrics: [`{dest.with_suffix('.json').name}`]({dest.with_suffix('.json').name}).",
     ]
-    if log.is_file():
+    if log is not None and log.is_file():
         lines += ["", "Per-epoch log (`log.csv`):", "", "```", log.read_text().strip(), "```"]
     dest.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _widths(spec: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in spec.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, e.g. 32,64,128,256. Received: {spec!r}")
+    return widths
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
     p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble | vqunet | "
-                                 "non-vq-unet | defense-vae")
+                                 "non-vq-unet | defense-vae | jpeg75-classifier | fd-classifier | tvm-classifier "
+                                 "(the last three wrap --base; FD calibrates its table, nothing is trained)")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
     p.add_argument("--epochs", type=int, default=30)
@@ -427,6 +544,13 @@ def add_parser(sub) -> None:
     p.add_argument("--lr-decay", type=float, default=0.94, help="ensemble: learning-rate factor per epoch")
     p.add_argument("--matrix-n", type=int, default=10000, help="ensemble: test images for the member x quality matrix")
     p.add_argument("--eps", type=float, default=0.1, help="defense-vae: L-inf budget of its FGSM/PGD training examples")
+    p.add_argument("--unet-widths", type=_widths, default=(64, 128, 256, 512),
+                   help="vqunet / non-vq-unet: encoder widths per depth, comma-separated (default 64,128,256,512, "
+                        "the paper's 2x2x512 deepest level)")
+    p.add_argument("--num-codes", type=int, default=256, help="vqunet: codebook size K at every depth")
+    p.add_argument("--tvm-iterations", type=int, default=30, help="tvm-classifier: TVM solver iterations")
+    p.add_argument("--adv-n", type=int, default=0,
+                   help="defense-vae: train images attacked to make its (adversarial, clean) pairs (default: all)")
     p.add_argument("--classifier-epochs", type=int, default=1,
                    help="denoisers: epochs fine-tuning --base on the denoiser's outputs (0: keep --base as is)")
     p.add_argument("--classifier-lr", type=float, default=0.005, help="denoisers: SGD rate of that fine-tuning")
@@ -442,6 +566,8 @@ def _cmd(args: argparse.Namespace) -> int:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "defense-vae": 1e-3}.get(args.model, 0.1)
     if args.model in ("vqunet", "non-vq-unet", "defense-vae"):
         train_denoiser(args)
+    elif args.model in PREPROCESSING:
+        build_preprocessing(args)
     elif args.model == "ensemble":
         if not args.base:
             raise ValueError("Expected --base PATH (the trained classifier M, a .keras file) for the ensemble. Received: none")

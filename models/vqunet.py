@@ -134,6 +134,25 @@ class VQUNet(keras.Model):
                 levels.append((a, None, None))
         return levels
 
+    def init_codebooks(self, x, seed: int = 0) -> None:
+        """Data-dependent codebook initialization: depth by depth, each codebook is set to encoder
+        outputs of `x` drawn at random (with the codebooks above already set, since their codes feed
+        the deeper encoders). A codebook left at its small uniform initialization is far from the
+        encoder's ReLU features, and most codes never win a lookup (collapse to a few codes).
+
+        Args:
+            x: (N, H, W, C) float32 images; N * (H / 2) * (W / 2) >= num_codes.
+        """
+        import numpy as np
+
+        if not self.vq:
+            return
+        rng = np.random.default_rng(seed)
+        for d, quantizer in enumerate(self.quantizers):
+            a = ops.convert_to_numpy(self.encode(x)[d][0]).reshape(-1, self.widths[d])
+            pick = rng.choice(len(a), size=self.num_codes, replace=len(a) < self.num_codes)
+            quantizer.codebook.embeddings.assign(a[pick])
+
     def decode(self, levels, training=False):
         feats = [(a + ops.stop_gradient(q - a)) if q is not None else a for a, q, _ in levels]
         h = feats[-1]

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["ANNEX_K_CHROMA", "ANNEX_K_LUMA", "nn_table", "quality_scale", "standard_tables"]
+__all__ = ["ANNEX_K_CHROMA", "ANNEX_K_LUMA", "fd_table", "nn_table", "quality_scale", "standard_tables"]
 
 # ITU-T T.81 (1992), Annex K, Tables K.1 (luminance) and K.2 (chrominance), natural (row-major)
 # order: row = vertical frequency, column = horizontal frequency.
@@ -119,3 +119,42 @@ def nn_table(k: int, of: float = 16.0, af: float = 50.0) -> np.ndarray:
             raise ValueError(f"Expected {name} to be a finite number > 0. Received: {name}={step!r}")
     i, j = np.indices((8, 8))
     return np.where(i + j < k, np.float32(of), np.float32(af)).astype(np.float32)
+
+
+def fd_table(band_std, *, energy: float = 0.95, low: float = 10.0, high: float = 60.0) -> np.ndarray:
+    """A Feature-Distillation-style two-band table (after Liu et al., CVPR 2019), set from data.
+
+    Bands are ranked by the standard deviation of their benign DCT coefficients (`band_std`, e.g.
+    from `nnjpeg.analysis.band_std` on training images); the smallest set of top-ranked bands
+    holding `energy` of the benign variance is the accuracy-sensitive band, quantized with step
+    `low`; the rest, where benign content is weak and perturbations dominate, with step `high`.
+    Unlike `nn_table`, the split follows measured statistics rather than the anti-diagonals, and
+    FD runs in YCbCr (`compress(..., color="ycbcr")`).
+
+    Args:
+        band_std: (8, 8) non-negative finite stds, not all zero.
+        energy: fraction of the benign variance kept in the low-step band, in (0, 1].
+        low, high: quantization steps of the two bands, finite and > 0.
+
+    Returns:
+        (8, 8) float32 table.
+
+    Raises:
+        ValueError: a wrong shape, negative/NaN/all-zero stds, or out-of-range parameters.
+    """
+    std = np.asarray(band_std, dtype=np.float64)
+    if std.shape != (8, 8) or not np.all(np.isfinite(std)) or np.any(std < 0) or not np.any(std > 0):
+        bad = int(np.count_nonzero(~np.isfinite(std) | (std < 0))) if std.size else 0
+        raise ValueError(f"Expected band_std of shape (8, 8) with finite values >= 0, not all zero. "
+                         f"Received: shape {std.shape}, {bad} negative or non-finite values")
+    if isinstance(energy, bool) or not isinstance(energy, numbers.Real) or not 0.0 < energy <= 1.0:
+        raise ValueError(f"Expected energy in (0, 1]. Received: {energy!r}")
+    for name, step in (("low", low), ("high", high)):
+        if isinstance(step, bool) or not isinstance(step, numbers.Real) or not np.isfinite(step) or step <= 0:
+            raise ValueError(f"Expected {name} to be a finite number > 0. Received: {name}={step!r}")
+    var = (std * std).ravel()
+    order = np.argsort(-var, kind="stable")
+    kept = int(np.searchsorted(np.cumsum(var[order]) / var.sum(), energy - 1e-12)) + 1
+    table = np.full(64, np.float32(high), np.float32)
+    table[order[:kept]] = np.float32(low)
+    return table.reshape(8, 8)

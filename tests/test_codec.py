@@ -132,6 +132,35 @@ def test_nn_table_bands(k):
     assert np.count_nonzero(t == 16) == sum(min(d + 1, 15 - d) for d in range(k))
 
 
+def test_fd_table_keeps_the_top_variance_bands_up_to_the_energy_fraction():
+    from nnjpeg.tables import fd_table
+
+    std = np.arange(64, 0, -1, dtype=np.float64).reshape(8, 8)  # strictly decreasing in raster order
+    var = (std * std).ravel()
+    for energy in (0.5, 0.9, 0.99, 1.0):
+        t = fd_table(std, energy=energy, low=8, high=60)
+        kept = np.count_nonzero(t == 8)
+        # The smallest prefix of the variance-ranked bands reaching the fraction, found by brute force.
+        expected = next(n for n in range(1, 65) if var[:n].sum() / var.sum() >= energy - 1e-12)
+        assert kept == expected and (t.ravel()[:kept] == 8).all() and (t.ravel()[kept:] == 60).all()
+    assert fd_table(np.eye(8), energy=1.0, low=2, high=9)[np.eye(8, dtype=bool)].tolist() == [2.0] * 8
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"band_std": np.ones((4, 4))}, r"band_std of shape \(8, 8\).*Received: shape \(4, 4\)"),
+    ({"band_std": np.zeros((8, 8))}, r"not all zero"),
+    ({"band_std": np.full((8, 8), np.nan)}, r"finite values >= 0"),
+    ({"band_std": np.ones((8, 8)), "energy": 0.0}, r"energy in \(0, 1\]. Received: 0.0"),
+    ({"band_std": np.ones((8, 8)), "high": -1.0}, r"high to be a finite number > 0. Received: high=-1.0"),
+])
+def test_fd_table_errors(kwargs, match):
+    from nnjpeg.tables import fd_table
+
+    std = kwargs.pop("band_std")
+    with pytest.raises(ValueError, match=match):
+        fd_table(std, **kwargs)
+
+
 def test_shapes_batches_and_empty(photos):
     batch = np.stack([photos["astronaut"][:40, :40], photos["astronaut"][200:240, 300:340]])
     table = nnjpeg.nn_table(5)

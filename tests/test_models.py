@@ -150,6 +150,60 @@ def test_train_under_mirrored_strategy_with_two_logical_cpus(tmp_path):
     assert (tmp_path / "run" / "final.keras").is_file() and (tmp_path / "run" / "metrics.json").is_file()
 
 
+def test_data_dependent_codebook_init_uses_encoder_outputs_and_more_codes():
+    x = tiny_images(8, 16)
+    keras.utils.set_random_seed(1)
+    plain = VQUNet(channels=1, widths=(8, 8), num_codes=16)
+    plain(x[:1])
+    keras.utils.set_random_seed(1)
+    init = VQUNet(channels=1, widths=(8, 8), num_codes=16)
+    init(x[:1])
+    init.init_codebooks(x, seed=0)
+    levels = init.encode(x)
+    for d, (a, _, idx) in enumerate(levels):
+        a = np.asarray(a).reshape(-1, 8)
+        codes = np.asarray(init.quantizers[d].codebook.embeddings)
+        # Every code is one of the encoder's output vectors at its depth.
+        assert all(np.isclose(a, c, atol=1e-6).all(axis=1).any() for c in codes)
+        used = len(np.unique(np.asarray(idx)))
+        used_plain = len(np.unique(np.asarray(plain.encode(x)[d][2])))
+        assert used > used_plain and used >= 8
+
+
+def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path):
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    clf = build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1)
+    clf.save(tmp_path / "base.keras")
+    small = ["--limit", "64", "--batch-size", "16", "--epochs", "1", "--steps-per-epoch", "1", "--verbose", "0",
+             "--base", str(tmp_path / "base.keras")]
+    w = tmp_path / "weights"
+    assert train.main(["train", "vqunet", "--unet-widths", "4,8", "--num-codes", "8", "--classifier-epochs", "1",
+                       "--out", str(tmp_path / "vq"), "--export", str(w / "vqunet-classifier.keras"), *small]) == 0
+    for name in ("vqunet-classifier", "vqunet"):
+        assert (w / f"{name}.md").read_text().startswith(f"# {name} (fashion-mnist)")
+        assert json.loads((w / f"{name}.json").read_text())["dataset"] == "fashion-mnist"
+    pipeline = keras.saving.load_model(w / "vqunet-classifier.keras")
+    denoiser = keras.saving.load_model(w / "vqunet.keras")
+    assert pipeline(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+    assert denoiser(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 32, 32, 1)
+    for name in ("jpeg75-classifier", "fd-classifier"):
+        assert train.main(["train", name, "--out", str(tmp_path / name), "--export", str(w / f"{name}.keras"), *small]) == 0
+        metrics = json.loads((w / f"{name}.json").read_text())
+        assert metrics["accuracy_drop"] == pytest.approx(metrics["target_test_accuracy"] - metrics["test_accuracy"])
+        assert "nothing trained" in (w / f"{name}.md").read_text()
+    table = np.asarray(json.loads((w / "fd-classifier.json").read_text())["fd_table"])
+    layer = keras.saving.load_model(w / "fd-classifier.keras").get_layer("fd_jpeg")
+    assert table.shape == (8, 8) and layer.color == "ycbcr" and np.allclose(layer.table, table)
+    with pytest.raises(ValueError, match=r"Expected --base PATH"):
+        train.main(["train", "tvm-classifier", "--out", str(tmp_path / "tvm"), "--limit", "8"])
+
+
 def test_vq_analysis_depth_changes(tmp_path):
     from nnjpeg import vq_analysis
 
