@@ -202,6 +202,7 @@ def train_ensemble(args: argparse.Namespace) -> dict:
     base = keras.saving.load_model(args.base)
     base.name = "member_raw"
     members = {None: base}
+    member_seconds = {}
     prev = base
     t0 = time.time()
     for q in ensemble.CHAIN_QUALITIES:
@@ -209,6 +210,7 @@ def train_ensemble(args: argparse.Namespace) -> dict:
         if path.is_file():  # resumption: members already fine-tuned are kept
             member = keras.saving.load_model(path)
         else:
+            started = time.time()
             member = clone_member(prev, f"member_q{q}")
             tuner = ensemble.NoisyFineTuner(member, xi=args.xi)
             lr = keras.optimizers.schedules.ExponentialDecay(args.lr, steps, args.lr_decay, staircase=True)
@@ -219,6 +221,9 @@ def train_ensemble(args: argparse.Namespace) -> dict:
             tuner.fit(noisy, epochs=args.epochs, steps_per_epoch=steps, validation_data=test_ds, shuffle=False,
                       callbacks=[keras.callbacks.CSVLogger(str(out / f"log_q{q}.csv"))], verbose=args.verbose)
             member.save(path)
+            path.with_suffix(".json").write_text(json.dumps({"training_s": time.time() - started, "epochs": args.epochs}))
+        timing = path.with_suffix(".json")
+        member_seconds[f"M{q}"] = json.loads(timing.read_text())["training_s"] if timing.is_file() else None
         members[q] = member
         prev = member
     wall = time.time() - t0
@@ -230,12 +235,23 @@ def train_ensemble(args: argparse.Namespace) -> dict:
     fig6 = member_quality_matrix(members, x_test[: args.matrix_n], y_test[: args.matrix_n])
     (out / "fig6_benign.json").write_text(json.dumps(fig6, indent=2))
     plot_member_matrix(fig6, out / "fig6_benign.png")
+    # Fig. 6b: I-FGSM examples made on M (gray-box), compressed at each quality, tested on each member.
+    from nnjpeg import attacks
+
+    n_adv = min(args.matrix_n, args.matrix_adv_n)
+    adv = attacks.bim(base, x_test[:n_adv], y_test[:n_adv], args.matrix_eps, progress=True)
+    fig6b = {**member_quality_matrix(members, adv, y_test[:n_adv]), "attack": "bim", "eps": args.matrix_eps, "source": "M"}
+    (out / "fig6_adversarial.json").write_text(json.dumps(fig6b, indent=2))
+    plot_member_matrix(fig6b, out / "fig6_adversarial.png")
     metrics = {
         "model": "ensemble", "dataset": args.dataset, "test_accuracy": acc, "test_loss": float("nan"),
         "test_images": int(len(y_test)), "members": ["M" if q is None else f"M{q}" for q in ensemble.ENSEMBLE_QUALITIES],
         "epochs_run": args.epochs, "epochs": args.epochs, "wall_time_s_this_invocation": wall,
         "parameters": int(model.count_params()), "sigma": args.sigma, "xi": args.xi, "lr": args.lr,
         "lr_decay_per_epoch": args.lr_decay, "base": str(args.base),
+        "members_training_s": member_seconds,
+        "member_adversarial_accuracy_on_own_quality": {row["member"]: row["accuracy"][row["member"].lstrip("M") or "raw"]
+                                                       for row in fig6b["rows"]},
         "member_test_accuracy_on_own_quality": {row["member"]: row["accuracy"][row["member"].lstrip("M") or "raw"]
                                                  for row in fig6["rows"]},
         "data_sha256": datasets.checksum(*train_data, *test_data),
@@ -249,8 +265,9 @@ def train_ensemble(args: argparse.Namespace) -> dict:
     if args.export:
         export(out / "final.keras", metrics, Path(args.export), out / "log_q30.csv")
         dest = Path(args.export)
-        for suffix in (".json", ".png"):
-            shutil.copyfile(out / f"fig6_benign{suffix}", dest.with_name(f"{dest.stem}.fig6_benign{suffix}"))
+        for stem in ("fig6_benign", "fig6_adversarial"):
+            for suffix in (".json", ".png"):
+                shutil.copyfile(out / f"{stem}{suffix}", dest.with_name(f"{dest.stem}.{stem}{suffix}"))
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "wall_time_s_this_invocation")}))
     return metrics
 
@@ -287,7 +304,8 @@ def plot_member_matrix(matrix: dict, path: Path) -> None:
             ax.text(j, i, f"{data[i, j] * 100:.1f}", ha="center", va="center", color="w", fontsize=8)
     ax.set_xlabel("test images compressed at quality")
     ax.set_ylabel("member (fine-tuned at quality)")
-    ax.set_title(f"Member accuracy (%) on benign images, {matrix['images']} test images")
+    kind = f"{matrix['attack']} (eps {matrix['eps']}, made on {matrix['source']})" if "attack" in matrix else "benign"
+    ax.set_title(f"Member accuracy (%) on {kind} images, {matrix['images']} test images", fontsize=10)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -460,7 +478,7 @@ def build_preprocessing(args: argparse.Namespace) -> dict:
         calib = fd_calibration(base, train_data)
         (out / "fd_calibration.json").write_text(json.dumps(calib, indent=2))
         model = fd_classifier(base, calib["table"], input_shape=shape)
-        extra = {"note": "table calibrated on the last 2000 training images (fd_calibration.json beside the run): "
+        extra = {"note": "table calibrated on the last 2000 training images (the grid: <name>.calibration.json): "
                          f"AS band = the {calib['best']['low_bands']} highest-variance DCT bands holding "
                          f"{calib['best']['energy']:.3f} of the benign variance, step {calib['best']['low']:g}; the rest step "
                          f"{calib['best']['high']:g}; YCbCr 4:4:4",
@@ -476,6 +494,8 @@ def build_preprocessing(args: argparse.Namespace) -> dict:
     model.save(out / "final.keras")
     if args.export:
         export(out / "final.keras", metrics, Path(args.export), None)
+        if (out / "fd_calibration.json").is_file() and args.model == "fd-classifier":
+            shutil.copyfile(out / "fd_calibration.json", Path(args.export).with_suffix(".calibration.json"))
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop")}))
     return metrics
 
@@ -499,6 +519,9 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
             if "accuracy_drop" in metrics else "")
          if metrics["test_accuracy"] == metrics["test_accuracy"] else "- No test accuracy of its own"),
         *([f"- Note: {metrics['note']}"] if metrics.get("note") else []),
+        *(["- Fine-tuning time of the members (may span resumed invocations): "
+           + ", ".join(f"{k} {v:.0f} s" for k, v in metrics["members_training_s"].items())]
+          if metrics.get("members_training_s") and None not in metrics["members_training_s"].values() else []),
         f"- Data SHA-256: `{metrics['data_sha256']}`",
         f"- TensorFlow {metrics['tensorflow']}, Keras {metrics['keras']}, Python {metrics['python']}, finished {metrics['finished_utc']}",
         "", f"Metrics: [`{dest.with_suffix('.json').name}`]({dest.with_suffix('.json').name}).",
@@ -543,6 +566,8 @@ def add_parser(sub) -> None:
     p.add_argument("--xi", type=float, default=0.9, help="ensemble: weight of CE(x) in J' (paper Eq. 9)")
     p.add_argument("--lr-decay", type=float, default=0.94, help="ensemble: learning-rate factor per epoch")
     p.add_argument("--matrix-n", type=int, default=10000, help="ensemble: test images for the member x quality matrix")
+    p.add_argument("--matrix-adv-n", type=int, default=2000, help="ensemble: test images attacked for the Fig. 6b matrix")
+    p.add_argument("--matrix-eps", type=float, default=0.03, help="ensemble: I-FGSM eps of the Fig. 6b matrix")
     p.add_argument("--eps", type=float, default=0.1, help="defense-vae: L-inf budget of its FGSM/PGD training examples")
     p.add_argument("--unet-widths", type=_widths, default=(64, 128, 256, 512),
                    help="vqunet / non-vq-unet: encoder widths per depth, comma-separated (default 64,128,256,512, "

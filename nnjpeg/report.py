@@ -70,8 +70,8 @@ def shipped_defenses() -> list[str]:
 
 def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_eps: float = 0.1,
         gray_attacks=("fgsm", "bim", "pgd", "deepfool", "cw"), black_attacks=("fgsm", "bim", "ti-fgsm", "di-fgsm"),
-        white_attack: str = "pgd", eot: int = 4, progress: bool = True, command: str = "nnjpeg report",
-        defenses=None, load=None, data=None, available=None) -> dict:
+        white_attack: str = "pgd", eot: int = 4, pgd_steps: int = 20, progress: bool = True,
+        command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
@@ -87,7 +87,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     models.update({s: load(s) for s in evaluate.SURROGATES if s in names})
     x, y = data if data is not None else evaluate._subset("fashion-mnist", n, seed)
     common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed,
-              "attack_kwargs": {"pgd": {"nb_iter": 20}, "bim": {"nb_iter": 10}}}
+              "attack_kwargs": {"pgd": {"nb_iter": pgd_steps}, "bim": {"nb_iter": 10}}}
     results = {"gray-box": evaluate.evaluate(defenses, list(gray_attacks), list(eps), "gray-box", **common)}
     surrogates = [s for s in evaluate.SURROGATES if s in models]
     if len(surrogates) == len(evaluate.SURROGATES):
@@ -101,10 +101,11 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
         plot_protocol(results["gray-box"], results["black-box"], out / "fig2_vqunet_protocol.png")
     plot_white_box(results["white-box"], out / "table3_white_box.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "eot": eot,
+            "pgd_steps": pgd_steps,
             "wall_time_s": time.time() - t0, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
     (out / "README.md").write_text(markdown(results, meta) + "\n")
-    return {"meta": meta, "results": results}
+    return {"meta": meta, "results": results, "models": models, "data": (x, y)}
 
 
 def _label(d: str) -> str:
@@ -224,7 +225,8 @@ def markdown(results: dict, meta: dict) -> str:
               "|---|" + "---:|" * len(p2["columns"])]
     lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for k, vals in p2["rows"].items()]
     lines += ["", "## White-box, adaptive (NN-JPEG paper, Table 3 layout)", "",
-              f"{meta['white_attack'].upper()} through the whole defended model: identity (BPDA) gradient through "
+              f"{meta['white_attack'].upper()} ({meta['pgd_steps']} steps for PGD) through the whole defended model: "
+             "identity (BPDA) gradient through "
               f"compression and TVM, the VQ straight-through estimator, EOT over {meta['eot']} draws for TVM, the "
               "ensemble attacked as one model.", "", *table3(results["white-box"]), "",
               f"*paper*: {PAPER['nnjpeg_table3']['source']}.", "", "![table3](table3_white_box.png)", "",
@@ -233,32 +235,16 @@ def markdown(results: dict, meta: dict) -> str:
 
 
 def plot_protocol(gray: dict, black: dict, path: Path) -> None:
-    """Accuracy vs eps per attack shared by both scenarios, mean of gray-box and black-box."""
-    import matplotlib
+    """Accuracy vs eps per attack run in both scenarios: the mean of gray-box and black-box."""
+    from nnjpeg import evaluate
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    attacks = [a for a in dict.fromkeys(r["attack"] for r in gray["records"] if r["eps"] is not None)
-               if any(r["attack"] == a for r in black["records"])]
-    if not attacks:
-        return
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.4 * len(attacks), 3.8), squeeze=False)
-    for ax, a in zip(axes[0], attacks):
-        for d in gray["config"]["defenses"]:
-            eps = sorted({r["eps"] for r in gray["records"] if r["attack"] == a})
-            acc = [(_acc(gray, d, a, e) + _acc(black, d, a, e)) / 2 for e in eps]
-            clean = gray["clean"][d]
-            ax.plot([0.0, *eps], [100 * clean, *(100 * v for v in acc)], marker="o", label=_label(d))
-        ax.set_title(f"{a}: 50 % gray-box + 50 % transfer")
-        ax.set_xlabel("eps (L-inf, images in [0, 1])")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    records = []
+    for r in gray["records"]:
+        b = _acc(black, r["defense"], r["attack"], r["eps"]) if r["eps"] is not None else None
+        if b is not None:
+            records.append({**r, "accuracy": (r["accuracy"] + b) / 2})
+    evaluate.plot({"records": records, "clean": gray["clean"],
+                   "config": {**gray["config"], "scenario": "50 % gray-box + 50 % transfer"}}, path)
 
 
 def plot_white_box(white: dict, path: Path) -> None:

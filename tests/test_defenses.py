@@ -66,3 +66,16 @@ def test_composed_models_run_and_round_trip(images, tmp_path):
     tvm = defenses.tvm_classifier(clf, seed=3)
     tvm.save(tmp_path / "tvm.keras")
     assert keras.saving.load_model(tmp_path / "tvm.keras").predict(images, verbose=0).shape == (2, 10)
+
+
+def test_demo_shows_what_the_classifier_sees(images):
+    from nnjpeg import demo
+
+    clf = small_classifier()
+    # The layer returns x + (f(x) - x) (straight-through), equal to f(x) up to float rounding.
+    np.testing.assert_allclose(demo.defended_view(defenses.jpeg_classifier(clf, 75), images), nnjpeg.jpeg(images, 75), atol=1e-6)
+    unet = VQUNet(channels=1, widths=(8, 16), num_codes=8)
+    unet(np.zeros((1, 32, 32, 1), np.float32))
+    view = demo.defended_view(defenses.denoised_classifier(unet, clf), images)
+    np.testing.assert_allclose(view, np.asarray(unet(np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))))[:, 2:-2, 2:-2], atol=1e-6)
+    assert demo.defended_view(clf, images) is None

@@ -88,3 +88,30 @@ def test_noisy_pipeline_and_fine_tuning_step(images):
     logs = tuner.fit(noisy, epochs=1, verbose=0, shuffle=False).history
     assert np.isfinite(logs["loss"][0]) and "accuracy_noisy" in logs
     assert any(np.abs(a - b).max() > 0 for a, b in zip(before, member.get_weights()))
+
+
+def test_train_ensemble_cli_end_to_end_and_resumes(tmp_path):
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import build_classifier, train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(tmp_path / "base.keras")
+    argv = ["train", "ensemble", "--base", str(tmp_path / "base.keras"), "--limit", "32", "--batch-size", "16",
+            "--epochs", "1", "--steps-per-epoch", "1", "--matrix-n", "16", "--matrix-adv-n", "8", "--verbose", "0",
+            "--out", str(tmp_path / "run"), "--export", str(tmp_path / "w" / "ensemble.keras")]
+    assert train.main(argv) == 0
+    metrics = json.loads((tmp_path / "w" / "ensemble.json").read_text())
+    assert set(metrics["members_training_s"]) == {f"M{q}" for q in ensemble.CHAIN_QUALITIES}
+    benign = json.loads((tmp_path / "w" / "ensemble.fig6_benign.json").read_text())
+    adv = json.loads((tmp_path / "w" / "ensemble.fig6_adversarial.json").read_text())
+    assert benign["images"] == 16 and adv["images"] == 8 and adv["attack"] == "bim"
+    assert [r["member"] for r in adv["rows"]] == ["M"] + [f"M{q}" for q in ensemble.CHAIN_QUALITIES]
+    assert (tmp_path / "w" / "ensemble.fig6_adversarial.png").stat().st_size > 0
+    stamp = (tmp_path / "run" / "member_q30.keras").stat().st_mtime_ns
+    assert train.main(argv) == 0  # resumed: no member is trained again
+    assert (tmp_path / "run" / "member_q30.keras").stat().st_mtime_ns == stamp
+    model = keras.saving.load_model(tmp_path / "w" / "ensemble.keras")
+    assert model(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
