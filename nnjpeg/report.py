@@ -70,7 +70,7 @@ def shipped_defenses() -> list[str]:
 
 def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_eps: float = 0.1,
         gray_attacks=("fgsm", "bim", "pgd", "deepfool", "cw"), black_attacks=("fgsm", "bim", "ti-fgsm", "di-fgsm"),
-        white_attack: str = "pgd", eot: int = 4, pgd_steps: int = 20, progress: bool = True,
+        white_attack: str = "pgd", eot: int = 4, pgd_steps: int = 20, vq_n: int = 500, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
@@ -100,12 +100,45 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     if "black-box" in results:
         plot_protocol(results["gray-box"], results["black-box"], out / "fig2_vqunet_protocol.png")
     plot_white_box(results["white-box"], out / "table3_white_box.png")
+    denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/non-vq-unet") if n in names}
+    if denoisers:
+        results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], eps)
+        from nnjpeg import vq_analysis as V
+
+        V.plot(results["vq-analysis"], out / "vqunet_analyses.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "eot": eot,
             "pgd_steps": pgd_steps,
             "wall_time_s": time.time() - t0, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
     (out / "README.md").write_text(markdown(results, meta) + "\n")
     return {"meta": meta, "results": results, "models": models, "data": (x, y)}
+
+
+def vq_analysis(denoisers: dict, target, x, y, eps) -> dict:
+    """VQUNet paper Figs. 3-6 on FGSM examples of the target (the paper's setting), 28x28 images
+    zero-padded to the denoisers' 32x32."""
+    from nnjpeg import attacks, vq_analysis as V
+
+    pad = lambda a: np.pad(a, ((0, 0), (2, 2), (2, 2), (0, 0)))  # noqa: E731
+    adversarial = {e: pad(attacks.fgsm(target, x, y, e)) for e in eps}
+    return V.sweep(denoisers, pad(x), adversarial)
+
+
+def vq_table(result: dict) -> list[str]:
+    names = list(result)
+    eps = sorted(result[names[0]], key=float)
+    lines = ["| model | eps | reconstruction l1 | pre-VQ l1 per depth | post-VQ l1 per depth | code indices changed per depth (%) |",
+             "|---|---:|---:|---|---|---|"]
+    for n in names:
+        for e in eps:
+            r = result[n][e]
+            lines.append(f"| {n} | {e} | {r['reconstruction_l1']:.4f} | {_series(r['pre_vq_l1'])} | "
+                         f"{_series(r['post_vq_l1'])} | {_series(r['index_change'], 100.0, 1)} |")
+    return lines
+
+
+def _series(values, scale: float = 1.0, digits: int = 3) -> str:
+    return ", ".join("–" if v is None else f"{scale * v:.{digits}f}" for v in values)
 
 
 def _label(d: str) -> str:
@@ -231,6 +264,13 @@ def markdown(results: dict, meta: dict) -> str:
               "ensemble attacked as one model.", "", *table3(results["white-box"]), "",
               f"*paper*: {PAPER['nnjpeg_table3']['source']}.", "", "![table3](table3_white_box.png)", "",
               "## Reading", "", *reading(results), ""]
+    if "vq-analysis" in results:
+        lines += ["## VQUNet analyses (VQUNet paper, Figs. 3-6)", "",
+                  "FGSM examples of the target at each eps, through the shipped denoisers alone: the l1 error of the "
+                  "reconstruction against the clean image (Fig. 3), the mean l1 change of the encoder features between "
+                  "clean and adversarial input before and after quantization, per depth (Figs. 4-5), and the share of "
+                  "code indices that change (Fig. 6).", "", *vq_table(results["vq-analysis"]), "",
+                  "![vq](vqunet_analyses.png)", ""]
     return "\n".join(lines)
 
 

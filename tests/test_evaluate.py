@@ -72,11 +72,18 @@ def test_errors(zoo):
 def test_report_tables_reading_and_plots(zoo, tmp_path):
     from nnjpeg import report
 
+    from nnjpeg.models.vqunet import VQUNet
+
     models, data = zoo
+    vq = VQUNet(channels=1, widths=(4, 8), num_codes=8)
+    vq(np.zeros((1, 32, 32, 1), np.float32))
+    models = {**models, "fmnist/vqunet": vq}
     res = report.run(tmp_path, eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
                      progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
-                     available=list(models))
-    assert set(res["results"]) == {"gray-box", "black-box", "white-box"}
+                     available=list(models), vq_n=8)
+    assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis"}
+    vq_rows = res["results"]["vq-analysis"]["fmnist/vqunet"]
+    assert set(vq_rows) == {"0.05", "0.2"} and len(vq_rows["0.2"]["index_change"]) == 2
     text = (tmp_path / "README.md").read_text()
     saved = json.loads((tmp_path / "results.json").read_text())
     gray = saved["results"]["gray-box"]
@@ -87,5 +94,7 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     white = {r["defense"]: r["accuracy"] for r in saved["results"]["white-box"]["records"]}
     verdict = "falls to the adaptive attack" if white["nn-jpeg"] < 0.1 else "adaptive attack"
     assert verdict in text.split("## Reading")[1]
-    for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png"):
+    assert "| fmnist/vqunet | 0.2 |" in text
+    for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
+              "vqunet_analyses.png"):
         assert (tmp_path / f).stat().st_size > 0
