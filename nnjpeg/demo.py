@@ -58,7 +58,8 @@ def run(out: Path, *, n: int = 1000, eps=DEFAULT_EPS, attacks=DEFAULT_ATTACKS, s
     from nnjpeg import attacks as A, datasets, report
 
     t0 = time.time()
-    res = report.run(out, n=n, seed=seed, eps=tuple(eps), gray_attacks=tuple(attacks), black_attacks=tuple(attacks),
+    res = report.run(out, n=n, seed=seed, eps=tuple(eps), gray_attacks=tuple(attacks), l2_attacks=(),
+                     black_attacks=tuple(attacks),
                      white_attack="pgd", white_eps=max(eps), eot=2, pgd_steps=10, command=command)
     models, (x, y) = res["models"], res["data"]
     adv = A.attack("pgd", models["fmnist/classifier"], x[:6], y[:6], max(eps), nb_iter=10)
