@@ -327,6 +327,16 @@ def _base_metrics(args, kind: str, model, train_data, test_data, wall: float) ->
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def _repeated(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """Shuffled, endlessly repeated batches of in-memory arrays. `model.fit` on arrays with
+    `steps_per_epoch` runs out of data after the first epoch in Keras 3 and trains the later
+    epochs on nothing; a repeated dataset with explicit steps does not."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(min(len(x), 20000), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0
 
@@ -378,8 +388,9 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
                  keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
-    denoiser.fit(fit_x, fit_y, batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=min(steps, len(fit_x) // args.batch_size),
-                 validation_data=(x_test, x_test), callbacks=callbacks, verbose=args.verbose)
+    denoiser.fit(_repeated(fit_x, fit_y, args.batch_size, args.seed), epochs=args.epochs,
+                 steps_per_epoch=min(steps, len(fit_x) // args.batch_size), validation_data=(x_test, x_test),
+                 callbacks=callbacks, verbose=args.verbose, shuffle=False)
     denoiser.save(out / "denoiser.keras")
     classifier = base
     if args.classifier_epochs:
@@ -387,8 +398,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         classifier.compile(optimizer=keras.optimizers.SGD(args.classifier_lr, momentum=0.9),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         filtered = denoiser.predict(x_train, batch_size=500, verbose=0)[:, pad:shape[0] - pad, pad:shape[1] - pad]
-        classifier.fit(filtered, train_data[1], batch_size=args.batch_size, epochs=args.classifier_epochs,
-                       steps_per_epoch=steps, shuffle=True, verbose=args.verbose,
+        classifier.fit(_repeated(filtered, train_data[1], args.batch_size, args.seed), epochs=args.classifier_epochs,
+                       steps_per_epoch=steps, verbose=args.verbose, shuffle=False,
                        callbacks=[keras.callbacks.CSVLogger(str(out / "log_classifier.csv"), append=True)])
     model = denoised_classifier(denoiser, classifier, input_shape=train_data[0].shape[1:], pad=pad,
                                 name=f"{args.model.replace('-', '_')}_classifier")
