@@ -5,8 +5,8 @@
 
 Every run is seeded (`--seed`), checkpoints every epoch (`last.keras` and a `backup/` that
 `keras.callbacks.BackupAndRestore` resumes from when the same command is run again), logs to
-`log.csv`, and writes `metrics.json`. `--export` copies the final model next to a generated model
-card (`.md`) and metrics (`.json`). `--strategy mirrored` trains under
+`log.csv`, and writes `metrics.json`. `--export` saves the final model, without optimizer state,
+next to a generated model card (`.md`) and metrics (`.json`). `--strategy mirrored` trains under
 `tf.distribute.MirroredStrategy` over every visible device.
 """
 
@@ -379,7 +379,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train[:n_adv]
     else:
         denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
-                          vq=args.model == "vqunet")
+                          vq=args.model == "vqunet", restart_every=args.restart_every)
         fit_x, fit_y = x_train, x_train
     denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
     if args.model == "vqunet" and not (out / "backup").exists():
@@ -511,10 +511,34 @@ def build_preprocessing(args: argparse.Namespace) -> dict:
     return metrics
 
 
+def _without_compile_config(config):
+    if isinstance(config, dict):
+        return {k: _without_compile_config(v) for k, v in config.items() if k != "compile_config"}
+    if isinstance(config, list):
+        return [_without_compile_config(v) for v in config]
+    return config
+
+
+def save_for_inference(model_path: Path, dest: Path) -> None:
+    """Saves the model at `model_path` to `dest` without compile state, its nested models' included:
+    the optimizers' slots (Adam keeps two per weight) would triple the file for nothing a user of
+    the weights needs."""
+    import keras
+
+    from nnjpeg.pretrained import register_serializables
+
+    register_serializables()
+    trained = keras.saving.load_model(model_path, compile=False)
+    config = _without_compile_config(keras.saving.serialize_keras_object(trained))
+    model = keras.saving.deserialize_keras_object(config)
+    model.set_weights(trained.get_weights())
+    model.save(dest)
+
+
 def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> None:
-    """Copies the model and writes its card (`.md`) and metrics (`.json`) beside it."""
+    """Writes the model's inference copy and its card (`.md`) and metrics (`.json`) beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model_path, dest)
+    save_for_inference(model_path, dest)
     dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
     size_mb = dest.stat().st_size / 1e6
     lines = [
@@ -585,6 +609,8 @@ def add_parser(sub) -> None:
                         "the paper's 2x2x512 deepest level)")
     p.add_argument("--num-codes", type=int, default=256, help="vqunet: codebook size K at every depth")
     p.add_argument("--tvm-iterations", type=int, default=30, help="tvm-classifier: TVM solver iterations")
+    p.add_argument("--restart-every", type=int, default=50,
+                   help="vqunet: restart dead codes every this many steps (0: never)")
     p.add_argument("--adv-n", type=int, default=0,
                    help="defense-vae: train images attacked to make its (adversarial, clean) pairs (default: all)")
     p.add_argument("--classifier-epochs", type=int, default=1,
@@ -592,7 +618,7 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier-lr", type=float, default=0.005, help="denoisers: SGD rate of that fine-tuning")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
-    p.add_argument("--export", default=None, help="copy the final model here (.keras) with a model card")
+    p.add_argument("--export", default=None, help="save the final model here (.keras, no optimizer state) with a model card")
     p.set_defaults(func=_cmd)
 
 

@@ -25,6 +25,10 @@ class VectorQuantizer(layers.Layer):
     returns the codes q themselves (differentiable with respect to the codebook, for L_Q) and
     their indices.
 
+    The layer also keeps `usage`, an exponential moving average of the fraction of lookups each
+    code wins during training (non-trainable, updated by `VQUNet.train_step`), from which dead
+    codes are found and restarted.
+
     Shape:
         inputs: (..., G); outputs: same shape; indices: inputs.shape[:-1], int32.
 
@@ -45,6 +49,8 @@ class VectorQuantizer(layers.Layer):
             self.num_codes, self.code_dim, embeddings_initializer=keras.initializers.RandomUniform(-1.0 / self.num_codes, 1.0 / self.num_codes),
             name="codebook")
         self.codebook.build((None,))
+        self.usage = self.add_weight(shape=(self.num_codes,), initializer=keras.initializers.Constant(1.0 / self.num_codes),
+                                     trainable=False, name="usage")
         self.built = True
 
     def nearest(self, a):
@@ -88,10 +94,15 @@ class VQUNet(keras.Model):
         num_codes: codebook size K at every depth.
         vq: quantize the encoder features (False: the non-VQ U-Net).
         alpha, beta: weights of L_reconst and L_E in the training loss.
+        restart_every: every this many training steps, codes whose usage average has fallen below
+            1 / (16 K) are restarted at encoder outputs of the current batch drawn at random, so a
+            codebook cannot collapse onto a few codes (0 turns restarts off). Restarts per depth
+            are logged as `restarts_d`.
+        usage_decay: decay of the usage moving average.
     """
 
     def __init__(self, channels: int = 1, widths=(64, 128, 256, 512), num_codes: int = 256, vq: bool = True,
-                 alpha: float = 1.0, beta: float = 1.0, **kwargs):
+                 alpha: float = 1.0, beta: float = 1.0, restart_every: int = 50, usage_decay: float = 0.99, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.widths = tuple(widths)
@@ -99,6 +110,8 @@ class VQUNet(keras.Model):
         self.vq = vq
         self.alpha = alpha
         self.beta = beta
+        self.restart_every = int(restart_every)
+        self.usage_decay = float(usage_decay)
         self.enc_down = [layers.Conv2D(w, 3, strides=2, padding="same", activation="relu", name=f"e{d + 1}_down")
                          for d, w in enumerate(self.widths)]
         self.enc_res = [_res_block(w, f"e{d + 1}_res") for d, w in enumerate(self.widths)]
@@ -117,6 +130,7 @@ class VQUNet(keras.Model):
         self.code_tracker = keras.metrics.Mean(name="codebook_loss")
         self.perplexity_trackers = [keras.metrics.Mean(name=f"perplexity_{d + 1}") for d in range(len(self.widths))] if vq else []
         self.usage_trackers = [keras.metrics.Mean(name=f"codes_used_{d + 1}") for d in range(len(self.widths))] if vq else []
+        self.restart_trackers = [keras.metrics.Sum(name=f"restarts_{d + 1}") for d in range(len(self.widths))] if vq else []
 
     def encode(self, x, training=False):
         """Runs the encoder. Returns per depth: (a_d pre-quantization, q_d codes or None, indices or None)."""
@@ -199,7 +213,7 @@ class VQUNet(keras.Model):
     @property
     def metrics(self):
         return [self.loss_tracker, self.reconst_tracker, self.enc_tracker, self.code_tracker,
-                *self.perplexity_trackers, *self.usage_trackers]
+                *self.perplexity_trackers, *self.usage_trackers, *self.restart_trackers]
 
     @staticmethod
     def _unpack(data):
@@ -216,7 +230,38 @@ class VQUNet(keras.Model):
         grads = tape.gradient(total, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self._track_metrics(total, l_rec, l_e, l_q, levels)
+        self._update_usage(levels)
         return {m.name: m.result() for m in self.metrics}
+
+    def _update_usage(self, levels):
+        """Updates each codebook's usage average and, every `restart_every` steps, moves its dead
+        codes onto random encoder outputs of the batch (their usage reset to 1 / K)."""
+        import tensorflow as tf
+
+        if not self.vq:
+            return
+        k = self.num_codes
+        step = tf.cast(self.optimizer.iterations, "int32")
+        for d, (a, _, idx) in enumerate(levels):
+            quantizer = self.quantizers[d]
+            counts = tf.cast(tf.math.bincount(tf.reshape(idx, (-1,)), minlength=k, maxlength=k), "float32")
+            usage = self.usage_decay * quantizer.usage + (1.0 - self.usage_decay) * counts / tf.reduce_sum(counts)
+            quantizer.usage.assign(usage)
+            if not self.restart_every:
+                continue
+
+            def restart(quantizer=quantizer, a=a, d=d, usage=usage):
+                flat = tf.reshape(tf.stop_gradient(a), (-1, self.widths[d]))
+                pick = tf.random.stateless_uniform((k,), seed=tf.stack([step, d]), minval=0,
+                                                   maxval=tf.shape(flat)[0], dtype="int32")
+                dead = usage < 1.0 / (16 * k)
+                codes = quantizer.codebook.embeddings
+                codes.assign(tf.where(dead[:, None], tf.gather(flat, pick), codes))
+                quantizer.usage.assign(tf.where(dead, 1.0 / k, usage))
+                return tf.reduce_sum(tf.cast(dead, "float32"))
+
+            restarted = tf.cond(step % self.restart_every == 0, restart, lambda: tf.constant(0.0))
+            self.restart_trackers[d].update_state(restarted)
 
     def test_step(self, data):
         x, target = self._unpack(data)
@@ -225,4 +270,5 @@ class VQUNet(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "widths": list(self.widths),
-                "num_codes": self.num_codes, "vq": self.vq, "alpha": self.alpha, "beta": self.beta}
+                "num_codes": self.num_codes, "vq": self.vq, "alpha": self.alpha, "beta": self.beta,
+                "restart_every": self.restart_every, "usage_decay": self.usage_decay}

@@ -37,7 +37,8 @@ def load(name: str, *, compile: bool = False):
 
     Args:
         name: one of `names()`.
-        compile: also restore the training configuration (optimizer, loss).
+        compile: also restore the compile state (loss, optimizer) where the file holds one; files
+            exported by `nnjpeg train --export` hold none.
 
     Returns:
         A `keras.Model`.
@@ -47,11 +48,17 @@ def load(name: str, *, compile: bool = False):
     """
     import keras
 
-    # Importing these registers nnjpeg's serializable layers and models with Keras.
-    from . import keras as _codec_layers  # noqa: F401
-    from .models import ensemble as _ensemble, vqunet as _vqunet  # noqa: F401
-
+    register_serializables()
     return keras.saving.load_model(_path(name, ".keras"), compile=compile)
+
+
+def register_serializables() -> None:
+    """Imports every module whose layers and models are registered with Keras, so that any
+    nnjpeg `.keras` file loads with a plain `keras.saving.load_model`."""
+    import importlib
+
+    for module in ("attacks", "keras", "models.defense_vae", "models.defenses", "models.ensemble", "models.vqunet"):
+        importlib.import_module(f"nnjpeg.{module}")
 
 
 def metrics(name: str) -> dict:

@@ -170,8 +170,33 @@ def test_data_dependent_codebook_init_uses_encoder_outputs_and_more_codes():
         assert used > used_plain and used >= 8
 
 
+def test_dead_codes_are_restarted_at_encoder_outputs():
+    x = tiny_images(8, 16)
+    keras.utils.set_random_seed(2)
+    model = VQUNet(channels=1, widths=(8, 8), num_codes=16, restart_every=1)
+    model(x[:1])
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # restarts alone move the codebooks
+    q = model.quantizers[0]
+    # A collapsed codebook: every code far from the ReLU features, usage at zero but for code 0.
+    q.codebook.embeddings.assign(np.full((16, 8), -5.0, np.float32))
+    q.usage.assign(np.eye(16, dtype=np.float32)[0])
+    second = np.asarray(model.quantizers[1].codebook.embeddings).copy()  # usage still at its 1 / K start
+    logs = model.train_on_batch(x, x, return_dict=True)
+    codes = np.asarray(q.codebook.embeddings)
+    a = np.asarray(model.encode(x)[0][0]).reshape(-1, 8)
+    assert logs["restarts_1"] == 15 and logs["restarts_2"] == 0
+    assert np.array_equal(codes[0], np.full(8, -5.0))
+    assert all(np.isclose(a, c, atol=1e-5).all(axis=1).any() for c in codes[1:])
+    np.testing.assert_allclose(np.asarray(q.usage)[1:], 1 / 16)
+    np.testing.assert_array_equal(np.asarray(model.quantizers[1].codebook.embeddings), second)
+
+
 def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path):
+    import io
     import json
+    import zipfile
+
+    import h5py
 
     from nnjpeg import datasets
     from nnjpeg.models import train
@@ -196,6 +221,14 @@ def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path
     denoiser = keras.saving.load_model(w / "vqunet.keras")
     assert pipeline(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
     assert denoiser(np.zeros((2, 32, 32, 1), np.float32)).shape == (2, 32, 32, 1)
+    # Exports hold the trained weights and no optimizer state, not even the nested denoiser's.
+    trained = keras.saving.load_model(tmp_path / "vq" / "final.keras", compile=False)
+    for a, b in zip(trained.get_weights(), pipeline.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with zipfile.ZipFile(w / "vqunet-classifier.keras") as z, h5py.File(io.BytesIO(z.read("model.weights.h5"))) as h5:
+        names = []
+        h5.visit(names.append)
+    assert names and not [n for n in names if "optimizer" in n]
     for name in ("jpeg75-classifier", "fd-classifier"):
         assert train.main(["train", name, "--out", str(tmp_path / name), "--export", str(w / f"{name}.keras"), *small]) == 0
         metrics = json.loads((w / f"{name}.json").read_text())
