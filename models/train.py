@@ -244,7 +244,7 @@ def train_ensemble(args: argparse.Namespace) -> dict:
     (out / "fig6_adversarial.json").write_text(json.dumps(fig6b, indent=2))
     plot_member_matrix(fig6b, out / "fig6_adversarial.png")
     metrics = {
-        "model": "ensemble", "dataset": args.dataset, "test_accuracy": acc, "test_loss": float("nan"),
+        "model": "ensemble", "dataset": args.dataset, "test_accuracy": acc, "test_loss": None,
         "test_images": int(len(y_test)), "members": ["M" if q is None else f"M{q}" for q in ensemble.ENSEMBLE_QUALITIES],
         "epochs_run": args.epochs, "epochs": args.epochs, "wall_time_s_this_invocation": wall,
         "parameters": int(model.count_params()), "sigma": args.sigma, "xi": args.xi, "lr": args.lr,
@@ -409,7 +409,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     base_acc = float(np.mean(base.predict(x_eval, batch_size=500, verbose=0).argmax(-1) == test_data[1]))
     recon = denoiser.predict(x_test, batch_size=500, verbose=0)
     metrics = {**_base_metrics(args, f"{args.model}-classifier", model, train_data, test_data, wall),
-               "test_accuracy": acc, "test_loss": float("nan"), "test_images": int(len(x_eval)),
+               "test_accuracy": acc, "test_loss": None, "test_images": int(len(x_eval)),
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
                "eps": args.eps if args.model == "defense-vae" else None}
@@ -419,7 +419,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         export(out / "final.keras", metrics, Path(args.export), out / "log_classifier.csv")
         # The denoiser alone (e.g. "fmnist/vqunet"), with its own card: (N, H+2p, W+2p, C) -> same.
         denoiser_metrics = {**metrics, "model": args.model, "parameters": int(denoiser.count_params()),
-                            "test_accuracy": float("nan"), "note": "the denoiser alone (32x32 inputs for 28x28 "
+                            "test_accuracy": None, "note": "the denoiser alone (32x32 inputs for 28x28 "
                             f"data, zero-padded by 2); test reconstruction l1 {metrics['test_reconstruction_l1']:.4f}; "
                             f"accuracies are those of the pipeline {Path(args.export).name}"}
         export(out / "denoiser.keras", denoiser_metrics, Path(args.export).with_name(f"{args.model}.keras"), out / "log.csv")
@@ -499,7 +499,7 @@ def build_preprocessing(args: argparse.Namespace) -> dict:
     base_acc = float(np.mean(base.predict(x_eval, batch_size=500, verbose=0).argmax(-1) == test_data[1]))
     args.epochs = 0
     metrics = {**_base_metrics(args, args.model, model, train_data, test_data, time.time() - t0), **extra,
-               "test_accuracy": acc, "test_loss": float("nan"), "test_images": int(len(x_eval)),
+               "test_accuracy": acc, "test_loss": None, "test_images": int(len(x_eval)),
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc, "base": str(args.base)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
@@ -539,7 +539,7 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
     """Writes the model's inference copy and its card (`.md`) and metrics (`.json`) beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_for_inference(model_path, dest)
-    dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2) + "\n")
+    dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     size_mb = dest.stat().st_size / 1e6
     lines = [
         f"# {dest.stem} ({metrics['dataset']})", "",
@@ -549,10 +549,10 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
          else "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"),
         f"- Wall time of the final invocation: {metrics['wall_time_s_this_invocation']:.0f} s on {metrics['machine']}",
         (f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images"
-         + (f" (loss {metrics['test_loss']:.4f})" if metrics["test_loss"] == metrics["test_loss"] else "")
+         + (f" (loss {metrics['test_loss']:.4f})" if metrics["test_loss"] is not None else "")
          + (f"; target classifier {metrics['target_test_accuracy']:.4f}, drop {100 * metrics['accuracy_drop']:.2f} points"
             if "accuracy_drop" in metrics else "")
-         if metrics["test_accuracy"] == metrics["test_accuracy"] else "- No test accuracy of its own"),
+         if metrics["test_accuracy"] is not None else "- No test accuracy of its own"),
         *([f"- Note: {metrics['note']}"] if metrics.get("note") else []),
         *(["- Fine-tuning time of the members (may span resumed invocations): "
            + ", ".join(f"{k} {v:.0f} s" for k, v in metrics["members_training_s"].items())]

@@ -1,7 +1,7 @@
 """`nnjpeg demo`: every shipped defense side by side on Fashion-MNIST under gray-box, black-box
 and adaptive white-box attacks, with a report folder (Markdown tables in the papers' layouts, plots,
 a generated reading, example images); `nnjpeg report` with lighter settings (two L-inf attacks, two
-eps, 10-step PGD, EOT over 2 draws) so that it finishes in minutes on a laptop-class CPU.
+eps, 10-step PGD, the white-box attack on the first 250 images, EOT over 2 draws) so that it finishes in minutes on a laptop-class CPU.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def defended_view(model, x):
     return np.asarray(h)
 
 
-def run(out: Path, *, n: int = 1000, eps=DEFAULT_EPS, attacks=DEFAULT_ATTACKS, seed: int = 0,
+def run(out: Path, *, n: int = 1000, white_n: int = 250, eps=DEFAULT_EPS, attacks=DEFAULT_ATTACKS, seed: int = 0,
         command: str = "nnjpeg demo") -> dict:
     """Every shipped defense under gray-box, black-box and white-box (adaptive) attacks, through
     `nnjpeg.report.run` with settings sized for a few minutes, plus a grid of example images."""
@@ -60,7 +60,7 @@ def run(out: Path, *, n: int = 1000, eps=DEFAULT_EPS, attacks=DEFAULT_ATTACKS, s
     t0 = time.time()
     res = report.run(out, n=n, seed=seed, eps=tuple(eps), gray_attacks=tuple(attacks), l2_attacks=(),
                      black_attacks=tuple(attacks),
-                     white_attack="pgd", white_eps=max(eps), eot=2, pgd_steps=10, command=command)
+                     white_attack="pgd", white_eps=max(eps), white_n=white_n, eot=2, pgd_steps=10, command=command)
     models, (x, y) = res["models"], res["data"]
     adv = A.attack("pgd", models["fmnist/classifier"], x[:6], y[:6], max(eps), nb_iter=10)
     views = {report._label(d): defended_view(m, adv) for d, m in models.items() if d in res["results"]["gray-box"]["clean"]}
@@ -75,7 +75,8 @@ def run(out: Path, *, n: int = 1000, eps=DEFAULT_EPS, attacks=DEFAULT_ATTACKS, s
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="every available defense side by side under gray-box and adaptive attacks")
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--n", type=int, default=1000, help="test images (a seeded subset)")
+    p.add_argument("--white-n", type=int, default=250, help="of which the first WHITE_N are attacked white-box")
     p.add_argument("--eps", type=float, action="append", default=None)
     p.add_argument("--attack", action="append", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -86,6 +87,6 @@ def add_parser(sub) -> None:
 def _cmd(args) -> int:
     import shlex
 
-    run(Path(args.out), n=args.n, eps=args.eps or DEFAULT_EPS, attacks=args.attack or DEFAULT_ATTACKS, seed=args.seed,
+    run(Path(args.out), n=args.n, white_n=args.white_n, eps=args.eps or DEFAULT_EPS, attacks=args.attack or DEFAULT_ATTACKS, seed=args.seed,
         command="nnjpeg demo " + " ".join(shlex.quote(a) for a in args.argv))
     return 0

@@ -80,8 +80,10 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     models = {**models, "fmnist/vqunet": vq}
     res = report.run(tmp_path, eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
                      progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
-                     available=list(models), vq_n=8)
+                     available=list(models), vq_n=8, white_n=16)
     assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis"}
+    assert {r["n"] for r in res["results"]["white-box"]["records"]} == {16}
+    assert {r["n"] for r in res["results"]["gray-box"]["records"]} == {32}
     vq_rows = res["results"]["vq-analysis"]["fmnist/vqunet"]
     assert set(vq_rows) == {"0.05", "0.2"} and len(vq_rows["0.2"]["index_change"]) == 2
     text = (tmp_path / "README.md").read_text()
@@ -95,6 +97,7 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     verdict = "falls to the adaptive attack" if white["nn-jpeg"] < 0.1 else "adaptive attack"
     assert verdict in text.split("## Reading")[1]
     assert "| fmnist/vqunet | 0.2 |" in text
+    assert "on the first 16 of the 32 images" in text
     for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
               "vqunet_analyses.png"):
         assert (tmp_path / f).stat().st_size > 0

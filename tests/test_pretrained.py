@@ -15,6 +15,10 @@ REQUIRED = ["fmnist/classifier", "fmnist/surrogate-a", "fmnist/surrogate-b", "fm
             "fmnist/defense-vae-classifier", "fmnist/jpeg75-classifier", "fmnist/fd-classifier", "fmnist/tvm-classifier"]
 
 
+def _reject_non_json(token):
+    raise ValueError(f"metrics JSON holds {token}, which strict JSON parsers reject; write null")
+
+
 def test_required_names_ship_with_cards_metrics_and_size_limit():
     names = pretrained.names()
     assert set(REQUIRED) <= set(names), sorted(set(REQUIRED) - set(names))
@@ -22,6 +26,7 @@ def test_required_names_ship_with_cards_metrics_and_size_limit():
         path = pretrained.WEIGHTS / f"{name}.keras"
         assert path.stat().st_size <= 25 * 2**20, (name, path.stat().st_size)
         metrics = pretrained.metrics(name)
+        json.loads((pretrained.WEIGHTS / f"{name}.json").read_text(), parse_constant=_reject_non_json)
         assert metrics["command"].startswith("nnjpeg train ") and metrics["data_sha256"]
         card = pretrained.card(name)
         assert card.startswith(f"# {name.split('/')[1]} (fashion-mnist)") and metrics["command"] in card
