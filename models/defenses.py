@@ -17,6 +17,7 @@ from keras import layers, ops
 
 from nnjpeg.keras import JPEG, Compression
 from nnjpeg.tables import nn_table
+from nnjpeg.tf_ops import straight_through
 
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
@@ -58,11 +59,14 @@ class TVM(layers.Layer):
         return -div
 
     def call(self, x):
+        return straight_through(self._reconstruct, x)  # TVM forward, identity backward (BPDA)
+
+    def _reconstruct(self, x):
         mask = ops.cast(keras.random.uniform(ops.shape(x)[:3], seed=self.generator) < self.keep, x.dtype)[..., None]
         z = x
         for _ in range(self.iterations):
             z = ops.clip(z - self.step * (mask * (z - x) + self.weight * self._tv_grad(z)), 0.0, 1.0)
-        return x + ops.stop_gradient(z - x)  # straight-through: TVM forward, identity backward (BPDA)
+        return z
 
     def compute_output_shape(self, input_shape):
         return input_shape

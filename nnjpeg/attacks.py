@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .tf_ops import straight_through
+
 __all__ = ["ATTACKS", "BPDA", "EOT", "attack", "bim", "bpda_layer", "cw_l2", "deepfool", "di_fgsm", "fgsm", "mifgsm", "pgd",
            "ti_fgsm"]
 
@@ -300,9 +302,11 @@ class BPDA(keras.layers.Layer):
         self.preprocess = preprocess
 
     def call(self, x):
+        return straight_through(self._forward, x)
+
+    def _forward(self, x):
         y = tf.numpy_function(lambda a: np.asarray(self.preprocess(a), np.float32), [x], tf.float32)
-        y = tf.ensure_shape(y, x.shape)
-        return x + tf.stop_gradient(y - x)  # straight-through: f forward, identity backward
+        return tf.ensure_shape(y, x.shape)
 
 
 def bpda_layer(preprocess: Callable[[np.ndarray], np.ndarray], name: str = "bpda") -> BPDA:

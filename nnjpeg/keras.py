@@ -14,7 +14,7 @@ from keras import ops
 
 from .codec import _check_choice, _check_mode, _check_table, _jpeg_table
 from .tables import check_quality
-from .tf_ops import _BACKENDS, _check_values, _compress, _native_op
+from .tf_ops import _BACKENDS, _check_values, _compress, _native_op, straight_through
 
 __all__ = ["JPEG", "Compression"]
 
@@ -53,17 +53,18 @@ class _CodecLayer(keras.layers.Layer):
         if inputs.dtype not in (tf.float32, tf.uint8):
             raise TypeError(f"Expected float32 inputs in [0, 1] (or uint8 in a preprocessing pipeline). "
                             f"Received: dtype={inputs.dtype.name}")
+        if inputs.dtype == tf.uint8:
+            return self._round_trip(inputs)  # integers carry no gradient: preprocessing only
+        if self.gradient == "none":
+            return ops.stop_gradient(self._round_trip(inputs))
+        return straight_through(self._round_trip, inputs)
+
+    def _round_trip(self, inputs):
         if self.backend == "tf":
             checked = inputs if inputs.dtype == tf.uint8 else _check_values(inputs)
-            outputs = _compress(checked, self._tables, self.color, self._mode)
-        else:
-            # nnjpeg.compress checks the value range itself (one NumPy pass), with the same message.
-            outputs = _native_op(inputs, self._tables, self._mode, None)
-        if inputs.dtype == tf.uint8:
-            return outputs  # integers carry no gradient: preprocessing only
-        if self.gradient == "none":
-            return ops.stop_gradient(outputs)
-        return inputs + ops.stop_gradient(outputs - inputs)  # straight-through: BPDA with the identity
+            return _compress(checked, self._tables, self.color, self._mode)
+        # nnjpeg.compress checks the value range itself (one NumPy pass), with the same message.
+        return _native_op(inputs, self._tables, self._mode, None)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -442,6 +442,17 @@ def jpeg_tf(images, quality: int = 75, *, subsampling: str = "4:2:0"):
     return _compress(images, tables, "ycbcr", mode)
 
 
+def straight_through(fn, x):
+    """fn(x) forward, the identity backward (BPDA, Athalye et al., 2018). Unlike
+    `x + stop_gradient(fn(x) - x)`, the forward value is fn(x) exactly (no float rounding that moves
+    it off the 1/255 grid) and costs no extra passes over the batch."""
+    @tf.custom_gradient
+    def identity_gradient(x):
+        return fn(x), lambda upstream: upstream
+
+    return identity_gradient(x)
+
+
 def _native_op(images, tables, mode, threads):
     """Runs the native codec on a tensor through `tf.numpy_function`, keeping dtype and static shape.
 
