@@ -137,18 +137,23 @@ def vq_analysis(denoisers: dict, target, x, y, eps) -> dict:
 def vq_table(result: dict) -> list[str]:
     names = list(result)
     eps = sorted(result[names[0]], key=float)
-    lines = ["| model | eps | reconstruction l1 | pre-VQ l1 per depth | post-VQ l1 per depth | code indices changed per depth (%) |",
+    lines = ["| model | eps | reconstruction l1 | pre-VQ l1 change per depth (% of clean) | "
+             "post-VQ l1 change per depth (% of clean) | code indices changed per depth (%) |",
              "|---|---:|---:|---|---|---|"]
     for n in names:
         for e in eps:
             r = result[n][e]
-            lines.append(f"| {n} | {e} | {r['reconstruction_l1']:.4f} | {_series(r['pre_vq_l1'])} | "
-                         f"{_series(r['post_vq_l1'])} | {_series(r['index_change'], 100.0, 1)} |")
+            lines.append(f"| {n} | {e} | {r['reconstruction_l1']:.4f} | {_series(r['pre_vq_l1'], r.get('pre_vq_rel'))} | "
+                         f"{_series(r['post_vq_l1'], r.get('post_vq_rel'))} | "
+                         f"{', '.join('–' if v is None else f'{100 * v:.1f}' for v in r['index_change'])} |")
     return lines
 
 
-def _series(values, scale: float = 1.0, digits: int = 3) -> str:
-    return ", ".join("–" if v is None else f"{scale * v:.{digits}f}" for v in values)
+def _series(values, relative=None) -> str:
+    """Absolute l1 changes (3 significant digits), each with its size relative to the clean features."""
+    relative = relative or [None] * len(values)
+    return ", ".join("–" if v is None else f"{v:.3g}" + ("" if r is None else f" ({100 * r:.1f} %)")
+                     for v, r in zip(values, relative))
 
 
 def _label(d: str) -> str:

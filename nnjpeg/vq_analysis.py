@@ -3,7 +3,8 @@
 For clean images x and adversarial x_adv (e.g. FGSM at several eps):
 - reconstruction l1 error of the denoiser against the clean image (Fig. 3), VQUNet vs non-VQ U-Net;
 - per depth, the mean l1 change of the encoder features before quantization (a_d) and after (q_d)
-  between x and x_adv (Figs. 4-5);
+  between x and x_adv (Figs. 4-5), also relative to the mean |a_d| of the clean features, since the
+  scale of the features differs between depths and between models;
 - per depth, the share of code indices that change (Fig. 6).
 """
 
@@ -20,20 +21,23 @@ def depth_changes(model, x: np.ndarray, x_adv: np.ndarray) -> dict:
 
     Returns:
         dict with `reconstruction_l1` (mean |f(x_adv) - x|), and per depth lists `pre_vq_l1`,
-        `post_vq_l1` (None entries for the non-VQ U-Net) and `index_change` (share of changed codes).
+        `post_vq_l1` (None entries for the non-VQ U-Net), the same divided by the clean features'
+        mean |a_d| (`pre_vq_rel`, `post_vq_rel`) and `index_change` (share of changed codes).
     """
     clean_levels = model.encode(x)
     adv_levels = model.encode(x_adv)
     recon = np.asarray(model.decode(adv_levels))
-    out = {"reconstruction_l1": float(np.abs(recon - x).mean()), "pre_vq_l1": [], "post_vq_l1": [], "index_change": []}
+    keys = ("pre_vq_l1", "post_vq_l1", "pre_vq_rel", "post_vq_rel", "index_change")
+    out = {"reconstruction_l1": float(np.abs(recon - x).mean()), **{k: [] for k in keys}}
     for (a, q, idx), (a2, q2, idx2) in zip(clean_levels, adv_levels):
-        out["pre_vq_l1"].append(float(np.abs(np.asarray(a2) - np.asarray(a)).mean()))
-        if q is None:
-            out["post_vq_l1"].append(None)
-            out["index_change"].append(None)
-        else:
-            out["post_vq_l1"].append(float(np.abs(np.asarray(q2) - np.asarray(q)).mean()))
-            out["index_change"].append(float(np.mean(np.asarray(idx2) != np.asarray(idx))))
+        scale = float(np.abs(np.asarray(a)).mean())
+        pre = float(np.abs(np.asarray(a2) - np.asarray(a)).mean())
+        post = None if q is None else float(np.abs(np.asarray(q2) - np.asarray(q)).mean())
+        out["pre_vq_l1"].append(pre)
+        out["post_vq_l1"].append(post)
+        out["pre_vq_rel"].append(pre / scale if scale > 0 else None)
+        out["post_vq_rel"].append(None if post is None or scale == 0 else post / scale)
+        out["index_change"].append(None if q is None else float(np.mean(np.asarray(idx2) != np.asarray(idx))))
     return out
 
 
@@ -66,12 +70,14 @@ def plot(result: dict, path) -> None:
         axes[0].plot(xs, [by_eps[e]["reconstruction_l1"] for e in eps], marker="o", label=name)
         depths = len(by_eps[eps[0]]["pre_vq_l1"])
         for d in range(depths):
-            axes[1].plot(xs, [by_eps[e]["pre_vq_l1"][d] for e in eps], marker="o", label=f"{name} d={d + 1} pre-VQ")
+            axes[1].plot(xs, [_pct(by_eps[e]["pre_vq_rel"][d]) for e in eps], marker="o", label=f"{name} d={d + 1} pre-VQ")
             if by_eps[eps[0]]["post_vq_l1"][d] is not None:
-                axes[1].plot(xs, [by_eps[e]["post_vq_l1"][d] for e in eps], "--", marker="x", label=f"{name} d={d + 1} post-VQ")
+                axes[1].plot(xs, [_pct(by_eps[e]["post_vq_rel"][d]) for e in eps], "--", marker="x",
+                             label=f"{name} d={d + 1} post-VQ")
                 axes[2].plot(xs, [100 * by_eps[e]["index_change"][d] for e in eps], marker="o", label=f"{name} d={d + 1}")
     for ax, title, ylabel in zip(axes, ("reconstruction error (Fig. 3)", "feature change per depth (Figs. 4-5)",
-                                        "code indices changed (Fig. 6)"), ("mean l1", "mean l1", "%")):
+                                        "code indices changed (Fig. 6)"),
+                                 ("mean l1", "mean l1 change, % of the clean features' mean |a|", "%")):
         ax.set_title(title)
         ax.set_xlabel("eps")
         ax.set_ylabel(ylabel)
@@ -81,3 +87,7 @@ def plot(result: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _pct(v):
+    return float("nan") if v is None else 100.0 * v

@@ -254,5 +254,9 @@ def test_vq_analysis_depth_changes(tmp_path):
     res = vq_analysis.sweep({"vqunet": vq, "non-vq": plain}, x, {0.1: moved, 0.0: x})
     assert res["vqunet"]["0.1"]["pre_vq_l1"][0] > 0 and res["non-vq"]["0.1"]["index_change"] == [None, None]
     assert 0.0 <= res["vqunet"]["0.1"]["index_change"][0] <= 1.0
+    a = np.asarray(vq.encode(x)[0][0])  # depth 1 features of the clean images
+    rel = res["vqunet"]["0.1"]
+    assert rel["pre_vq_rel"][0] == pytest.approx(rel["pre_vq_l1"][0] / np.abs(a).mean(), rel=1e-5)
+    assert res["non-vq"]["0.1"]["post_vq_rel"] == [None, None]
     vq_analysis.plot(res, tmp_path / "vq.png")
     assert (tmp_path / "vq.png").stat().st_size > 0
