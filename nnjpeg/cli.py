@@ -173,11 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         train.add_parser(sub)
-    from . import demo, evaluate, report
+    from . import ablation, demo, evaluate, report
 
     evaluate.add_parser(sub)
     demo.add_parser(sub)
     report.add_parser(sub)
+    ablation.add_parser(sub)
     p = sub.add_parser("search-table", help="NN-JPEG Algorithm 1: grid over (k, QS_AF) under a clean-accuracy-drop bound")
     p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name of the undefended classifier")
     p.add_argument("--dataset", default="fashion-mnist")

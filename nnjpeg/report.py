@@ -11,6 +11,8 @@ Layouts reproduced:
 - VQUNet paper, Fig. 2: accuracy against eps per attack, under that paper's protocol (half of the
   examples made on the target, half transferred), which is the mean of the gray-box and black-box
   accuracies on the same images.
+- VQUNet paper, Figs. 3-6: what the adversarial noise does to the shipped denoisers, per depth.
+- NN-JPEG paper, Fig. 5: quantization table x colour transform (`nnjpeg.ablation`).
 
 The papers' numbers come from other data (NN-JPEG: ImageNet, ResNet-v2-50 / Inception-v4, eps in
 grey levels of 255; VQUNet: Fashion-MNIST with a WRN-28-10): they are anchors, not like-for-like.
@@ -72,7 +74,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
         gray_attacks=("fgsm", "bim", "pgd"), l2_attacks=("deepfool", "cw"), l2_n: int = 200,
         black_attacks=("fgsm", "bim", "ti-fgsm", "di-fgsm"),
         white_attack: str = "pgd", white_n: int | None = None, eot: int = 4, pgd_steps: int = 20, vq_n: int = 500,
-        progress: bool = True,
+        ablation_attacks=("fgsm", "bim"), progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
@@ -116,6 +118,12 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
         from nnjpeg import vq_analysis as V
 
         V.plot(results["vq-analysis"], out / "vqunet_analyses.png")
+    if ablation_attacks:
+        from nnjpeg import ablation
+
+        results["ablation"] = ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks), eps=tuple(eps),
+                                           progress=progress)
+        ablation.plot(results["ablation"], out / "ablation.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "white_n": white_n, "eot": eot,
             "pgd_steps": pgd_steps, "l2_n": min(l2_n, len(x)) if l2_attacks else 0,
             "wall_time_s": time.time() - t0, "command": command, "surrogates": surrogates}
@@ -293,6 +301,13 @@ def markdown(results: dict, meta: dict) -> str:
                   "clean and adversarial input before and after quantization, per depth (Figs. 4-5), and the share of "
                   "code indices that change (Fig. 6).", "", *vq_table(results["vq-analysis"]), "",
                   "![vq](vqunet_analyses.png)", ""]
+    if "ablation" in results:
+        from nnjpeg import ablation
+
+        lines += ["## Ablation: quantization table x colour transform (NN-JPEG paper, Fig. 5)", "",
+                  "The target on clean and gray-box adversarial images through each pair of quantization table and colour "
+                  "transform (4:4:4, so nothing else changes). Accuracy (%).", "", *ablation.markdown(results["ablation"]), "",
+                  "![ablation](ablation.png)", ""]
     return "\n".join(lines)
 
 

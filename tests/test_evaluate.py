@@ -81,7 +81,7 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     res = report.run(tmp_path, eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
                      progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
                      available=list(models), vq_n=8, white_n=16)
-    assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis"}
+    assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis", "ablation"}
     assert {r["n"] for r in res["results"]["white-box"]["records"]} == {16}
     assert {r["n"] for r in res["results"]["gray-box"]["records"]} == {32}
     vq_rows = res["results"]["vq-analysis"]["fmnist/vqunet"]
@@ -98,6 +98,7 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     assert verdict in text.split("## Reading")[1]
     assert "| fmnist/vqunet | 0.2 |" in text
     assert "on the first 16 of the 32 images" in text
+    assert "quantization table x colour transform" in text and "| no compression | 100.0 |" in text
     for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
-              "vqunet_analyses.png"):
+              "vqunet_analyses.png", "ablation.png"):
         assert (tmp_path / f).stat().st_size > 0
