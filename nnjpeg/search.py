@@ -88,7 +88,23 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def markdown(result: dict) -> str:
+    """The chosen table and what it costs and buys, in a few lines."""
+    best = result["best"]
+    head = (f"Algorithm 1 over k in {result['ks'][0]}...{result['ks'][-1]} and QS_AF in {result['afs'][0]}...{result['afs'][-1]} "
+            f"(QS_OF = {result['of']:g}), {result['n_benign']} benign and {result['n_adv']} adversarial images; "
+            f"undefended: {100 * result['clean_accuracy']:.1f} % clean, {100 * result['undefended_adv_accuracy']:.1f} % "
+            "adversarial.")
+    if best is None:
+        return head + f"\n\nNo table keeps the clean accuracy drop below {100 * result['max_drop']:g} %.\n"
+    rows = "\n".join("| " + " | ".join(f"{v:g}" for v in row) + " |" for row in nn_table(best["k"], best["of"], best["af"]))
+    return (head + f"\n\nChosen: k = {best['k']}, QS_AF = {best['af']}: {100 * best['defense']:.1f} % on the adversarial "
+            f"examples, clean drop {100 * best['drop']:.2f} points (bound {100 * result['max_drop']:g}).\n\n"
+            "| | | | | | | | |\n|" + "---:|" * 8 + "\n" + rows + "\n\n![grid](table_search.png)\n")
+
+
 def write(result: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "table_search.json").write_text(json.dumps(result, indent=2))
+    (out / "table_search.md").write_text(markdown(result))
     plot(result, out / "table_search.png")

@@ -3,6 +3,7 @@
 import numpy as np
 from scipy.fft import dctn
 
+import nnjpeg
 from nnjpeg import analysis
 
 
@@ -50,3 +51,9 @@ def test_table_search_respects_the_drop_constraint(photos):
     assert best is not None and best["drop"] < 0.01
     feasible = np.asarray(res["grid_defense"])[drop < 0.01]
     assert best["defense"] == feasible.max()
+    text = search.markdown(res)
+    assert f"Chosen: k = {best['k']}, QS_AF = {best['af']}" in text
+    first_row = "| " + " | ".join(f"{v:g}" for v in nnjpeg.nn_table(best["k"], best["of"], best["af"])[0]) + " |"
+    assert first_row in text
+    res["best"] = None
+    assert "No table keeps the clean accuracy drop below 1 %" in search.markdown(res)
