@@ -381,6 +381,10 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
                           vq=args.model == "vqunet", restart_every=args.restart_every)
         fit_x, fit_y = x_train, x_train
+    val = (x_test, x_test)
+    if args.restore_best:  # model selection on held-out training images, never on the test set
+        held = max(1, len(fit_x) // 10)
+        fit_x, fit_y, val = fit_x[:-held], fit_y[:-held], (fit_x[-held:], fit_y[-held:])
     denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
     if args.model == "vqunet" and not (out / "backup").exists():
         denoiser.init_codebooks(fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
@@ -388,8 +392,12 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
                  keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
+    best = keras.callbacks.EarlyStopping(monitor="val_reconstruction", mode="min", patience=args.epochs,
+                                         restore_best_weights=True, verbose=1)
+    if args.restore_best:
+        callbacks.append(best)
     denoiser.fit(_repeated(fit_x, fit_y, args.batch_size, args.seed), epochs=args.epochs,
-                 steps_per_epoch=min(steps, len(fit_x) // args.batch_size), validation_data=(x_test, x_test),
+                 steps_per_epoch=min(steps, len(fit_x) // args.batch_size), validation_data=val,
                  callbacks=callbacks, verbose=args.verbose, shuffle=False)
     denoiser.save(out / "denoiser.keras")
     classifier = base
@@ -412,7 +420,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "test_accuracy": acc, "test_loss": None, "test_images": int(len(x_eval)),
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
-               "eps": args.eps if args.model == "defense-vae" else None}
+               "eps": args.eps if args.model == "defense-vae" else None,
+               "denoiser_epoch_kept": best.best_epoch + 1 if args.restore_best else args.epochs}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
     if args.export:
@@ -613,6 +622,9 @@ def add_parser(sub) -> None:
                    help="vqunet: restart dead codes every this many steps (0: never)")
     p.add_argument("--adv-n", type=int, default=0,
                    help="defense-vae: train images attacked to make its (adversarial, clean) pairs (default: all)")
+    p.add_argument("--restore-best", action="store_true",
+                   help="denoisers: hold out the last 10 %% of the training images and keep the weights of the epoch "
+                        "with the lowest reconstruction error on them (default: the last epoch's, all images trained on)")
     p.add_argument("--classifier-epochs", type=int, default=1,
                    help="denoisers: epochs fine-tuning --base on the denoiser's outputs (0: keep --base as is)")
     p.add_argument("--classifier-lr", type=float, default=0.005, help="denoisers: SGD rate of that fine-tuning")

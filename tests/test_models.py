@@ -192,6 +192,7 @@ def test_dead_codes_are_restarted_at_encoder_outputs():
 
 
 def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path):
+    import csv
     import io
     import json
     import zipfile
@@ -229,6 +230,20 @@ def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path
         names = []
         h5.visit(names.append)
     assert names and not [n for n in names if "optimizer" in n]
+    # --restore-best keeps the epoch with the lowest reconstruction error on held-out training images. A
+    # learning rate far too high makes a later epoch worse than the first, so keeping the last would show.
+    assert train.main(["train", "non-vq-unet", "--unet-widths", "4,8", "--classifier-epochs", "0", "--restore-best",
+                       "--out", str(tmp_path / "best"), *small, "--epochs", "3", "--steps-per-epoch", "0",
+                       "--limit", "80", "--lr", "0.3"]) == 0
+    with open(tmp_path / "best" / "log.csv") as f:
+        val = [float(row["val_reconstruction"]) for row in csv.DictReader(f)]
+    kept = json.loads((tmp_path / "best" / "metrics.json").read_text())["denoiser_epoch_kept"]
+    assert len(val) == 3 and kept == int(np.argmin(val)) + 1 and kept < 3
+    # The saved denoiser is that epoch's: its error on the held-out images (the last 8 of 80) is the lowest logged.
+    held = np.pad(train.load_dataset("fashion-mnist")[0][0][72:80] / np.float32(255), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    kept_model = keras.saving.load_model(tmp_path / "best" / "denoiser.keras")
+    mse = float(np.mean((np.asarray(kept_model(held.astype(np.float32))) - held) ** 2))
+    assert mse == pytest.approx(min(val), rel=1e-4)
     for name in ("jpeg75-classifier", "fd-classifier"):
         assert train.main(["train", name, "--out", str(tmp_path / name), "--export", str(w / f"{name}.keras"), *small]) == 0
         metrics = json.loads((w / f"{name}.json").read_text())
