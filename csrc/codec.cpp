@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <new>
 #include <cmath>
 #include <thread>
 #include <vector>
@@ -11,7 +12,24 @@
 namespace nnjpeg {
 namespace {
 
-using Plane = std::vector<float>;
+// Cache-line aligned, so that the kernels' 64-byte rows of a band never straddle two lines (every
+// plane's row length is a multiple of 8 floats; see the band layouts below).
+template <class T>
+struct CacheAligned {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheAligned() = default;
+  template <class U>
+  CacheAligned(const CacheAligned<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, kAlign); }
+  template <class U>
+  bool operator==(const CacheAligned<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const CacheAligned<U>&) const noexcept { return false; }
+};
+
+using Plane = std::vector<float, CacheAligned<float>>;
 
 template <class T>
 inline T round_half_away(T x) {

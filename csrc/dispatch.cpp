@@ -39,7 +39,7 @@ std::vector<Kernel> runnable_kernels() {
   if (cpu_has_avx2()) ks.push_back({"avx2", roundtrip_band_avx2, &kRowIoAvx2});
 #endif
 #ifdef NNJPEG_HAVE_AVX512
-  if (cpu_has_avx512()) ks.push_back({"avx512", roundtrip_band_avx512, &kRowIoAvx512});
+  if (cpu_has_avx512()) ks.push_back({"avx512", roundtrip_band_avx512, &kRowIoAvx2});
 #endif
   return ks;
 }
