@@ -4,7 +4,8 @@ Workloads: 64 x 224x224x3 and 1024 x 32x32x3 uint8 crops of natural photographs 
 Configurations: nnjpeg (1 thread, all threads, and 1 thread on float32 images in [0, 1], the Keras
 layer's input format), Pillow (encode + decode with the same table as
 `qtables`, 4:4:4), simplejpeg (q75, 4:4:4), a NumPy/SciPy `dctn` implementation, nnjpeg's pure-TF
-backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline. Each configuration is warmed
+backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core per call, and
+`threads=1`, one per call with tf.data running calls in parallel). Each configuration is warmed
 up, checked against the native output, then timed `--repeats` times; the median and the spread
 are reported in MB/s of uint8 input, with the ratio to Pillow.
 
@@ -94,32 +95,47 @@ def tf_configs(batch: np.ndarray, threads: int):
     def tf_backend(_):
         return xla(images).numpy()
 
-    layer = nnkeras.Compression(TABLE.tolist())
     per_call = 64 if batch.shape[1] >= 224 else 256  # typical training batch sizes at these resolutions
     calls = len(batch) // per_call
 
-    def steady_state(images):
+    def steady_state(images, layer):
         # A pipeline built once and iterated for many epochs (one long-lived iterator) whose elements
-        # are already batches, as after an upstream .batch(); each timed run pulls one pass over the
-        # workload. This measures the layer's cost in tf.data, not tf.data's own per-image slicing.
+        # are already batches, as after an upstream .batch(). This measures the layer's cost in
+        # tf.data, not tf.data's own per-image slicing. Between timed runs the pipeline keeps working
+        # ahead into its prefetch buffers, so a run that pulled a single pass would time batches made
+        # before it started: each run pulls whole passes, 64 batches at least, and counts per pass.
         ds = tf.data.Dataset.from_tensor_slices(images.reshape(calls, per_call, *images.shape[1:])).repeat()
         it = iter(ds.map(layer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
-        # Each batch is pulled into NumPy as a consumer would; they are not concatenated into one array
-        # (a copy of the whole workload that neither the codec nor the pipeline makes).
-        return lambda _: [next(it).numpy() for _ in range(calls)]
+        passes = -(-64 // calls)
+
+        def pull(_):
+            # Each batch is pulled into NumPy as a consumer would; they are not concatenated into one
+            # array (a copy of the whole workload that neither the codec nor the pipeline makes).
+            for _ in range((passes - 1) * calls):
+                next(it).numpy()
+            return [next(it).numpy() for _ in range(calls)]  # the last pass, for the check
+
+        pull.passes = passes
+        return pull
 
     floats = batch.astype(np.float32) / 255.0
+    # threads=None: every core per call, as a model's own batches want; threads=1: one per call, tf.data
+    # running the calls in parallel (the layer's documented setting for a parallel map).
+    every, one = nnkeras.Compression(TABLE.tolist()), nnkeras.Compression(TABLE.tolist(), threads=1)
     return {"tf backend (XLA, float32 DCT)": tf_backend,
-            "keras layer in tf.data, uint8": steady_state(batch),
-            "keras layer in tf.data, float32": steady_state(floats)}
+            "keras layer in tf.data, uint8": steady_state(batch, every),
+            "keras layer in tf.data, float32": steady_state(floats, every),
+            "keras layer (threads=1) in tf.data, uint8": steady_state(batch, one),
+            "keras layer (threads=1) in tf.data, float32": steady_state(floats, one)}
 
 
 def time_config(fn, batch, repeats: int) -> list[float]:
+    """Seconds per pass over the workload, `repeats` times (a run of the pipeline pulls several)."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn(batch)
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0) / getattr(fn, "passes", 1))
     return times
 
 
@@ -156,7 +172,7 @@ def run(repeats: int) -> dict:
             med = statistics.median(times)
             results.append({"workload": wname, "config": cname, "median_s": med, "min_s": min(times),
                             "max_s": max(times), "mb_per_s": mb / med, "agree_within_1": agree})
-            print(f"{wname:>14}  {cname:<32} {med * 1e3:9.2f} ms  {mb / med:9.1f} MB/s  agree {agree:.4f}",
+            print(f"{wname:>14}  {cname:<44} {med * 1e3:9.2f} ms  {mb / med:9.1f} MB/s  agree {agree:.4f}",
                   flush=True)
         base = next(r for r in results if r["workload"] == wname and r["config"].startswith("Pillow"))
         raw = {dt: next(r for r in results if r["workload"] == wname and r["config"] == f"nnjpeg {threads} threads{sfx}")
@@ -164,7 +180,7 @@ def run(repeats: int) -> dict:
         for r in results:
             if r["workload"] == wname:
                 r["x_pillow"] = r["mb_per_s"] / base["mb_per_s"]
-                if r["config"].startswith("keras layer in tf.data"):
+                if r["config"].startswith("keras layer"):
                     r["of_raw_same_dtype"] = r["mb_per_s"] / raw[r["config"].rsplit(" ", 1)[-1]]["mb_per_s"]
     return {"results": results, "threads": threads, "environment": environment()}
 

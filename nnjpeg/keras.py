@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from .codec import _check_choice, _check_mode, _check_table, _jpeg_table
+from .codec import _check_choice, _check_mode, _check_table, _check_threads, _jpeg_table
 from .tables import check_quality
 from .tf_ops import _BACKENDS, _check_values, _compress, _native_op, straight_through
 
@@ -24,12 +24,13 @@ _GRADIENTS = ("identity", "none")
 class _CodecLayer(keras.layers.Layer):
     """What `Compression` and `JPEG` share: backend, gradient estimate, the call itself."""
 
-    def __init__(self, *, color, subsampling, backend, gradient, **kwargs):
+    def __init__(self, *, color, subsampling, backend, gradient, threads=None, **kwargs):
         super().__init__(**kwargs)
         self.color = color
         self.subsampling = subsampling
         self.backend = backend
         self.gradient = gradient
+        self.threads = threads
         self._check_params()
         # The native codec runs through tf.numpy_function, which XLA cannot compile.
         self.supports_jit = backend == "tf"
@@ -38,6 +39,11 @@ class _CodecLayer(keras.layers.Layer):
         _check_choice("backend", self.backend, _BACKENDS)
         _check_choice("gradient", self.gradient, _GRADIENTS)
         self._mode = _check_mode(self.color, self.subsampling)
+        if self.threads is not None:
+            if self.backend == "tf":
+                raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
+                                 f"Received: threads={self.threads!r}")
+            _check_threads(self.threads)
 
     def _table_for(self, channels: int):
         raise NotImplementedError
@@ -64,14 +70,15 @@ class _CodecLayer(keras.layers.Layer):
             checked = inputs if inputs.dtype == tf.uint8 else _check_values(inputs)
             return _compress(checked, self._tables, self.color, self._mode)
         # nnjpeg.compress checks the value range itself (one NumPy pass), with the same message.
-        return _native_op(inputs, self._tables, self._mode, None)
+        return _native_op(inputs, self._tables, self._mode, self.threads)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         base = super().get_config()
-        return {**base, "subsampling": self.subsampling, "backend": self.backend, "gradient": self.gradient}
+        return {**base, "subsampling": self.subsampling, "backend": self.backend, "gradient": self.gradient,
+                "threads": self.threads}
 
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
@@ -102,17 +109,22 @@ class Compression(_CodecLayer):
             with `jit_compile=False` or "auto") or "tf" (`compress_tf`: pure TensorFlow, GPU, XLA).
             Both give the same outputs.
         gradient: "identity" or "none", see above.
+        threads: native backend: worker threads per call; None uses every core (best for a model's
+            own batches). In `ds.map(layer, num_parallel_calls=tf.data.AUTOTUNE)` tf.data already runs
+            calls in parallel: `threads=1` avoids oversubscribing the cores.
         **kwargs: `keras.layers.Layer` arguments (name, ...).
 
     Raises:
-        TypeError: non-numeric table; inputs that are neither float32 nor uint8.
+        TypeError: non-numeric table; inputs that are neither float32 nor uint8; non-integer threads.
         ValueError: bad table shape or values, unknown color/subsampling/backend/gradient, inputs
-            not of shape (N, H, W, C) with C in {1, 3}.
+            not of shape (N, H, W, C) with C in {1, 3}, threads < 1 or threads with backend="tf".
     """
 
-    def __init__(self, table, color="rgb", subsampling="4:4:4", backend="native", gradient="identity", **kwargs):
+    def __init__(self, table, color="rgb", subsampling="4:4:4", backend="native", gradient="identity", threads=None,
+                 **kwargs):
         self.table = np.asarray(table, dtype=np.float64).tolist() if _is_numeric(table) else table
-        super().__init__(color=color, subsampling=subsampling, backend=backend, gradient=gradient, **kwargs)
+        super().__init__(color=color, subsampling=subsampling, backend=backend, gradient=gradient, threads=threads,
+                         **kwargs)
 
     def _check_params(self):
         super()._check_params()
@@ -149,16 +161,19 @@ class JPEG(_CodecLayer):
         subsampling: "4:4:4", "4:2:2" or "4:2:0".
         backend: "native" or "tf", as for `Compression`.
         gradient: "identity" or "none".
+        threads: native backend: worker threads per call, as for `Compression`.
         **kwargs: `keras.layers.Layer` arguments.
 
     Raises:
-        TypeError: non-integer quality; inputs that are not float32.
-        ValueError: quality outside 1...100, unknown subsampling/backend/gradient, bad input shape.
+        TypeError: non-integer quality or threads; inputs that are not float32.
+        ValueError: quality outside 1...100, unknown subsampling/backend/gradient, bad input shape,
+            threads < 1 or threads with backend="tf".
     """
 
-    def __init__(self, quality=75, subsampling="4:2:0", backend="native", gradient="identity", **kwargs):
+    def __init__(self, quality=75, subsampling="4:2:0", backend="native", gradient="identity", threads=None, **kwargs):
         self.quality = quality
-        super().__init__(color="ycbcr", subsampling=subsampling, backend=backend, gradient=gradient, **kwargs)
+        super().__init__(color="ycbcr", subsampling=subsampling, backend=backend, gradient=gradient, threads=threads,
+                         **kwargs)
 
     def _check_params(self):
         check_quality(self.quality)

@@ -127,6 +127,8 @@ def test_config_round_trip():
     assert jpeg.get_config()["quality"] == 33 and "table" not in jpeg.get_config()
     assert keras.saving.get_registered_name(Compression) == "nnjpeg>Compression"
     assert not Compression(nn_table(5)).supports_jit and JPEG(backend="tf").supports_jit
+    threaded = Compression(nn_table(5), threads=1)
+    assert threaded.get_config()["threads"] == 1 and Compression.from_config(threaded.get_config()).threads == 1
 
 
 def test_parameter_errors():
@@ -150,6 +152,12 @@ def test_parameter_errors():
         Compression(-np.ones((8, 8)))
     with pytest.raises(TypeError, match=r"numeric quantization table"):
         Compression("standard")
+    with pytest.raises(ValueError, match=r"threads to be None or an integer >= 1. Received: threads=0"):
+        Compression(nn_table(5), threads=0)
+    with pytest.raises(TypeError, match=r"threads to be None or an integer >= 1. Received: 2.0"):
+        JPEG(threads=2.0)
+    with pytest.raises(ValueError, match=r"threads=None with backend='tf'.*Received: threads=1"):
+        JPEG(backend="tf", threads=1)
 
 
 def test_input_errors(images):
@@ -176,3 +184,12 @@ def test_uint8_preprocessing_in_tf_data(backend):
     assert ds.element_spec.shape.as_list() == [None, 64, 64, 3] and ds.element_spec.dtype == tf.uint8
     out = next(iter(ds)).numpy()
     np.testing.assert_array_equal(out, nnjpeg.compress(batch, nn_table(5)))
+
+
+def test_threads_per_call_in_a_parallel_tf_data_map(images):
+    # tf.data runs map calls in parallel; one worker per call gives the same images as all cores.
+    batches = np.stack([images, images[:, ::-1], images[:, :, ::-1], images[::-1]])
+    ds = tf.data.Dataset.from_tensor_slices(batches).map(Compression(nn_table(5), threads=1),
+                                                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for got, want in zip(ds, batches, strict=True):
+        np.testing.assert_array_equal(got.numpy(), nnjpeg.compress(want, nn_table(5)))
