@@ -46,7 +46,7 @@ def augment_fn(height: int, width: int, flip: bool, pad: int, erase_p: float):
 
     def fn(example, seed):
         x, y = example
-        x = tf.cast(x, tf.float32) / 255.0
+        x = x if x.dtype == tf.float32 else tf.cast(x, tf.float32) / 255.0  # float32 is already in [0, 1]
         seeds = tf.random.experimental.stateless_split(seed, 4)
         if flip:
             x = tf.image.stateless_random_flip_left_right(x, seeds[0])
@@ -71,19 +71,29 @@ def augment_fn(height: int, width: int, flip: bool, pad: int, erase_p: float):
     return fn
 
 
+def augmented_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: bool):
+    """Shuffled, endlessly repeated training batches; with `augment`, the target classifier's
+    augmentation (random flip, pad-2-and-crop, random erasing with p = 0.5).
+
+    Shape:
+        x: (N, H, W, C) uint8, or float32 in [0, 1] (e.g. a denoiser's outputs); batches float32.
+    """
+    import tensorflow as tf
+
+    h, w = x.shape[1:3]
+    base = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+    base = base.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    aug = augment_fn(h, w, flip=True, pad=2, erase_p=0.5) if augment else augment_fn(h, w, flip=False, pad=0, erase_p=0.0)
+    return (tf.data.Dataset.zip((base, seeds)).map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
 def make_datasets(train, test, batch_size: int, seed: int, augment: bool):
     import tensorflow as tf
 
     (xtr, ytr), (xte, yte) = train, test
-    h, w = xtr.shape[1:3]
-    base = tf.data.Dataset.from_tensor_slices((xtr, ytr.astype(np.int32)))
-    base = base.shuffle(len(xtr), seed=seed, reshuffle_each_iteration=True).repeat()
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    aug = augment_fn(h, w, flip=True, pad=2, erase_p=0.5 if augment else 0.0)
-    if not augment:
-        aug = augment_fn(h, w, flip=False, pad=0, erase_p=0.0)
-    train_ds = (tf.data.Dataset.zip((base, seeds)).map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    train_ds = augmented_batches(xtr, ytr, batch_size, seed, augment)
     test_ds = (tf.data.Dataset.from_tensor_slices((xte.astype(np.float32) / 255.0, yte.astype(np.int32)))
                .batch(500).prefetch(tf.data.AUTOTUNE))
     return train_ds, test_ds
@@ -363,7 +373,14 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     x_train, x_test = padded(train_data[0]), padded(test_data[0])
     shape = x_train.shape[1:]
     t0 = time.time()
-    if args.model == "defense-vae":
+    if args.denoiser:  # a denoiser trained before (its own card holds its command): fine-tune only
+        denoiser = keras.saving.load_model(args.denoiser)
+        expected = "DefenseVAE" if args.model == "defense-vae" else "VQUNet"
+        vq = getattr(denoiser, "vq", None)
+        if type(denoiser).__name__ != expected or (vq is not None and vq != (args.model == "vqunet")):
+            raise ValueError(f"Expected --denoiser to be a saved {args.model} denoiser. Received: "
+                             f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
+    elif args.model == "defense-vae":
         denoiser = DefenseVAE(image_shape=shape)
         n_adv = min(len(x_train), args.adv_n or len(x_train))
         half = n_adv // 2
@@ -381,33 +398,22 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
                           vq=args.model == "vqunet", restart_every=args.restart_every)
         fit_x, fit_y = x_train, x_train
-    val = (x_test, x_test)
-    if args.restore_best:  # model selection on held-out training images, never on the test set
-        held = max(1, len(fit_x) // 10)
-        fit_x, fit_y, val = fit_x[:-held], fit_y[:-held], (fit_x[-held:], fit_y[-held:])
-    denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
-    if args.model == "vqunet" and not (out / "backup").exists():
-        denoiser.init_codebooks(fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
-                                seed=args.seed)
-    denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
-    callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
-                 keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
-    best = keras.callbacks.EarlyStopping(monitor="val_reconstruction", mode="min", patience=args.epochs,
-                                         restore_best_weights=True, verbose=1)
-    if args.restore_best:
-        callbacks.append(best)
-    denoiser.fit(_repeated(fit_x, fit_y, args.batch_size, args.seed), epochs=args.epochs,
-                 steps_per_epoch=min(steps, len(fit_x) // args.batch_size), validation_data=val,
-                 callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    best = None
+    if not args.denoiser:
+        best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps)
     denoiser.save(out / "denoiser.keras")
     classifier = base
     if args.classifier_epochs:
         classifier = clone_member(base, f"{args.model}_target")
-        classifier.compile(optimizer=keras.optimizers.SGD(args.classifier_lr, momentum=0.9),
+        total = steps * args.classifier_epochs
+        lr = (keras.optimizers.schedules.CosineDecay(args.classifier_lr, decay_steps=total)
+              if args.classifier_schedule == "cosine" else args.classifier_lr)
+        classifier.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         filtered = denoiser.predict(x_train, batch_size=500, verbose=0)[:, pad:shape[0] - pad, pad:shape[1] - pad]
-        classifier.fit(_repeated(filtered, train_data[1], args.batch_size, args.seed), epochs=args.classifier_epochs,
-                       steps_per_epoch=steps, verbose=args.verbose, shuffle=False,
+        batches = (augmented_batches(filtered, train_data[1], args.batch_size, args.seed, augment=True)
+                   if args.classifier_augment else _repeated(filtered, train_data[1], args.batch_size, args.seed))
+        classifier.fit(batches, epochs=args.classifier_epochs, steps_per_epoch=steps, verbose=args.verbose, shuffle=False,
                        callbacks=[keras.callbacks.CSVLogger(str(out / "log_classifier.csv"), append=True)])
     model = denoised_classifier(denoiser, classifier, input_shape=train_data[0].shape[1:], pad=pad,
                                 name=f"{args.model.replace('-', '_')}_classifier")
@@ -421,11 +427,19 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
                "eps": args.eps if args.model == "defense-vae" else None,
-               "denoiser_epoch_kept": best.best_epoch + 1 if args.restore_best else args.epochs}
+               "denoiser_epoch_kept": (None if args.denoiser else best.best_epoch + 1 if best else args.epochs),
+               "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
+               "classifier_augment": bool(args.classifier_augment)}
+    if args.denoiser:  # nothing but the classifier trained in this invocation
+        metrics.update(epochs=args.classifier_epochs, epochs_run=args.classifier_epochs,
+                       note=f"denoiser {args.denoiser} as trained before (its own card holds its command); the target "
+                            f"fine-tuned on its outputs for {args.classifier_epochs} epochs (SGD {args.classifier_lr}, "
+                            f"{args.classifier_schedule}{', augmented' if args.classifier_augment else ''})")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
     if args.export:
         export(out / "final.keras", metrics, Path(args.export), out / "log_classifier.csv")
+    if args.export and not args.denoiser:
         # The denoiser alone (e.g. "fmnist/vqunet"), with its own card: (N, H+2p, W+2p, C) -> same.
         denoiser_metrics = {**metrics, "model": args.model, "parameters": int(denoiser.count_params()),
                             "test_accuracy": None, "note": "the denoiser alone (32x32 inputs for 28x28 "
@@ -434,6 +448,32 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         export(out / "denoiser.keras", denoiser_metrics, Path(args.export).with_name(f"{args.model}.keras"), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
+
+
+def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int):
+    """Trains the denoiser with `model.fit` (resumable); returns the early-stopping callback that
+    restored the best epoch under --restore-best, else None."""
+    import keras
+
+    val = (x_test, x_test)
+    if args.restore_best:  # model selection on held-out training images, never on the test set
+        held = max(1, len(fit_x) // 10)
+        fit_x, fit_y, val = fit_x[:-held], fit_y[:-held], (fit_x[-held:], fit_y[-held:])
+    denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
+    if args.model == "vqunet" and not (out / "backup").exists():
+        denoiser.init_codebooks(fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
+                                seed=args.seed)
+    denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
+    callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
+                 keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
+    best = keras.callbacks.EarlyStopping(monitor="val_reconstruction", mode="min", patience=args.epochs,
+                                         restore_best_weights=True, verbose=1) if args.restore_best else None
+    if best:
+        callbacks.append(best)
+    denoiser.fit(_repeated(fit_x, fit_y, args.batch_size, args.seed), epochs=args.epochs,
+                 steps_per_epoch=min(steps, len(fit_x) // args.batch_size), validation_data=val,
+                 callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    return best
 
 
 PREPROCESSING = ("jpeg75-classifier", "fd-classifier", "tvm-classifier")
@@ -628,6 +668,14 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier-epochs", type=int, default=1,
                    help="denoisers: epochs fine-tuning --base on the denoiser's outputs (0: keep --base as is)")
     p.add_argument("--classifier-lr", type=float, default=0.005, help="denoisers: SGD rate of that fine-tuning")
+    p.add_argument("--classifier-schedule", default="constant", choices=("constant", "cosine"),
+                   help="denoisers: that rate held constant, or decayed to 0 along a cosine over the fine-tuning")
+    p.add_argument("--classifier-augment", action="store_true",
+                   help="denoisers: fine-tune on the denoised images with the target's augmentation "
+                        "(flip, pad-and-crop, random erasing)")
+    p.add_argument("--denoiser", default=None,
+                   help="denoisers: a denoiser trained before (e.g. models/weights/fmnist/vqunet.keras); its "
+                        "training is skipped and only --base is fine-tuned on its outputs")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
     p.add_argument("--export", default=None, help="save the final model here (.keras, no optimizer state) with a model card")

@@ -230,6 +230,24 @@ def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path
         names = []
         h5.visit(names.append)
     assert names and not [n for n in names if "optimizer" in n]
+    # --denoiser: that denoiser as it is (not retrained, its export and card left alone), only the
+    # classifier fine-tuned on its outputs, here augmented and on a cosine schedule.
+    card = (w / "vqunet.md").read_text()
+    assert train.main(["train", "vqunet", "--denoiser", str(w / "vqunet.keras"), "--classifier-epochs", "2",
+                       "--classifier-schedule", "cosine", "--classifier-augment", "--out", str(tmp_path / "ft"),
+                       "--export", str(w / "ft-classifier.keras"), *small]) == 0
+    assert (w / "vqunet.md").read_text() == card and not (tmp_path / "ft" / "log.csv").exists()
+    tuned = keras.saving.load_model(w / "ft-classifier.keras")
+    kept = tuned.get_layer(denoiser.name)
+    for a, b in zip(denoiser.get_weights(), kept.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    start = keras.saving.load_model(tmp_path / "base.keras").get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(start, tuned.layers[-1].get_weights(), strict=True))
+    ft = json.loads((w / "ft-classifier.json").read_text())
+    assert ft["epochs"] == 2 and ft["classifier_augment"] and ft["classifier_schedule"] == "cosine"
+    assert "as trained before" in (w / "ft-classifier.md").read_text()
+    with pytest.raises(ValueError, match=r"Expected --denoiser to be a saved non-vq-unet denoiser. Received: VQUNet with vq=True"):
+        train.main(["train", "non-vq-unet", "--denoiser", str(w / "vqunet.keras"), "--out", str(tmp_path / "bad"), *small])
     # --restore-best keeps the epoch with the lowest reconstruction error on held-out training images. A
     # learning rate far too high makes a later epoch worse than the first, so keeping the last would show.
     assert train.main(["train", "non-vq-unet", "--unet-widths", "4,8", "--classifier-epochs", "0", "--restore-best",
