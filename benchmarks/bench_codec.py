@@ -32,6 +32,7 @@ from skimage import data
 import nnjpeg
 
 TABLE = nnjpeg.nn_table(5)
+PIPELINE_ONLY = "tf.data alone:"  # rows that time the pipeline without the codec: not checked
 
 
 def natural_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -105,7 +106,8 @@ def tf_configs(batch: np.ndarray, threads: int):
         # ahead into its prefetch buffers, so a run that pulled a single pass would time batches made
         # before it started: each run pulls whole passes, 64 batches at least, and counts per pass.
         ds = tf.data.Dataset.from_tensor_slices(images.reshape(calls, per_call, *images.shape[1:])).repeat()
-        it = iter(ds.map(layer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        ds = ds if layer is None else ds.map(layer, num_parallel_calls=tf.data.AUTOTUNE)
+        it = iter(ds.prefetch(tf.data.AUTOTUNE))
         passes = -(-64 // calls)
 
         def pull(_):
@@ -122,7 +124,16 @@ def tf_configs(batch: np.ndarray, threads: int):
     # threads=None: every core per call, as a model's own batches want; threads=1: one per call, tf.data
     # running the calls in parallel (the layer's documented setting for a parallel map).
     every, one = nnkeras.Compression(TABLE.tolist()), nnkeras.Compression(TABLE.tolist(), threads=1)
+
+    def identity(x):
+        y = tf.numpy_function(lambda a: a, [x], x.dtype, stateful=False)
+        y.set_shape(x.shape)
+        return y
+
+    # What the pipeline costs without the codec: the ceiling of the layer's share of the raw speed.
     return {"tf backend (XLA, float32 DCT)": tf_backend,
+            f"{PIPELINE_ONLY} no map, uint8": steady_state(batch, None),
+            f"{PIPELINE_ONLY} identity numpy_function, uint8": steady_state(batch, identity),
             "keras layer in tf.data, uint8": steady_state(batch, every),
             "keras layer in tf.data, float32": steady_state(floats, every),
             "keras layer (threads=1) in tf.data, uint8": steady_state(batch, one),
@@ -167,12 +178,13 @@ def run(repeats: int) -> dict:
             out = fn(batch)  # warm-up (and XLA compilation), then the check
             out = np.concatenate(out) if isinstance(out, list) else out  # the pipeline's batches, in order
             # Pillow/simplejpeg work in YCbCr with libjpeg's integer DCT: checked loosely.
-            agree = agreement(out, native)
+            agree = None if cname.startswith(PIPELINE_ONLY) else agreement(out, native)
             times = time_config(fn, batch, repeats)
             med = statistics.median(times)
             results.append({"workload": wname, "config": cname, "median_s": med, "min_s": min(times),
                             "max_s": max(times), "mb_per_s": mb / med, "agree_within_1": agree})
-            print(f"{wname:>14}  {cname:<44} {med * 1e3:9.2f} ms  {mb / med:9.1f} MB/s  agree {agree:.4f}",
+            print(f"{wname:>14}  {cname:<44} {med * 1e3:9.2f} ms  {mb / med:9.1f} MB/s  agree "
+                  + ("-" if agree is None else f"{agree:.4f}"),
                   flush=True)
         base = next(r for r in results if r["workload"] == wname and r["config"].startswith("Pillow"))
         raw = {dt: next(r for r in results if r["workload"] == wname and r["config"] == f"nnjpeg {threads} threads{sfx}")
@@ -180,8 +192,11 @@ def run(repeats: int) -> dict:
         for r in results:
             if r["workload"] == wname:
                 r["x_pillow"] = r["mb_per_s"] / base["mb_per_s"]
+                same = raw.get(r["config"].rsplit(" ", 1)[-1])
                 if r["config"].startswith("keras layer"):
-                    r["of_raw_same_dtype"] = r["mb_per_s"] / raw[r["config"].rsplit(" ", 1)[-1]]["mb_per_s"]
+                    r["of_raw_same_dtype"] = r["mb_per_s"] / same["mb_per_s"]
+                elif r["config"].startswith(PIPELINE_ONLY):
+                    r["time_of_raw_same_dtype"] = same["mb_per_s"] / r["mb_per_s"]
     return {"results": results, "threads": threads, "environment": environment()}
 
 
@@ -213,7 +228,8 @@ def _cpu_model() -> str:
 def markdown(report: dict) -> str:
     lines = ["| workload | configuration | median ms | min–max ms | MB/s | × Pillow |", "|---|---|---:|---:|---:|---:|"]
     for r in report["results"]:
-        note = f" ({100 * r['of_raw_same_dtype']:.0f} % of nnjpeg, same dtype)" if "of_raw_same_dtype" in r else ""
+        note = (f" ({100 * r['of_raw_same_dtype']:.0f} % of nnjpeg, same dtype)" if "of_raw_same_dtype" in r
+                else f" ({100 * r['time_of_raw_same_dtype']:.0f} % of nnjpeg's time)" if "time_of_raw_same_dtype" in r else "")
         lines.append(f"| {r['workload']} | {r['config']}{note} | {r['median_s'] * 1e3:.2f} | "
                      f"{r['min_s'] * 1e3:.2f}–{r['max_s'] * 1e3:.2f} | {r['mb_per_s']:.1f} | {r['x_pillow']:.1f} |")
     info = report["environment"]
