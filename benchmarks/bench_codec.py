@@ -225,6 +225,35 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+# The project's throughput targets on a 2-core machine: one thread against Pillow per workload, all
+# threads against one, and the Keras layer in tf.data against the raw codec (uint8).
+TARGET_X_PILLOW = {"64x224x224x3": 10.0, "1024x32x32x3": 50.0}
+TARGET_SCALING = 1.7
+TARGET_LAYER_SHARE = 0.70
+
+
+def targets(report: dict) -> list[str]:
+    """One line per target and workload: the measured value, the target, met or not."""
+    threads = report["threads"]
+    rows = {(r["workload"], r["config"]): r for r in report["results"]}
+    verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    lines = ["Against the targets, in this run:", ""]
+    for wname, want in TARGET_X_PILLOW.items():
+        one, every = rows.get((wname, "nnjpeg 1 thread")), rows.get((wname, f"nnjpeg {threads} threads"))
+        if one is None:
+            continue
+        lines.append(f"- {wname}: 1 thread {one['x_pillow']:.1f}x Pillow (target >= {want:g}x, {verdict(one['x_pillow'] >= want)}); "
+                     f"{threads} threads {one['median_s'] / every['median_s']:.2f}x one "
+                     f"(target >= {TARGET_SCALING}x, {verdict(one['median_s'] / every['median_s'] >= TARGET_SCALING)})")
+        for cname in ("keras layer in tf.data, uint8", "keras layer (threads=1) in tf.data, uint8"):
+            r = rows.get((wname, cname))
+            if r is not None:
+                share = r["of_raw_same_dtype"]
+                lines.append(f"  - {cname}: {100 * share:.0f} % of the raw codec (target >= {100 * TARGET_LAYER_SHARE:.0f} %, "
+                             f"{verdict(share >= TARGET_LAYER_SHARE)})")
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = ["| workload | configuration | median ms | min–max ms | MB/s | × Pillow |", "|---|---|---:|---:|---:|---:|"]
     for r in report["results"]:
@@ -232,6 +261,7 @@ def markdown(report: dict) -> str:
                 else f" ({100 * r['time_of_raw_same_dtype']:.0f} % of nnjpeg's time)" if "time_of_raw_same_dtype" in r else "")
         lines.append(f"| {r['workload']} | {r['config']}{note} | {r['median_s'] * 1e3:.2f} | "
                      f"{r['min_s'] * 1e3:.2f}–{r['max_s'] * 1e3:.2f} | {r['mb_per_s']:.1f} | {r['x_pillow']:.1f} |")
+    lines += ["", *targets(report)]
     info = report["environment"]
     lines += ["", f"Kernel `{info['build_info']['kernel']}`, {report['threads']} threads, {info['cpu']}; NumPy "
               f"{info['numpy']}, Pillow {info['pillow']}, simplejpeg {info['simplejpeg']}, TensorFlow {info['tensorflow']}. "
