@@ -34,6 +34,7 @@ DEFENSES = {
     "fmnist/tvm-classifier": ("TVM", "TVM"),
     "fmnist/ensemble": ("NN-JPEG ensemble", "Proposed"),
     "fmnist/vqunet-classifier": ("VQUNet", "VQUNet"),
+    "fmnist/vqunet-k256-classifier": ("VQUNet (K=256)", None),
     "fmnist/non-vq-unet-classifier": ("U-Net (no VQ)", None),
     "fmnist/defense-vae-classifier": ("Defense-VAE", "Defense_VAE"),
 }
@@ -112,7 +113,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     if "black-box" in results:
         plot_protocol(results["gray-box"], results["black-box"], out / "fig2_vqunet_protocol.png")
     plot_white_box(results["white-box"], out / "table3_white_box.png")
-    denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/non-vq-unet") if n in names}
+    denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/vqunet-k256", "fmnist/non-vq-unet") if n in names}
     if denoisers:
         results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], eps)
         from nnjpeg import vq_analysis as V
@@ -255,7 +256,33 @@ def reading(results: dict) -> list[str]:
                        f"tried (examples made without knowledge of the denoiser); here the lowest gray-box accuracy is "
                        f"{_pct(low['accuracy'])} % ({low['attack']}, eps {low['eps']}), and the white-box attack through "
                        f"the denoiser leaves {_pct(_acc(white, vq, a, e))} %.")
+    out += _codebook_tradeoff(gray)
     return out
+
+
+def _codebook_tradeoff(gray: dict) -> list[str]:
+    """One sentence on the two shipped VQUNets (K = 1024 and K = 256) and the non-VQ U-Net: clean
+    accuracy against gray-box accuracy under each iterative attack at the smallest eps."""
+    ds = [d for d in ("fmnist/vqunet-classifier", "fmnist/vqunet-k256-classifier", "fmnist/non-vq-unet-classifier")
+          if d in gray["clean"]]
+    if len(ds) < 2:
+        return []
+    e = min(x for x in gray["config"]["eps"] if x is not None)
+    attacks = [x for x in ("bim", "pgd") if x in gray["config"]["attacks"]]
+    if not attacks:
+        return []
+    parts = [f"{_label(d)} {_pct(gray['clean'][d])} % clean, "
+             + ", ".join(f"{_pct(_acc(gray, d, x, e))} % under {x}" for x in attacks) for d in ds]
+    fine, coarse = "fmnist/vqunet-classifier", "fmnist/vqunet-k256-classifier"
+    verdict = ""
+    if fine in ds and coarse in ds:
+        adv = {d: np.mean([_acc(gray, d, x, e) for x in attacks]) for d in (fine, coarse)}
+        if gray["clean"][fine] > gray["clean"][coarse] and adv[fine] < adv[coarse]:
+            verdict = (" The finer codebook keeps more of the clean image and passes more of the perturbation with it: "
+                       "codebook size trades clean accuracy for robustness here.")
+        else:
+            verdict = " Here the codebook size does not trade clean accuracy against robustness."
+    return [f"- The VQUNets and the U-Net, gray-box at eps {e}: " + "; ".join(parts) + "." + verdict]
 
 
 def markdown(results: dict, meta: dict) -> str:

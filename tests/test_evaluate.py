@@ -102,3 +102,24 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
               "vqunet_analyses.png", "ablation.png"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def _gray(clean: dict, adv: dict) -> dict:
+    records = [{"defense": d, "attack": a, "eps": 0.03, "accuracy": v} for d, per in adv.items() for a, v in per.items()]
+    return {"clean": clean, "records": records, "config": {"eps": [0.03, 0.1], "attacks": ["fgsm", "bim", "pgd"]}}
+
+
+def test_codebook_tradeoff_sentence_follows_the_numbers():
+    from nnjpeg import report
+
+    fine, coarse, unet = "fmnist/vqunet-classifier", "fmnist/vqunet-k256-classifier", "fmnist/non-vq-unet-classifier"
+    traded = report._codebook_tradeoff(_gray({fine: 0.93, coarse: 0.91, unet: 0.93},
+                                             {fine: {"bim": 0.6, "pgd": 0.6}, coarse: {"bim": 0.8, "pgd": 0.81},
+                                              unet: {"bim": 0.62, "pgd": 0.63}}))
+    assert len(traded) == 1 and "VQUNet (K=256) 91.0 % clean, 80.0 % under bim, 81.0 % under pgd" in traded[0]
+    assert "trades clean accuracy for robustness" in traded[0]
+    # A finer codebook that is better on both counts: no trade-off claimed.
+    both = report._codebook_tradeoff(_gray({fine: 0.93, coarse: 0.91}, {fine: {"bim": 0.9, "pgd": 0.9},
+                                                                        coarse: {"bim": 0.8, "pgd": 0.8}}))
+    assert "does not trade" in both[0]
+    assert report._codebook_tradeoff(_gray({fine: 0.93}, {fine: {"bim": 0.6}})) == []
