@@ -57,33 +57,46 @@ def sweep(models: dict, x: np.ndarray, adversarial: dict) -> dict:
 
 def plot(result: dict, path) -> None:
     """Reconstruction l1 vs eps (Fig. 3), pre/post-VQ feature change per depth (Figs. 4-5) and index
-    change per depth (Fig. 6), one panel each."""
+    change per depth (Fig. 6), one panel each: one colour per model, one marker per depth, pre-VQ
+    solid and post-VQ dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    markers = "osD^v<>p"
+    colours = {name: f"C{i}" for i, name in enumerate(result)}
+    depths = 0
     for name, by_eps in result.items():
         eps = sorted(by_eps, key=float)
         xs = [float(e) for e in eps]
-        axes[0].plot(xs, [by_eps[e]["reconstruction_l1"] for e in eps], marker="o", label=name)
-        depths = len(by_eps[eps[0]]["pre_vq_l1"])
-        for d in range(depths):
-            axes[1].plot(xs, [_pct(by_eps[e]["pre_vq_rel"][d]) for e in eps], marker="o", label=f"{name} d={d + 1} pre-VQ")
+        c = colours[name]
+        axes[0].plot(xs, [by_eps[e]["reconstruction_l1"] for e in eps], marker="o", color=c)
+        n = len(by_eps[eps[0]]["pre_vq_l1"])
+        depths = max(depths, n)
+        for d in range(n):
+            m = markers[d % len(markers)]
+            axes[1].plot(xs, [_pct(by_eps[e]["pre_vq_rel"][d]) for e in eps], "-", marker=m, color=c)
             if by_eps[eps[0]]["post_vq_l1"][d] is not None:
-                axes[1].plot(xs, [_pct(by_eps[e]["post_vq_rel"][d]) for e in eps], "--", marker="x",
-                             label=f"{name} d={d + 1} post-VQ")
-                axes[2].plot(xs, [100 * by_eps[e]["index_change"][d] for e in eps], marker="o", label=f"{name} d={d + 1}")
+                axes[1].plot(xs, [_pct(by_eps[e]["post_vq_rel"][d]) for e in eps], "--", marker=m, color=c, mfc="none")
+                axes[2].plot(xs, [100 * by_eps[e]["index_change"][d] for e in eps], "-", marker=m, color=c)
     for ax, title, ylabel in zip(axes, ("reconstruction error (Fig. 3)", "feature change per depth (Figs. 4-5)",
                                         "code indices changed (Fig. 6)"),
-                                 ("mean l1", "mean l1 change, % of the clean features' mean |a|", "%")):
+                                 ("mean l1", "l1 change, % of the clean features' mean |a|", "%")):
         ax.set_title(title)
         ax.set_xlabel("eps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
+    model_keys = [Line2D([], [], color=colours[n], marker="o", label=n) for n in result]
+    depth_keys = [Line2D([], [], color="0.3", marker=markers[d % len(markers)], ls="none", label=f"depth {d + 1}")
+                  for d in range(depths)]
+    style_keys = [Line2D([], [], color="0.3", ls="-", label="pre-VQ"),
+                  Line2D([], [], color="0.3", ls="--", label="post-VQ")]
+    axes[0].legend(handles=model_keys, fontsize=7)
+    axes[1].legend(handles=depth_keys + style_keys, fontsize=7, ncol=2)
+    axes[2].legend(handles=depth_keys, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
