@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from .codec import _check_choice, _check_mode, _check_table, _check_threads, _jpeg_table
+from .codec import _check_choice, _check_mode, _check_table, _jpeg_table
 from .tables import check_quality
-from .tf_ops import _BACKENDS, _check_values, _compress, _native_op, straight_through
+from .tf_ops import _BACKENDS, _check_backend_threads, _check_values, _compress, _native_op, straight_through
 
 __all__ = ["JPEG", "Compression"]
 
@@ -39,11 +39,7 @@ class _CodecLayer(keras.layers.Layer):
         _check_choice("backend", self.backend, _BACKENDS)
         _check_choice("gradient", self.gradient, _GRADIENTS)
         self._mode = _check_mode(self.color, self.subsampling)
-        if self.threads is not None:
-            if self.backend == "tf":
-                raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
-                                 f"Received: threads={self.threads!r}")
-            _check_threads(self.threads)
+        _check_backend_threads(self.backend, self.threads)
 
     def _table_for(self, channels: int):
         raise NotImplementedError

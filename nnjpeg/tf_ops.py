@@ -453,6 +453,14 @@ def straight_through(fn, x):
     return identity_gradient(x)
 
 
+def _check_backend_threads(backend: str, threads):
+    """The native codec's workers per call (None: every core); only backend="native" takes any."""
+    if backend == "tf" and threads is not None:
+        raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
+                         f"Received: threads={threads!r}")
+    return _check_threads(threads) if backend == "native" and threads is not None else None
+
+
 def _native_op(images, tables, mode, threads):
     """Runs the native codec on a tensor through `tf.numpy_function`, keeping dtype and static shape.
 
@@ -513,10 +521,7 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
     if subsampling is None:
         subsampling = "4:4:4" if quality is None else "4:2:0"
     mode = _check_mode(color, subsampling)
-    if backend == "tf" and threads is not None:
-        raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
-                         f"Received: threads={threads!r}")
-    threads = _check_threads(threads) if backend == "native" else None
+    threads = _check_backend_threads(backend, threads)
     # Resolve the table now for both channel counts it may meet, so a bad one fails here.
     per_channels, errors = {}, []
     for channels in (1, 3):
