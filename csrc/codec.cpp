@@ -4,16 +4,17 @@
 
 #include <algorithm>
 #include <atomic>
-#include <new>
 #include <cmath>
+#include <new>
 #include <thread>
 #include <vector>
 
 namespace nnjpeg {
 namespace {
 
-// Cache-line aligned, so that the kernels' 64-byte rows of a band never straddle two lines (every
-// plane's row length is a multiple of 8 floats; see the band layouts below).
+// Cache-line aligned: where a plane's padded width is a multiple of 16 floats, every row of a band
+// starts on a 64-byte boundary, and the AVX-512 kernel's 16-float loads and stores never straddle
+// two lines.
 template <class T>
 struct CacheAligned {
   using value_type = T;

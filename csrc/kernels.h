@@ -65,7 +65,7 @@ struct RowIo {
 
 // The AVX-512 kernel uses the AVX2 conversions: splitting and merging three channels takes two
 // two-source permutes per 16 samples at 512 bits, against a blend and a one-source permute per 8 at
-// 256 bits, and measured two to four times slower on Zen 4.
+// 256 bits, and measured over twice as slow on Zen 4 (loads and stores alike).
 extern const RowIo kRowIoScalar;
 #ifdef NNJPEG_HAVE_AVX2
 extern const RowIo kRowIoAvx2;
