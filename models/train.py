@@ -399,14 +399,13 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                           vq=args.model == "vqunet", restart_every=args.restart_every)
         fit_x, fit_y = x_train, x_train
     best = None
-    if not args.denoiser:
+    if not args.denoiser:  # a --denoiser is already saved: neither retrained nor exported again
         best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps)
-    denoiser.save(out / "denoiser.keras")
+        denoiser.save(out / "denoiser.keras")
     classifier = base
     if args.classifier_epochs:
         classifier = clone_member(base, f"{args.model}_target")
-        total = steps * args.classifier_epochs
-        lr = (keras.optimizers.schedules.CosineDecay(args.classifier_lr, decay_steps=total)
+        lr = (keras.optimizers.schedules.CosineDecay(args.classifier_lr, decay_steps=steps * args.classifier_epochs)
               if args.classifier_schedule == "cosine" else args.classifier_lr)
         classifier.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])

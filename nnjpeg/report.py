@@ -263,8 +263,8 @@ def reading(results: dict) -> list[str]:
 def _codebook_tradeoff(gray: dict) -> list[str]:
     """One sentence on the two shipped VQUNets (K = 1024 and K = 256) and the non-VQ U-Net: clean
     accuracy against gray-box accuracy under each iterative attack at the smallest eps."""
-    ds = [d for d in ("fmnist/vqunet-classifier", "fmnist/vqunet-k256-classifier", "fmnist/non-vq-unet-classifier")
-          if d in gray["clean"]]
+    fine, coarse = "fmnist/vqunet-classifier", "fmnist/vqunet-k256-classifier"
+    ds = [d for d in (fine, coarse, "fmnist/non-vq-unet-classifier") if d in gray["clean"]]
     if len(ds) < 2:
         return []
     e = min(x for x in gray["config"]["eps"] if x is not None)
@@ -273,7 +273,6 @@ def _codebook_tradeoff(gray: dict) -> list[str]:
         return []
     parts = [f"{_label(d)} {_pct(gray['clean'][d])} % clean, "
              + ", ".join(f"{_pct(_acc(gray, d, x, e))} % under {x}" for x in attacks) for d in ds]
-    fine, coarse = "fmnist/vqunet-classifier", "fmnist/vqunet-k256-classifier"
     verdict = ""
     if fine in ds and coarse in ds:
         adv = {d: np.mean([_acc(gray, d, x, e) for x in attacks]) for d in (fine, coarse)}

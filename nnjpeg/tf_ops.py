@@ -458,7 +458,7 @@ def _check_backend_threads(backend: str, threads):
     if backend == "tf" and threads is not None:
         raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
                          f"Received: threads={threads!r}")
-    return _check_threads(threads) if backend == "native" and threads is not None else None
+    return None if threads is None else _check_threads(threads)
 
 
 def _native_op(images, tables, mode, threads):
