@@ -5,9 +5,11 @@ Configurations: nnjpeg (1 thread, all threads, and 1 thread on float32 images in
 layer's input format), Pillow (encode + decode with the same table as
 `qtables`, 4:4:4), simplejpeg (q75, 4:4:4), a NumPy/SciPy `dctn` implementation, nnjpeg's pure-TF
 backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core per call, and
-`threads=1`, one per call with tf.data running calls in parallel). Each configuration is warmed
-up, checked against the native output, then timed `--repeats` times; the median and the spread
-are reported in MB/s of uint8 input, with the ratio to Pillow.
+`threads=1`, one per call with tf.data running calls in parallel; and the latter through
+`tf.numpy_function`, the layer's route where its TensorFlow op does not load). Each configuration is warmed
+up and checked against the native output; then every configuration is timed once per round,
+`--repeats` rounds, and the median and the spread are reported in MB/s of uint8 input, with the
+ratio to Pillow.
 
 Run: .venv/bin/python benchmarks/bench_codec.py [--repeats 7] [--json benchmarks/results/codec.json]
 """
@@ -33,6 +35,7 @@ import nnjpeg
 
 TABLE = nnjpeg.nn_table(5)
 PIPELINE_ONLY = "tf.data alone:"  # rows that time the pipeline without the codec: not checked
+NUMPY_FUNCTION = "through tf.numpy_function"  # the layer's route where its TensorFlow op does not load
 
 
 def natural_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -100,24 +103,32 @@ def tf_configs(batch: np.ndarray, threads: int):
     calls = len(batch) // per_call
 
     def steady_state(images, layer):
-        # A pipeline built once and iterated for many epochs (one long-lived iterator) whose elements
-        # are already batches, as after an upstream .batch(). This measures the layer's cost in
-        # tf.data, not tf.data's own per-image slicing. Between timed runs the pipeline keeps working
-        # ahead into its prefetch buffers, so a run that pulled a single pass would time batches made
-        # before it started: each run pulls whole passes, 64 batches at least, and counts per pass.
+        # A running pipeline (a live iterator, started and warmed up by open()) whose elements are
+        # already batches, as after an upstream .batch(). This measures the layer's cost in tf.data,
+        # not tf.data's own per-image slicing. A live pipeline works ahead into its prefetch buffers,
+        # so a run that pulled a single pass would time batches made before it started: each run pulls
+        # whole passes, 64 batches at least, and counts per pass. close() stops it, so that it does
+        # not go on filling its buffers during the other configurations' timings.
         ds = tf.data.Dataset.from_tensor_slices(images.reshape(calls, per_call, *images.shape[1:])).repeat()
         ds = ds if layer is None else ds.map(layer, num_parallel_calls=tf.data.AUTOTUNE)
-        it = iter(ds.prefetch(tf.data.AUTOTUNE))
+        ds = ds.prefetch(tf.data.AUTOTUNE)
         passes = -(-64 // calls)
+        state = {}
+
+        def open_():
+            state["it"] = iter(ds)
+            for _ in range(calls):
+                next(state["it"]).numpy()
 
         def pull(_):
+            it = state["it"]
             # Each batch is pulled into NumPy as a consumer would; they are not concatenated into one
             # array (a copy of the whole workload that neither the codec nor the pipeline makes).
             for _ in range((passes - 1) * calls):
                 next(it).numpy()
             return [next(it).numpy() for _ in range(calls)]  # the last pass, for the check
 
-        pull.passes = passes
+        pull.passes, pull.open, pull.close = passes, open_, state.clear
         return pull
 
     floats = batch.astype(np.float32) / 255.0
@@ -130,6 +141,15 @@ def tf_configs(batch: np.ndarray, threads: int):
         y.set_shape(x.shape)
         return y
 
+    def through_numpy_function(images, layer):
+        # The layer as it runs where nnjpeg/_tf_op.so does not load: the map is traced here, and
+        # the layer picks its route when traced.
+        saved, tf_ops._op = tf_ops._op, False
+        try:
+            return steady_state(images, layer)
+        finally:
+            tf_ops._op = saved
+
     # What the pipeline costs without the codec: the ceiling of the layer's share of the raw speed.
     return {"tf backend (XLA, float32 DCT)": tf_backend,
             f"{PIPELINE_ONLY} no map, uint8": steady_state(batch, None),
@@ -137,16 +157,38 @@ def tf_configs(batch: np.ndarray, threads: int):
             "keras layer in tf.data, uint8": steady_state(batch, every),
             "keras layer in tf.data, float32": steady_state(floats, every),
             "keras layer (threads=1) in tf.data, uint8": steady_state(batch, one),
-            "keras layer (threads=1) in tf.data, float32": steady_state(floats, one)}
+            "keras layer (threads=1) in tf.data, float32": steady_state(floats, one),
+            f"keras layer (threads=1) in tf.data, {NUMPY_FUNCTION}, uint8": through_numpy_function(batch, one)}
 
 
-def time_config(fn, batch, repeats: int) -> list[float]:
-    """Seconds per pass over the workload, `repeats` times (a run of the pipeline pulls several)."""
-    times = []
-    for _ in range(repeats):
+def timed_call(fn, batch):
+    """Runs fn once (a pipeline between its open() and close()); returns (output, seconds per pass)."""
+    getattr(fn, "open", lambda: None)()
+    try:
         t0 = time.perf_counter()
-        fn(batch)
-        times.append((time.perf_counter() - t0) / getattr(fn, "passes", 1))
+        out = fn(batch)
+        return out, (time.perf_counter() - t0) / getattr(fn, "passes", 1)
+    finally:
+        getattr(fn, "close", lambda: None)()
+
+
+def time_configs(configs: dict, batch, repeats: int) -> dict[str, list[float]]:
+    """Seconds per pass for every configuration, `repeats` times each, in rounds: every round times
+    each configuration once, so that a slow spell of this shared machine falls on all of them
+    alike rather than on whichever happened to be timed then, and the ratios stay comparable.
+
+    Each timed call follows an untimed one of the same configuration (a pipeline's open() pulls a
+    pass): the timing is of a configuration called in a loop, as in a training loop, not of its
+    first call after another one. Threads that the previous configuration left behind (a closed
+    pipeline's last map calls) finish meanwhile, and an idle second core is already awake: on
+    this VM a worker thread started on a core idle for a while took milliseconds to get going.
+    """
+    times = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, fn in configs.items():
+            if not hasattr(fn, "open"):
+                fn(batch)
+            times[name].append(timed_call(fn, batch)[1])
     return times
 
 
@@ -174,17 +216,19 @@ def run(repeats: int) -> dict:
             **tf_configs(batch, threads),
         }
         mb = batch.nbytes / 1e6
+        agree = {}
         for cname, fn in configs.items():
-            out = fn(batch)  # warm-up (and XLA compilation), then the check
+            out = timed_call(fn, batch)[0]  # warm-up (and XLA compilation), then the check
             out = np.concatenate(out) if isinstance(out, list) else out  # the pipeline's batches, in order
             # Pillow/simplejpeg work in YCbCr with libjpeg's integer DCT: checked loosely.
-            agree = None if cname.startswith(PIPELINE_ONLY) else agreement(out, native)
-            times = time_config(fn, batch, repeats)
+            agree[cname] = None if cname.startswith(PIPELINE_ONLY) else agreement(out, native)
+        all_times = time_configs(configs, batch, repeats)
+        for cname, times in all_times.items():
             med = statistics.median(times)
             results.append({"workload": wname, "config": cname, "median_s": med, "min_s": min(times),
-                            "max_s": max(times), "mb_per_s": mb / med, "agree_within_1": agree})
+                            "max_s": max(times), "mb_per_s": mb / med, "agree_within_1": agree[cname]})
             print(f"{wname:>14}  {cname:<44} {med * 1e3:9.2f} ms  {mb / med:9.1f} MB/s  agree "
-                  + ("-" if agree is None else f"{agree:.4f}"),
+                  + ("-" if agree[cname] is None else f"{agree[cname]:.4f}"),
                   flush=True)
         base = next(r for r in results if r["workload"] == wname and r["config"].startswith("Pillow"))
         raw = {dt: next(r for r in results if r["workload"] == wname and r["config"] == f"nnjpeg {threads} threads{sfx}")
@@ -212,6 +256,10 @@ def environment() -> dict:
             env[mod] = __import__(mod).__version__
         except ImportError:
             env[mod] = None
+    if env["tensorflow"]:
+        from nnjpeg import tf_ops
+
+        env["tf_native_route"] = tf_ops.native_op_status()
     return env
 
 
@@ -245,7 +293,8 @@ def targets(report: dict) -> list[str]:
         lines.append(f"- {wname}: 1 thread {one['x_pillow']:.1f}x Pillow (target >= {want:g}x, {verdict(one['x_pillow'] >= want)}); "
                      f"{threads} threads {one['median_s'] / every['median_s']:.2f}x one "
                      f"(target >= {TARGET_SCALING}x, {verdict(one['median_s'] / every['median_s'] >= TARGET_SCALING)})")
-        for cname in ("keras layer in tf.data, uint8", "keras layer (threads=1) in tf.data, uint8"):
+        for cname in ("keras layer in tf.data, uint8", "keras layer (threads=1) in tf.data, uint8",
+                      f"keras layer (threads=1) in tf.data, {NUMPY_FUNCTION}, uint8"):
             r = rows.get((wname, cname))
             if r is not None:
                 share = r["of_raw_same_dtype"]
@@ -264,8 +313,9 @@ def markdown(report: dict) -> str:
     lines += ["", *targets(report)]
     info = report["environment"]
     lines += ["", f"Kernel `{info['build_info']['kernel']}`, {report['threads']} threads, {info['cpu']}; NumPy "
-              f"{info['numpy']}, Pillow {info['pillow']}, simplejpeg {info['simplejpeg']}, TensorFlow {info['tensorflow']}. "
-              "MB/s of uint8 input (H·W·C bytes per image) for every row."]
+              f"{info['numpy']}, Pillow {info['pillow']}, simplejpeg {info['simplejpeg']}, TensorFlow {info['tensorflow']}"
+              + (f" (layer's native route: {info['tf_native_route']})" if info.get("tf_native_route") else "")
+              + ". MB/s of uint8 input (H·W·C bytes per image) for every row."]
     return "\n".join(lines)
 
 

@@ -1,9 +1,10 @@
-// nnjpeg._codec: thin bindings. All argument checking happens in nnjpeg/_api.py; here we only
+// nnjpeg._codec: thin bindings. All argument checking happens in nnjpeg/codec.py; here we only
 // read buffer pointers and strides, allocate the output and run the pipeline without the GIL.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -42,10 +43,24 @@ nnjpeg::ImageView view_of(const py::array& images) {
   return v;
 }
 
+// A C-contiguous (N, H, W, C) array of `dtype` whose data starts on a 64-byte boundary: a view into
+// a NumPy byte buffer 63 bytes longer, so NumPy's allocator (its cache, its huge-page advice) still
+// serves it. TensorFlow takes a returned array without copying only when it is aligned to its
+// Eigen alignment (64 bytes in builds with AVX-512), and NumPy's own allocations are 16-byte
+// aligned; through tf.numpy_function that copy cost more than the codec on small batches.
+py::array aligned_empty(const py::dtype& dtype, const nnjpeg::ImageView& v) {
+  constexpr std::size_t kAlign = 64;
+  const std::size_t nbytes = static_cast<std::size_t>(v.n * v.h * v.w * v.c) * dtype.itemsize();
+  py::array_t<std::uint8_t> raw(static_cast<py::ssize_t>(nbytes + kAlign - 1));
+  const auto addr = reinterpret_cast<std::uintptr_t>(raw.mutable_data());
+  void* data = reinterpret_cast<void*>((addr + kAlign - 1) / kAlign * kAlign);
+  return py::array(dtype, {v.n, v.h, v.w, v.c}, {}, data, raw);
+}
+
 py::array roundtrip(const py::array& images, const py::array_t<float, py::array::c_style>& tables,
                     int mode, int threads, const std::string& kernel, const std::string& device) {
   const nnjpeg::ImageView view = view_of(images);
-  py::array out(images.dtype(), {view.n, view.h, view.w, view.c});
+  py::array out = aligned_empty(images.dtype(), view);
   void* dst = out.mutable_data();
   const float* qt = tables.data();
   if (device == "cuda") {
@@ -67,6 +82,12 @@ py::array roundtrip(const py::array& images, const py::array_t<float, py::array:
     nnjpeg::roundtrip(view, dst, qt, static_cast<nnjpeg::Mode>(mode), threads, k);
   }
   return out;
+}
+
+std::int64_t count_out_of_range(const py::array& images) {
+  const nnjpeg::ImageView view = view_of(images);
+  py::gil_scoped_release release;
+  return nnjpeg::count_out_of_range(view);
 }
 
 py::dict build_info() {
@@ -99,5 +120,6 @@ PYBIND11_MODULE(_codec, m) {
   m.doc() = "nnjpeg native codec core (private; use the nnjpeg package)";
   m.def("roundtrip", &roundtrip, py::arg("images"), py::arg("tables"), py::arg("mode"),
         py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu");
+  m.def("count_out_of_range", &count_out_of_range, py::arg("images"));
   m.def("build_info", &build_info);
 }

@@ -290,6 +290,38 @@ void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
 
 }  // namespace
 
+std::int64_t count_out_of_range(const ImageView& in) {
+  if (!in.is_float) return 0;
+  // Both comparisons on every sample (no short circuit: the compiler vectorizes it); each is false
+  // for NaN.
+  auto count = [](const float* p, std::int64_t n) {
+    std::int64_t total = 0;
+    for (std::int64_t lo = 0; lo < n; lo += std::int64_t{1} << 30) {
+      std::int32_t bad = 0;  // a 32-bit count vectorizes better; chunks keep it from overflowing
+      const std::int64_t hi = std::min(n, lo + (std::int64_t{1} << 30));
+      for (std::int64_t i = lo; i < hi; ++i) bad += 1 - ((p[i] >= 0.0f) & (p[i] <= 1.0f));
+      total += bad;
+    }
+    return total;
+  };
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < in.n; ++i) {
+    for (std::int64_t y = 0; y < in.h; ++y) {
+      const std::uint8_t* row = in.data + i * in.sn + y * in.sh;
+      if (rows_packed(in)) {
+        bad += count(reinterpret_cast<const float*>(row), in.w * in.c);
+        continue;
+      }
+      for (std::int64_t x = 0; x < in.w; ++x) {
+        for (std::int64_t c = 0; c < in.c; ++c) {
+          bad += count(reinterpret_cast<const float*>(row + x * in.sw + c * in.sc), 1);
+        }
+      }
+    }
+  }
+  return bad;
+}
+
 void roundtrip(const ImageView& in, void* out, const float* tables, Mode mode, int threads,
                const Kernel& kernel) {
   if (in.n == 0) return;

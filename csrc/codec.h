@@ -19,6 +19,10 @@ struct ImageView {
   std::int64_t sn, sh, sw, sc;
 };
 
+// Float32 samples outside [0, 1], NaN and Inf included (the range every entry point accepts). One
+// vectorizable pass; callers look closer only when it is non-zero.
+std::int64_t count_out_of_range(const ImageView& in);
+
 // Writes a C-contiguous (N, H, W, C) result of the input's dtype to `out`. `tables` holds one
 // 64-entry table (natural order) per plane: C tables for kRgb, (Y, Cb, Cr) for the YCbCr modes.
 // Grey (C == 1) images take the kRgb path with tables[0] whatever the mode.

@@ -55,10 +55,8 @@ def _check_images(images) -> np.ndarray:
         raise TypeError(f"{_IMAGES_EXPECTED}, as a NumPy array. Received: {type(images).__name__}")
     _check_image_spec(images.dtype, images.shape)
     batch = images if images.ndim == 4 else images[np.newaxis]
-    if batch.dtype == np.float32 and batch.size:
-        lo, hi = batch.min(), batch.max()
-        if not (lo >= 0.0 and hi <= 1.0):
-            _check_range(lo, hi, np.count_nonzero(~np.isfinite(batch)))
+    if batch.dtype == np.float32 and _codec.count_out_of_range(batch):
+        _check_range(batch.min(), batch.max(), np.count_nonzero(~np.isfinite(batch)))
     return batch
 
 

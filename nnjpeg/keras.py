@@ -32,7 +32,7 @@ class _CodecLayer(keras.layers.Layer):
         self.gradient = gradient
         self.threads = threads
         self._check_params()
-        # The native codec runs through tf.numpy_function, which XLA cannot compile.
+        # The native codec runs as a CPU op (or through tf.numpy_function), which XLA cannot compile.
         self.supports_jit = backend == "tf"
 
     def _check_params(self):
@@ -101,7 +101,7 @@ class Compression(_CodecLayer):
             finite values > 0. Stored in the config as nested lists.
         color: "rgb" (every channel on its own, no colour transform) or "ycbcr".
         subsampling: "4:4:4", "4:2:2" or "4:2:0"; anything but "4:4:4" needs `color="ycbcr"`.
-        backend: "native" (the C++ codec through `tf.numpy_function`: CPU, no XLA, so compile models
+        backend: "native" (the C++ codec as a TensorFlow op: CPU, no XLA, so compile models
             with `jit_compile=False` or "auto") or "tf" (`compress_tf`: pure TensorFlow, GPU, XLA).
             Both give the same outputs.
         gradient: "identity" or "none", see above.

@@ -9,6 +9,8 @@ gradient for float inputs.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -16,7 +18,7 @@ from . import codec
 from .codec import _check_choice, _check_image_spec, _check_mode, _check_range, _check_table, _check_threads
 from .codec import _jpeg_table
 
-__all__ = ["compress_tf", "jpeg_tf", "tf_compress"]
+__all__ = ["compress_tf", "jpeg_tf", "native_op_status", "tf_compress"]
 
 _BACKENDS = ("native", "tf")
 
@@ -327,8 +329,9 @@ def _to_unit(samples):
     return _ste(samples / 255.0, tf.gather(quotients, tf.cast(samples, tf.int32)))
 
 
-def _check_tensor(images):
-    """Converts to a tensor and checks dtype, static shape and (when eager) the value range."""
+def _check_tensor(images, values: bool = True):
+    """Converts to a tensor and checks dtype, static shape and (with `values`) the value range:
+    eagerly, or by an assertion in a graph. The native backend's op checks values itself."""
     if not isinstance(images, (tf.Tensor, tf.Variable)):
         if not isinstance(images, np.ndarray):
             raise TypeError(f"{codec._IMAGES_EXPECTED}, as a tf.Tensor or NumPy array. "
@@ -337,7 +340,7 @@ def _check_tensor(images):
     rank = images.shape.rank
     _check_image_spec(np.dtype(images.dtype.as_numpy_dtype), None if rank is None else tuple(images.shape),
                       " (static rank and channels)")
-    if images.dtype == tf.float32:
+    if values and images.dtype == tf.float32:
         images = _check_values(images)
     return images
 
@@ -461,18 +464,64 @@ def _check_backend_threads(backend: str, threads):
     return None if threads is None else _check_threads(threads)
 
 
+_OP_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tf_op.so")
+_op = None  # the op's Python wrapper once loaded; False when it cannot load or is disabled
+_op_error = ""
+
+
+def _load_op():
+    """The `NnjpegRoundTrip` op from nnjpeg/_tf_op.so, or None (and why, in `_op_error`)."""
+    global _op, _op_error
+    if _op is None and os.environ.get("NNJPEG_TF_OP", "") == "0":
+        _op, _op_error = False, "disabled by NNJPEG_TF_OP=0"
+    if _op is None:
+        try:
+            module = tf.load_op_library(_OP_LIBRARY)
+            _op = module.nnjpeg_round_trip
+        except (tf.errors.NotFoundError, OSError, AttributeError) as e:
+            _op, _op_error = False, f"{type(e).__name__}: {e}".strip()
+    return _op or None
+
+
+def native_op_status() -> str:
+    """How `backend="native"` runs in TensorFlow: "op" (the codec as a TensorFlow op, from
+    nnjpeg/_tf_op.so) or "numpy_function: <why not the op>" (the same codec reached through
+    `tf.numpy_function`, with a hand-off to Python and the GIL on every call). The environment
+    variable NNJPEG_TF_OP=0, read at the first call, selects the second."""
+    return "op" if _load_op() else f"numpy_function: {_op_error}"
+
+
 def _native_op(images, tables, mode, threads):
-    """Runs the native codec on a tensor through `tf.numpy_function`, keeping dtype and static shape.
+    """Runs the native codec on a tensor, keeping dtype and static shape.
 
-    `tables` (planes, 64) and `mode` come already checked (`_check_table`, `_check_mode`), so a call
-    only checks the images (as `nnjpeg.compress` does) before the native round trip.
+    `tables` (planes, 64) and `mode` come already checked (`_check_table`, `_check_mode`). The op
+    checks the images at run time as `nnjpeg.compress` does, with the same messages; called
+    eagerly, a bad value raises ValueError as there, in a graph InvalidArgumentError.
     """
-    def run(x):
-        return codec._run(x, tables, mode, threads, "cpu")
+    threads = _check_threads(threads)
+    op = _load_op()
+    if op is None:
+        def run(x):
+            return codec._run(x, tables, mode, threads, "cpu")
 
-    out = tf.numpy_function(run, [images], images.dtype, stateful=False, name="nnjpeg_compress")
-    out.set_shape(images.shape)
-    return out
+        out = tf.numpy_function(run, [images], images.dtype, stateful=False, name="nnjpeg_compress")
+        out.set_shape(images.shape)
+        return out
+    flat = [float(v) for v in np.asarray(tables).ravel()]
+    if not tf.executing_eagerly():
+        return op(images, tables=flat, mode=mode, threads=threads)
+    try:
+        return op(images, tables=flat, mode=mode, threads=threads)
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError(_op_message(e.message)) from None
+
+
+def _op_message(message: str) -> str:
+    """The op's own message, without what eager TensorFlow wraps around it: "{{function_node ...}} "
+    before, " [Op:NnjpegRoundTrip] ..." and the node trace after."""
+    if message.startswith("{{"):
+        message = message.split("}} ", 1)[-1]
+    return message.split(" [Op:", 1)[0].split("\n", 1)[0]
 
 
 def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backend: str = "native", threads=None):
@@ -493,8 +542,8 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
             (standard JPEG is always YCbCr, so `quality` with "rgb" is an error).
         subsampling: "4:4:4", "4:2:2" or "4:2:0"; anything but "4:4:4" needs YCbCr. None means
             "4:4:4" with a table and "4:2:0" with `quality` (the defaults of `compress` and `jpeg`).
-        backend: "native" (the C++ codec through `tf.numpy_function`; not differentiable, not
-            XLA-compilable) or "tf" (`compress_tf`).
+        backend: "native" (the C++ codec as a TensorFlow CPU op, see `native_op_status`; not
+            differentiable, not XLA-compilable) or "tf" (`compress_tf`).
         threads: worker threads of the native codec per call; None uses every core. Only with
             backend="native".
 
@@ -534,7 +583,7 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
         raise errors[-1]
 
     def compress_one(images):
-        images = _check_tensor(images)
+        images = _check_tensor(images, values=backend == "tf")
         tables = per_channels.get(images.shape[-1])
         if tables is None:
             _check_table(table, images.shape[-1], color)  # raises, naming the expected shapes
