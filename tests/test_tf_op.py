@@ -55,6 +55,14 @@ def test_op_in_a_graph_with_unknown_shapes(crops):
         np.testing.assert_array_equal(run(x).numpy(), nnjpeg.compress(x, nn_table(4)))
 
 
+def test_environment_variable_selects_numpy_function(monkeypatch, crops):
+    monkeypatch.setattr(tf_ops, "_op", None)  # as before the first call
+    monkeypatch.setenv("NNJPEG_TF_OP", "0")
+    assert tf_ops.native_op_status() == "numpy_function: disabled by NNJPEG_TF_OP=0"
+    x = crops["17x33"]
+    np.testing.assert_array_equal(tf_compress(nn_table(3))(x).numpy(), nnjpeg.compress(x, nn_table(3)))
+
+
 def test_op_and_fallback_agree(crops, fallback):
     x = np.stack([crops["61x75"], crops["61x75"][:, ::-1]])
     fn = tf_compress(nn_table(6), threads=1)
