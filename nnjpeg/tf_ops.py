@@ -477,9 +477,12 @@ def _load_op():
     if _op is None:
         try:
             module = tf.load_op_library(_OP_LIBRARY)
-            _op = module.nnjpeg_round_trip
-        except (tf.errors.NotFoundError, OSError, AttributeError) as e:
+        except (tf.errors.NotFoundError, OSError) as e:
             _op, _op_error = False, f"{type(e).__name__}: {e}".strip()
+        else:
+            _op = getattr(module, "nnjpeg_round_trip", False)
+            # The library registers nothing when this TensorFlow lacks a C API function it binds.
+            _op_error = "" if _op else f"{_OP_LIBRARY} loaded but registered no op (TensorFlow C API incomplete)"
     return _op or None
 
 
