@@ -304,11 +304,12 @@ std::int64_t count_out_of_range(const ImageView& in) {
     }
     return total;
   };
+  const bool packed = rows_packed(in);
   std::int64_t bad = 0;
   for (std::int64_t i = 0; i < in.n; ++i) {
     for (std::int64_t y = 0; y < in.h; ++y) {
       const std::uint8_t* row = in.data + i * in.sn + y * in.sh;
-      if (rows_packed(in)) {
+      if (packed) {
         bad += count(reinterpret_cast<const float*>(row), in.w * in.c);
         continue;
       }

@@ -511,10 +511,8 @@ def _native_op(images, tables, mode, threads):
         out.set_shape(images.shape)
         return out
     flat = [float(v) for v in np.asarray(tables).ravel()]
-    if not tf.executing_eagerly():
-        return op(images, tables=flat, mode=mode, threads=threads)
     try:
-        return op(images, tables=flat, mode=mode, threads=threads)
+        return op(images, tables=flat, mode=mode, threads=threads)  # in a graph, it fails when run
     except tf.errors.InvalidArgumentError as e:
         raise ValueError(_op_message(e.message)) from None
 
