@@ -2,11 +2,17 @@
 // transform with libjpeg-style chroma down/upsampling, the 8x8 block kernel, store (crop back).
 #include "codec.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <new>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace nnjpeg {
@@ -42,10 +48,82 @@ inline float clamp255(double v) { return static_cast<float>(v < 0.0 ? 0.0 : (v >
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
+// Worker threads shared by every call in the process, started on first use and kept: a call hands
+// its helpers a job instead of starting threads (tens of microseconds each, as much as the work
+// of a small batch). Calls from several threads at once queue their jobs; a worker takes the
+// oldest one that still wants helpers. Threads are detached and the pool is never destroyed, so
+// process exit never waits for them; a forked child starts a fresh pool (the parent's threads do
+// not exist in it).
+class WorkerPool {
+ public:
+  struct Job {
+    void (*run)(void*);
+    void* arg;
+    int wanted;  // helpers still wanted; guarded by the pool's mutex
+    int active;  // helpers running it; guarded by the pool's mutex
+  };
+
+  // Runs job.run(job.arg) on up to job.wanted workers besides the caller's own call, and returns
+  // once every worker that took the job has finished it.
+  void run(Job& job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (static_cast<int>(threads_) < job.wanted) {
+        std::thread(&WorkerPool::serve, this).detach();
+        ++threads_;
+      }
+      queue_.push_back(&job);
+    }
+    work_.notify_all();
+    job.run(job.arg);
+    std::unique_lock<std::mutex> lock(mutex_);
+    const auto queued = std::find(queue_.begin(), queue_.end(), &job);
+    if (queued != queue_.end()) queue_.erase(queued);  // no worker will take it now
+    done_.wait(lock, [&] { return job.active == 0; });
+  }
+
+  static WorkerPool& instance() {
+    WorkerPool* pool = current_.load(std::memory_order_acquire);
+    if (pool != nullptr) return *pool;
+    auto* fresh = new WorkerPool();
+    if (!current_.compare_exchange_strong(pool, fresh, std::memory_order_acq_rel)) {
+      delete fresh;  // another thread installed one first
+      return *pool;
+    }
+    static const int registered = pthread_atfork(nullptr, nullptr, [] { current_.store(nullptr); });
+    (void)registered;
+    return *fresh;
+  }
+
+ private:
+  void serve() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      work_.wait(lock, [&] { return !queue_.empty(); });
+      Job* job = queue_.front();
+      if (--job->wanted == 0) queue_.pop_front();
+      ++job->active;
+      lock.unlock();
+      job->run(job->arg);
+      lock.lock();
+      if (--job->active == 0) done_.notify_all();
+    }
+  }
+
+  static std::atomic<WorkerPool*> current_;
+  std::mutex mutex_;
+  std::condition_variable work_, done_;
+  std::deque<Job*> queue_;
+  std::size_t threads_ = 0;
+};
+
+std::atomic<WorkerPool*> WorkerPool::current_{nullptr};
+
 // Runs fn(lo, hi) over [0, count) on up to `threads` workers (the caller's thread is one). Workers
 // take chunks from a shared counter rather than a fixed share each: on a machine shared with other
-// processes a fixed split waits for whichever worker was descheduled most. Units are independent,
-// so which worker runs a chunk never changes a result.
+// processes a fixed split waits for whichever worker was descheduled most, and a pool worker busy
+// with another call's job simply takes none. Units are independent, so which worker runs a chunk
+// never changes a result.
 template <class F>
 void parallel_for(std::int64_t count, int threads, F&& fn) {
   const std::int64_t workers = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, count));
@@ -53,20 +131,22 @@ void parallel_for(std::int64_t count, int threads, F&& fn) {
     fn(std::int64_t{0}, count);
     return;
   }
-  const std::int64_t chunk = std::max<std::int64_t>(1, count / (8 * workers));
-  std::atomic<std::int64_t> next{0};
-  auto work = [&] {
-    for (std::int64_t lo; (lo = next.fetch_add(chunk)) < count;) fn(lo, std::min(count, lo + chunk));
+  struct Shared {
+    F& fn;
+    std::int64_t count, chunk;
+    std::atomic<std::int64_t> next{0};
+  } shared{fn, count, std::max<std::int64_t>(1, count / (8 * workers))};
+  auto work = [](void* arg) {
+    auto& sh = *static_cast<Shared*>(arg);
+    for (std::int64_t lo; (lo = sh.next.fetch_add(sh.chunk)) < sh.count;) sh.fn(lo, std::min(sh.count, lo + sh.chunk));
   };
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(workers - 1));
-  for (std::int64_t w = 1; w < workers; ++w) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  WorkerPool::Job job{work, &shared, static_cast<int>(workers - 1), 0};
+  WorkerPool::instance().run(job);
 }
 
-// Starting a thread costs tens of microseconds, about what the pipeline spends on 2^16 samples:
-// smaller shares are not worth a thread. Work units are independent, so the count never changes
+// Handing a share to a pool worker (a wake-up, then cache misses on its first chunk) costs up to
+// tens of microseconds on a busy machine, about what the pipeline spends on 2^16 samples: smaller
+// shares are not worth a worker. Work units are independent, so the count never changes
 // a result.
 int useful_threads(int threads, std::int64_t samples) {
   constexpr std::int64_t kMinSamplesPerThread = std::int64_t{1} << 16;
@@ -82,13 +162,14 @@ bool rows_packed(const ImageView& in) {
 
 // Reads rows [y0, y0 + rows) of image `img`, every channel, into dst[ch] (row stride wp) scaled to
 // [0, 255], replicating the last row and column into the padding as libjpeg does when it expands
-// edges to whole blocks.
+// edges to whole blocks. T is float, or uint8_t for uint8 images (samples as they are).
+template <class T>
 void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int64_t y0,
-               std::int64_t rows, float* const* dst, std::int64_t wp) {
+               std::int64_t rows, T* const* dst, std::int64_t wp) {
   const bool packed = rows_packed(in);
   const int channels = static_cast<int>(in.c);
   for (std::int64_t r = 0; r < rows; ++r) {
-    float* d[3] = {};
+    T* d[3] = {};
     for (int ch = 0; ch < channels; ++ch) d[ch] = dst[ch] + r * wp;
     const std::int64_t y = y0 + r;
     if (y >= in.h && r > 0) {
@@ -96,7 +177,15 @@ void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int6
       continue;
     }
     const std::uint8_t* row = in.data + img * in.sn + std::min(y, in.h - 1) * in.sh;
-    if (packed && in.is_float) {
+    if constexpr (std::is_same_v<T, std::uint8_t>) {
+      if (packed) {
+        io.split_u8(row, channels, in.w, d);
+      } else {
+        for (int ch = 0; ch < channels; ++ch) {
+          for (std::int64_t x = 0; x < in.w; ++x) d[ch][x] = row[ch * in.sc + x * in.sw];
+        }
+      }
+    } else if (packed && in.is_float) {
       io.load_f32(reinterpret_cast<const float*>(row), channels, in.w, d);
     } else if (packed) {
       io.load_u8(row, channels, in.w, d);
@@ -118,15 +207,18 @@ void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int6
 
 // Writes rows [y0, y0 + rows) (those inside the image) of whole-number samples in [0, 255] to the
 // contiguous (N, H, W, C) output; float32 output is sample / 255, so it lies on the 1/255 grid.
-void store_rows(const float* const* src, std::int64_t wp, const ImageView& in, const RowIo& io,
+template <class T>
+void store_rows(const T* const* src, std::int64_t wp, const ImageView& in, const RowIo& io,
                 std::int64_t img, std::int64_t y0, std::int64_t rows, void* out) {
   const int channels = static_cast<int>(in.c);
   const std::int64_t row_len = in.w * in.c;
   for (std::int64_t r = 0; r < rows && y0 + r < in.h; ++r) {
-    const float* s[3] = {};
+    const T* s[3] = {};
     for (int ch = 0; ch < channels; ++ch) s[ch] = src[ch] + r * wp;
     const std::int64_t offset = (img * in.h + y0 + r) * row_len;
-    if (in.is_float) {
+    if constexpr (std::is_same_v<T, std::uint8_t>) {
+      io.merge_u8(s, channels, in.w, static_cast<std::uint8_t*>(out) + offset);
+    } else if (in.is_float) {
       io.store_f32(s, channels, in.w, static_cast<float*>(out) + offset);
     } else {
       io.store_u8(s, channels, in.w, static_cast<std::uint8_t*>(out) + offset);
@@ -160,7 +252,9 @@ void run_kernel(const std::vector<PlaneJob>& jobs, int threads, const Kernel& ke
 
 // Channels coded independently (kRgb, and grey images): each 8-row band of each image is one
 // work unit, loaded into a small per-thread buffer (all channels, cache-resident), transformed and
-// stored, so images and bands spread over threads alike, however few images there are.
+// stored, so images and bands spread over threads alike, however few images there are. uint8
+// images stay bytes in the buffer (the kernel's BandKernelU8), float32 ones become floats.
+template <class T>
 void roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTable>& qts,
                       int threads, const Kernel& kernel) {
   const std::int64_t hp = round_up(in.h, 8), wp = round_up(in.w, 8);
@@ -168,16 +262,20 @@ void roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
   const int channels = static_cast<int>(in.c);
   parallel_for(in.n * bands, useful_threads(threads, in.n * hp * wp * in.c),
                [&](std::int64_t lo, std::int64_t hi) {
-                 Plane buf(static_cast<std::size_t>(channels * 8 * wp));
-                 float* band[3] = {};
+                 std::vector<T, CacheAligned<T>> buf(static_cast<std::size_t>(channels * 8 * wp));
+                 T* band[3] = {};
                  for (int ch = 0; ch < channels; ++ch) band[ch] = buf.data() + ch * 8 * wp;
                  for (std::int64_t u = lo; u < hi; ++u) {
                    const std::int64_t img = u / bands, y0 = u % bands * 8;
                    load_rows(in, *kernel.io, img, y0, 8, band, wp);
                    for (int ch = 0; ch < channels; ++ch) {
-                     kernel.fn(band[ch], wp, static_cast<int>(wp / 8), qts[ch]);
+                     if constexpr (std::is_same_v<T, std::uint8_t>) {
+                       kernel.fn_u8(band[ch], wp, static_cast<int>(wp / 8), qts[ch]);
+                     } else {
+                       kernel.fn(band[ch], wp, static_cast<int>(wp / 8), qts[ch]);
+                     }
                    }
-                   store_rows(band, wp, in, *kernel.io, img, y0, 8, out);
+                   store_rows<T>(band, wp, in, *kernel.io, img, y0, 8, out);
                  }
                });
 }
@@ -329,7 +427,11 @@ void roundtrip(const ImageView& in, void* out, const float* tables, Mode mode, i
   std::vector<QuantTable> qts;
   for (std::int64_t t = 0; t < in.c; ++t) qts.push_back(make_quant_table(tables + 64 * t));
   if (mode == Mode::kRgb || in.c == 1) {
-    roundtrip_planar(in, out, qts, threads, kernel);
+    if (in.is_float) {
+      roundtrip_planar<float>(in, out, qts, threads, kernel);
+    } else {
+      roundtrip_planar<std::uint8_t>(in, out, qts, threads, kernel);
+    }
     return;
   }
   const int useful = useful_threads(threads, in.n * in.h * in.w * in.c);

@@ -4,7 +4,9 @@
 // the result for the row transform, and the coefficients stay transposed ([u][v], the order of
 // the QuantTable entries); the inverse runs the mirror image, so a block costs two transposes. The
 // passes are aan-inl.h, as in the scalar kernel, with no FMA (-ffp-contract=off): the results are
-// bit-identical to it, so the choice of kernel never changes an output.
+// bit-identical to it, so the choice of kernel never changes an output. The uint8 variant runs the
+// same block code with bytes widened on load and packed (with saturation) on store, so uint8 images
+// skip the float band and its conversions.
 #include <immintrin.h>
 
 #include "aan-inl.h"
@@ -48,6 +50,9 @@ inline __m256 round_half_away(__m256 x) {
   return _mm256_round_ps(_mm256_add_ps(x, bias), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
 }
 
+// Round half to even, the rounding of every coefficient that cannot sit on an exact tie (kernels.h).
+inline __m256 round_nearest(__m256 x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+
 // The output rounding of the scalar kernel: floor(x + 0.49999997), clamped to [0, 255]. max
 // returns its second operand for -0 against +0, so a -0 floor clamps to +0.
 inline __m256 round_clamp_pixel(__m256 x) {
@@ -56,32 +61,75 @@ inline __m256 round_clamp_pixel(__m256 x) {
   return _mm256_min_ps(_mm256_max_ps(f, _mm256_setzero_ps()), _mm256_set1_ps(255.0f));
 }
 
-void roundtrip_block(float* p, std::ptrdiff_t stride, const QuantTable& qt) {
+// Row i of a block as floats: 8 bytes widened and converted.
+inline __m256 u8x8_to_float(const std::uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// Two output rows (before round_clamp_pixel) as 8 bytes each: floor(x + 0.49999997) clamped to
+// [0, 255], as a truncation and the packs' saturation. They agree: a sum in (-1, 0) truncates to 0
+// and floors to -1, and both clamp to 0; packus_epi16 reads its input as signed, which these sums
+// (|x| < 2^15) never exceed.
+inline void store_u8x8x2(__m256 a, __m256 b, std::uint8_t* pa, std::uint8_t* pb) {
+  const __m256 h = _mm256_set1_ps(0.49999997f);
+  const __m256i w = _mm256_packus_epi32(_mm256_cvttps_epi32(_mm256_add_ps(a, h)),
+                                        _mm256_cvttps_epi32(_mm256_add_ps(b, h)));
+  // w's 128-bit halves: (a0-3, b0-3) and (a4-7, b4-7) as 16-bit words.
+  const __m128i v = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  const __m128i rows = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 1, 2, 0));  // a0-7, b0-7
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(pa), rows);
+  _mm_storeh_pd(reinterpret_cast<double*>(pb), _mm_castsi128_pd(rows));
+}
+
+// One block: load(i) gives row i as floats; store(i, row i, row i + 1) takes the transformed rows
+// in pairs, before the output rounding.
+template <class Load, class Store>
+inline void roundtrip_block(const QuantTable& qt, Load load, Store store) {
   __m256 r[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(p + i * stride);
+  for (int i = 0; i < 8; ++i) r[i] = load(i);
   aan::forward<Avx2>(r);
   transpose8(r);
   aan::forward<Avx2>(r);
   // Register u now holds horizontal frequency u, lane v vertical frequency v. The level shift
   // touches only T(0,0) (lane 0 of register 0), and only lanes 0 and 4 of registers 0 and 4 are
-  // divided (exact ties, kernels.h): two divisions per block instead of eight.
+  // divided and rounded half away from zero (exact ties, kernels.h); every other level is rounded
+  // half to even.
   r[0] = _mm256_add_ps(r[0], _mm256_setr_ps(-64.0f * 128.0f, 0, 0, 0, 0, 0, 0, 0));
   for (int u = 0; u < 8; ++u) {
-    __m256 t = _mm256_mul_ps(r[u], _mm256_load_ps(qt.mul + 8 * u));
-    if (u == 0 || u == 4) t = _mm256_blend_ps(t, _mm256_div_ps(r[u], _mm256_load_ps(qt.div + 8 * u)), 0x11);
-    r[u] = _mm256_mul_ps(round_half_away(t), _mm256_load_ps(qt.deq + 8 * u));
+    __m256 q = round_nearest(_mm256_mul_ps(r[u], _mm256_load_ps(qt.mul + 8 * u)));
+    if (u == 0 || u == 4) {
+      q = _mm256_blend_ps(q, round_half_away(_mm256_div_ps(r[u], _mm256_load_ps(qt.div + 8 * u))), 0x11);
+    }
+    r[u] = _mm256_mul_ps(q, _mm256_load_ps(qt.deq + 8 * u));
   }
   r[0] = _mm256_add_ps(r[0], _mm256_setr_ps(128.0f, 0, 0, 0, 0, 0, 0, 0));
   aan::inverse<Avx2>(r);
   transpose8(r);
   aan::inverse<Avx2>(r);
-  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(p + i * stride, round_clamp_pixel(r[i]));
+  for (int i = 0; i < 8; i += 2) store(i, r[i], r[i + 1]);
 }
 
 }  // namespace
 
+void roundtrip_band_u8_avx2(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt) {
+  for (int b = 0; b < nblocks; ++b) {
+    std::uint8_t* p = band + 8 * b;
+    roundtrip_block(
+        qt, [&](int i) { return u8x8_to_float(p + i * stride); },
+        [&](int i, __m256 a, __m256 b) { store_u8x8x2(a, b, p + i * stride, p + (i + 1) * stride); });
+  }
+}
+
 void roundtrip_band_avx2(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt) {
-  for (int b = 0; b < nblocks; ++b) roundtrip_block(band + 8 * b, stride, qt);
+  for (int b = 0; b < nblocks; ++b) {
+    float* p = band + 8 * b;
+    roundtrip_block(
+        qt, [&](int i) { return _mm256_loadu_ps(p + i * stride); },
+        [&](int i, __m256 a, __m256 b) {
+          _mm256_storeu_ps(p + i * stride, round_clamp_pixel(a));
+          _mm256_storeu_ps(p + (i + 1) * stride, round_clamp_pixel(b));
+        });
+  }
 }
 
 }  // namespace nnjpeg

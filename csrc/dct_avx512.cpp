@@ -74,14 +74,17 @@ void roundtrip_pair(float* p, std::ptrdiff_t stride, const QuantTable& qt, __mma
   aan::forward<Avx512>(r);
   // Register u now holds horizontal frequency u, lane v (of each half) vertical frequency v; the
   // same table rows for both blocks. The level shift touches only T(0,0) (lanes 0 and 8 of
-  // register 0), and only lanes 0 and 4 of each half of registers 0 and 4 are divided (exact
-  // ties, kernels.h): two divisions per pair of blocks instead of eight.
+  // register 0), and only lanes 0 and 4 of each half of registers 0 and 4 are divided and rounded
+  // half away from zero (exact ties, kernels.h); every other level is rounded half to even.
   constexpr __mmask16 kDc = 0x0101, kTies = 0x1111;
   r[0] = _mm512_mask_sub_ps(r[0], kDc, r[0], _mm512_set1_ps(64.0f * 128.0f));
   for (int u = 0; u < 8; ++u) {
-    __m512 t = _mm512_mul_ps(r[u], table_row(qt.mul, u));
-    if (u == 0 || u == 4) t = _mm512_mask_div_ps(t, kTies, r[u], table_row(qt.div, u));
-    r[u] = _mm512_mul_ps(round_half_away(t), table_row(qt.deq, u));
+    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(r[u], table_row(qt.mul, u)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (u == 0 || u == 4) {
+      q = _mm512_mask_mov_ps(q, kTies, round_half_away(_mm512_div_ps(r[u], table_row(qt.div, u))));
+    }
+    r[u] = _mm512_mul_ps(q, table_row(qt.deq, u));
   }
   r[0] = _mm512_mask_add_ps(r[0], kDc, r[0], _mm512_set1_ps(128.0f));
   aan::inverse<Avx512>(r);

@@ -38,10 +38,19 @@ struct Scalar {
   static float set1(float a) { return a; }
 };
 
-// libjpeg's convention for quantization (jcdctmgr.c): ties go away from zero.
+// libjpeg's convention for quantization (jcdctmgr.c): ties go away from zero. The exact-tie entries.
 inline float round_half_away(float x) {
   const float t = std::trunc(x);
   return std::fabs(x - t) >= 0.5f ? t + std::copysign(1.0f, x) : t;
+}
+
+// Every other entry (kernels.h): ties to even, whatever the floating-point environment's rounding
+// mode (std::nearbyint would follow it). x - t is exact for |x| < 2^23, and larger x are whole.
+inline float round_half_even(float x) {
+  const float t = std::trunc(x);
+  const float f = std::fabs(x - t);
+  const bool odd = std::fmod(t, 2.0f) != 0.0f;
+  return f > 0.5f || (f == 0.5f && odd) ? t + std::copysign(1.0f, x) : t;
 }
 
 // The largest float below 1/2: for x >= 0, floor(x + kHalfBelow) is x rounded half away from zero.
@@ -78,7 +87,7 @@ void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, cons
       for (int u = 0; u < 8; ++u) {
         const int i = u * 8 + v;
         const float t = blk[v * 8 + u];
-        const float q = round_half_away(exact_tie_entry(u, v) ? t / qt.div[i] : t * qt.mul[i]);
+        const float q = exact_tie_entry(u, v) ? round_half_away(t / qt.div[i]) : round_half_even(t * qt.mul[i]);
         blk[v * 8 + u] = q * qt.deq[i];
       }
     }
@@ -91,6 +100,22 @@ void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, cons
         // <= rather than <: the floor of a sum in (-1, 0] may be -0.0, which must clamp to +0.
         p[r * stride + c] = f <= 0.0f ? 0.0f : (f > 255.0f ? 255.0f : f);
       }
+    }
+  }
+}
+
+void roundtrip_band_u8_scalar(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt) {
+  // Through a float copy of one block at a time: the float kernel's results are whole numbers in
+  // [0, 255], exact as bytes.
+  float blk[64];
+  for (int b = 0; b < nblocks; ++b) {
+    std::uint8_t* p = band + 8 * b;
+    for (int r = 0; r < 8; ++r) {
+      for (int c = 0; c < 8; ++c) blk[r * 8 + c] = p[r * stride + c];
+    }
+    roundtrip_band_scalar(blk, 8, 1, qt);
+    for (int r = 0; r < 8; ++r) {
+      for (int c = 0; c < 8; ++c) p[r * stride + c] = static_cast<std::uint8_t>(blk[r * 8 + c]);
     }
   }
 }

@@ -18,8 +18,12 @@ namespace nnjpeg {
 // of whole-number samples are sums with +-1 weights, exact whole numbers, and 8 X there; they land
 // exactly on quantization ties (k + 1/2 steps) about once per 8 * step blocks. To round those ties
 // the same way every time (away from zero), those four are quantized by IEEE division (correctly
-// rounded) of T by div = 8 * step (exact), so an exact tie stays exact. Every other coefficient is
-// multiplied by mul = 1 / (s(v) s(u) step), correctly rounded from double: no exact ties there.
+// rounded) of T by div = 8 * step (exact), so an exact tie stays exact, and rounded half away from
+// zero (libjpeg's convention, jcdctmgr.c). Every other coefficient is multiplied by
+// mul = 1 / (s(v) s(u) step), correctly rounded from double, and rounded half to even (one rounding
+// instruction): its T went through the transform's irrational multipliers, so a product on k + 1/2
+// is an artefact of float rounding, and where the exact value would be a tie the float product is
+// off it by rounding error anyway; neither rule is more faithful there.
 // Dequantization gives deq = step / (s(v) s(u)) times the level, the input the inverse transform
 // expects.
 struct QuantTable {
@@ -44,12 +48,22 @@ QuantTable make_quant_table(const float* step64);
 // [0, 255]; the results are whole numbers.
 using BandKernel = void (*)(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 
+// The same round trip on a band of one uint8 plane (8 rows of `stride` bytes), in place: the
+// uint8 pipeline's kernel, which converts samples on the way in and out of the transform instead
+// of through a float band. Bit-identical to the BandKernel of the same variant.
+using BandKernelU8 = void (*)(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
+
 void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #ifdef NNJPEG_HAVE_AVX2
 void roundtrip_band_avx2(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #endif
 #ifdef NNJPEG_HAVE_AVX512
 void roundtrip_band_avx512(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
+#endif
+
+void roundtrip_band_u8_scalar(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
+#ifdef NNJPEG_HAVE_AVX2
+void roundtrip_band_u8_avx2(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #endif
 
 // The pipeline's other per-sample loops: one image row of `n` pixels with `channels` (1 or 3)
@@ -61,6 +75,9 @@ struct RowIo {
   void (*load_f32)(const float* src, int channels, std::ptrdiff_t n, float* const* dst);
   void (*store_u8)(const float* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst);
   void (*store_f32)(const float* const* src, int channels, std::ptrdiff_t n, float* dst);
+  // uint8 rows to and from one uint8 row per channel (the BandKernelU8 pipeline).
+  void (*split_u8)(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint8_t* const* dst);
+  void (*merge_u8)(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst);
 };
 
 // The AVX-512 kernel uses the AVX2 conversions: splitting and merging three channels takes two
@@ -71,9 +88,13 @@ extern const RowIo kRowIoScalar;
 extern const RowIo kRowIoAvx2;
 #endif
 
+// The AVX-512 variant pairs its float kernel with the AVX2 uint8 one: that one's gain is in the
+// conversions it skips, and a 512-bit version has not been measured against it.
 struct Kernel {
   const char* name;
   BandKernel fn;
+  const char* name_u8;
+  BandKernelU8 fn_u8;
   const RowIo* io;
 };
 

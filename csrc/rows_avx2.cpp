@@ -152,8 +152,78 @@ void store_f32(const float* const* src, int channels, std::ptrdiff_t n, float* d
   kRowIoScalar.store_f32(tail, channels, n - n8, dst + n8 * channels);
 }
 
+// Bytes: 16 pixels (48 samples, three vectors) per step, one byte shuffle per channel and source
+// vector. Sample 3 k + c (pixel k, channel c) is byte (3 k + c) % 16 of vector (3 k + c) / 16.
+struct ByteMask {
+  alignas(16) std::int8_t b[16];
+};
+
+// Gathers channel c's bytes from source vector s into pixel order (zero elsewhere).
+constexpr ByteMask split_mask(int c, int s) {
+  ByteMask m{};
+  for (int k = 0; k < 16; ++k) m.b[k] = (3 * k + c) / 16 == s ? static_cast<std::int8_t>((3 * k + c) % 16) : -1;
+  return m;
+}
+
+// Places channel c's pixels at their bytes of output vector s (zero elsewhere).
+constexpr ByteMask merge_mask(int c, int s) {
+  ByteMask m{};
+  for (int j = 0; j < 16; ++j) m.b[j] = (16 * s + j) % 3 == c ? static_cast<std::int8_t>((16 * s + j) / 3) : -1;
+  return m;
+}
+
+inline __m128i shuffle(__m128i v, const ByteMask& m) {
+  return _mm_shuffle_epi8(v, _mm_load_si128(reinterpret_cast<const __m128i*>(m.b)));
+}
+
+// Indexed [channel][source vector].
+constexpr ByteMask kSplit[3][3] = {{split_mask(0, 0), split_mask(0, 1), split_mask(0, 2)},
+                                   {split_mask(1, 0), split_mask(1, 1), split_mask(1, 2)},
+                                   {split_mask(2, 0), split_mask(2, 1), split_mask(2, 2)}};
+// Indexed [output vector][channel].
+constexpr ByteMask kMerge[3][3] = {{merge_mask(0, 0), merge_mask(1, 0), merge_mask(2, 0)},
+                                   {merge_mask(0, 1), merge_mask(1, 1), merge_mask(2, 1)},
+                                   {merge_mask(0, 2), merge_mask(1, 2), merge_mask(2, 2)}};
+
+// Output i of three vectors: the OR of v[j] shuffled by m[i][j].
+inline __m128i gather3(const __m128i v[3], const ByteMask (&m)[3][3], int i) {
+  return _mm_or_si128(_mm_or_si128(shuffle(v[0], m[i][0]), shuffle(v[1], m[i][1])), shuffle(v[2], m[i][2]));
+}
+
+void split_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint8_t* const* dst) {
+  std::ptrdiff_t x = 0;
+  if (channels == 3) {
+    for (; x + 16 <= n; x += 16) {
+      const __m128i* p = reinterpret_cast<const __m128i*>(src + 3 * x);
+      const __m128i v[3] = {_mm_loadu_si128(p), _mm_loadu_si128(p + 1), _mm_loadu_si128(p + 2)};
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[0] + x), gather3(v, kSplit, 0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1] + x), gather3(v, kSplit, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[2] + x), gather3(v, kSplit, 2));
+    }
+  }
+  std::uint8_t* tail[3] = {dst[0] + x, channels == 3 ? dst[1] + x : nullptr, channels == 3 ? dst[2] + x : nullptr};
+  kRowIoScalar.split_u8(src + x * channels, channels, n - x, tail);
+}
+
+void merge_u8(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {
+  std::ptrdiff_t x = 0;
+  if (channels == 3) {
+    for (; x + 16 <= n; x += 16) {
+      const __m128i v[3] = {_mm_loadu_si128(reinterpret_cast<const __m128i*>(src[0] + x)),
+                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[1] + x)),
+                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[2] + x))};
+      __m128i* p = reinterpret_cast<__m128i*>(dst + 3 * x);
+      _mm_storeu_si128(p, gather3(v, kMerge, 0));
+      _mm_storeu_si128(p + 1, gather3(v, kMerge, 1));
+      _mm_storeu_si128(p + 2, gather3(v, kMerge, 2));
+    }
+  }
+  const std::uint8_t* tail[3] = {src[0] + x, channels == 3 ? src[1] + x : nullptr, channels == 3 ? src[2] + x : nullptr};
+  kRowIoScalar.merge_u8(tail, channels, n - x, dst + x * channels);
+}
+
 }  // namespace
 
-const RowIo kRowIoAvx2 = {load_u8, load_f32, store_u8, store_f32};
+const RowIo kRowIoAvx2 = {load_u8, load_f32, store_u8, store_f32, split_u8, merge_u8};
 
 }  // namespace nnjpeg

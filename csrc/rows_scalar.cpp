@@ -32,8 +32,22 @@ void store_f32(const float* const* src, int channels, std::ptrdiff_t n, float* d
   }
 }
 
+void split_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint8_t* const* dst) {
+  for (int c = 0; c < channels; ++c) {
+    std::uint8_t* d = dst[c];
+    for (std::ptrdiff_t x = 0; x < n; ++x) d[x] = src[x * channels + c];
+  }
+}
+
+void merge_u8(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {
+  for (int c = 0; c < channels; ++c) {
+    const std::uint8_t* s = src[c];
+    for (std::ptrdiff_t x = 0; x < n; ++x) dst[x * channels + c] = s[x];
+  }
+}
+
 }  // namespace
 
-const RowIo kRowIoScalar = {load_u8, load_f32, store_u8, store_f32};
+const RowIo kRowIoScalar = {load_u8, load_f32, store_u8, store_f32, split_u8, merge_u8};
 
 }  // namespace nnjpeg

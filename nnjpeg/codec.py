@@ -205,6 +205,7 @@ def build_info() -> dict:
     Returns:
         dict with `kernels_compiled` (e.g. ["scalar", "avx2", "avx512"]), `kernels_runnable` (those
         this CPU supports), `kernel` (the one in use; "scalar" when `NNJPEG_FORCE_SCALAR=1`),
-        `cuda_compiled`, `cuda_devices`, `compiler`.
+        `kernel_uint8` (the block kernel of uint8 images coded channel by channel, `color="rgb"`
+        or grey: "avx2" under the "avx512" kernel), `cuda_compiled`, `cuda_devices`, `compiler`.
     """
     return dict(_codec.build_info())

@@ -28,7 +28,8 @@ _BACKENDS = ("native", "tf")
 # coefficients (0, 0), (0, 4), (4, 0) and (4, 4) of whole-number samples are exact sums that often
 # sit exactly on a quantization tie; dividing those by 8 * step (exact) keeps such a tie exact, so
 # it rounds away from zero as libjpeg's would. Every other coefficient is multiplied by
-# 1 / (s(v) s(u) step). The scales are the decimals of csrc/dct_scalar.cpp, so the tables match.
+# 1 / (s(v) s(u) step) and rounded half to even (`tf.round`; see csrc/kernels.h). The scales are the
+# decimals of csrc/dct_scalar.cpp, so the tables match.
 _C4, _C6 = np.float32(0.707106781186547524), np.float32(0.382683432365089772)
 _R2C6, _R2C2 = np.float32(0.541196100146196984), np.float32(1.306562964876376527)
 _SCALE = np.array([2.8284271247461903, 3.9231411216129217, 3.695518130045147, 3.325878449210181,
@@ -187,7 +188,8 @@ def _quantize(coefs, tables):
     div = (scale * steps).astype(np.float32)
     mul = (1.0 / (scale * steps)).astype(np.float32)
     deq = (steps / scale).astype(np.float32)
-    levels = _round_half_away(tf.where(_TIES, _div(coefs, div), _mul(coefs, mul)))
+    scaled = _mul(coefs, mul)
+    levels = tf.where(_TIES, _round_half_away(_div(coefs, div)), _ste(scaled, tf.round(scaled)))
     return _mul(levels, deq)
 
 

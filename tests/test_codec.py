@@ -4,6 +4,8 @@ NumPy/SciPy/Pillow only (no TensorFlow): this file also runs under AddressSaniti
 """
 
 import io
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -215,9 +217,27 @@ def test_concurrent_python_threads(photos):
         np.testing.assert_array_equal(got, want)
 
 
+def _compress_in_child(batch, table):
+    return nnjpeg.compress(batch, table, threads=2)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_runs_with_its_own_workers(photos):
+    # Calls share worker threads kept between calls; a forked child has none of its parent's
+    # threads and must start its own (or at least not wait on the parent's).
+    batch = np.stack([photos["chelsea"][:128, :128]] * 8)
+    table = nnjpeg.nn_table(5)
+    expected = nnjpeg.compress(batch, table, threads=2)  # the parent's workers exist now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_compress_in_child, (batch, table)).get(timeout=120)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(nnjpeg.compress(batch, table, threads=2), expected)
+
+
 def test_build_info():
     info = nnjpeg.build_info()
     assert info["kernel"] in info["kernels_runnable"]
+    assert info["kernel_uint8"] in info["kernels_runnable"]
     assert set(info["kernels_runnable"]) <= set(info["kernels_compiled"])
     assert "scalar" in info["kernels_compiled"]
 

@@ -128,6 +128,21 @@ def test_float_output_is_uint8_output_over_255(photos, kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("channels", [1, 3])
+def test_uint8_kernel_is_bit_identical_to_float_kernel(photos, kernel, channels):
+    # Channel by channel, uint8 images go through the byte kernel and byte row conversions, float32
+    # ones through the float kernel: the same operations per sample, so the same results, at sizes
+    # that cover partial blocks and the row conversions' vector bodies and tails.
+    src = photos["rocket"]
+    for i, (h, w) in enumerate(SIZES):
+        img = np.ascontiguousarray(src[11 + 7 * i : 11 + 7 * i + h, 50 : 50 + w, :channels])
+        for table in TABLES.values():
+            as_u8 = run(img, table, kernel=kernel)
+            as_f32 = run(img.astype(np.float32) / np.float32(255), table, kernel=kernel)
+            np.testing.assert_array_equal(np.rint(as_f32 * 255).astype(np.uint8), as_u8)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("channels", [1, 3])
 def test_float_output_is_exactly_k_over_255_for_every_k(kernel, channels):
     # Flat 8x8 blocks with step 1 come back unchanged (the DC term is exact), so the output holds
     # every whole number 0...255; the SIMD stores compute k / 255 without a division and must still

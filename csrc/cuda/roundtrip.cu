@@ -114,8 +114,9 @@ __global__ void block_roundtrip_kernel(float* planes, std::int64_t plane_stride,
   if (dc) coef -= 64.0f * 128.0f;
   const int i = c * 8 + r;
   // Division, not a reciprocal, at the four exact-tie entries: correctly rounded, it keeps exact
-  // ties exact (kernels.h).
-  const float level = round_half_away(exact_tie_entry(c, r) ? coef / tables.div[t][i] : coef * tables.mul[t][i]);
+  // ties exact, which round half away from zero; every other level rounds half to even (rintf;
+  // kernels.h).
+  const float level = exact_tie_entry(c, r) ? round_half_away(coef / tables.div[t][i]) : rintf(coef * tables.mul[t][i]);
   x[r][c] = dc ? level * tables.deq[t][i] + 128.0f : level * tables.deq[t][i];
   __syncthreads();
   y[r][c] = pass_at<false>(&x[r][0], 1, c);
