@@ -57,8 +57,10 @@ py::array aligned_empty(const py::dtype& dtype, const nnjpeg::ImageView& v) {
   return py::array(dtype, {v.n, v.h, v.w, v.c}, {}, data, raw);
 }
 
-py::array roundtrip(const py::array& images, const py::array_t<float, py::array::c_style>& tables,
-                    int mode, int threads, const std::string& kernel, const std::string& device) {
+// The round trip's output, or None if float32 samples lie outside [0, 1] or are NaN/Inf (checked as
+// they load; the caller words the error).
+py::object roundtrip(const py::array& images, const py::array_t<float, py::array::c_style>& tables,
+                     int mode, int threads, const std::string& kernel, const std::string& device) {
   const nnjpeg::ImageView view = view_of(images);
   py::array out = aligned_empty(images.dtype(), view);
   void* dst = out.mutable_data();
@@ -68,6 +70,7 @@ py::array roundtrip(const py::array& images, const py::array_t<float, py::array:
     std::string err;
     {
       py::gil_scoped_release release;
+      if (nnjpeg::count_out_of_range(view)) return py::none();
       err = nnjpeg::cuda::roundtrip(view, dst, qt, static_cast<nnjpeg::Mode>(mode));
     }
     if (!err.empty()) throw std::runtime_error(err);
@@ -77,17 +80,13 @@ py::array roundtrip(const py::array& images, const py::array_t<float, py::array:
 #endif
   }
   const nnjpeg::Kernel& k = kernel_by_name(kernel);
+  bool in_range;
   {
     py::gil_scoped_release release;
-    nnjpeg::roundtrip(view, dst, qt, static_cast<nnjpeg::Mode>(mode), threads, k);
+    in_range = nnjpeg::roundtrip(view, dst, qt, static_cast<nnjpeg::Mode>(mode), threads, k);
   }
+  if (!in_range) return py::none();
   return out;
-}
-
-std::int64_t count_out_of_range(const py::array& images) {
-  const nnjpeg::ImageView view = view_of(images);
-  py::gil_scoped_release release;
-  return nnjpeg::count_out_of_range(view);
 }
 
 py::dict build_info() {
@@ -121,6 +120,5 @@ PYBIND11_MODULE(_codec, m) {
   m.doc() = "nnjpeg native codec core (private; use the nnjpeg package)";
   m.def("roundtrip", &roundtrip, py::arg("images"), py::arg("tables"), py::arg("mode"),
         py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu");
-  m.def("count_out_of_range", &count_out_of_range, py::arg("images"));
   m.def("build_info", &build_info);
 }

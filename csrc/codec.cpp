@@ -9,8 +9,10 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <new>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -61,25 +63,37 @@ class WorkerPool {
     void* arg;
     int wanted;  // helpers still wanted; guarded by the pool's mutex
     int active;  // helpers running it; guarded by the pool's mutex
+    std::exception_ptr error;  // the first exception a run threw; guarded by the pool's mutex
   };
 
   // Runs job.run(job.arg) on up to job.wanted workers besides the caller's own call, and returns
-  // once every worker that took the job has finished it.
+  // once every worker that took the job has finished it, rethrowing the first exception any run
+  // threw (std::bad_alloc, say). Where no thread can be started, the caller does all the work.
   void run(Job& job) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      while (static_cast<int>(threads_) < job.wanted) {
-        std::thread(&WorkerPool::serve, this).detach();
-        ++threads_;
+      try {
+        while (static_cast<int>(threads_) < job.wanted) {
+          std::thread(&WorkerPool::serve, this).detach();
+          ++threads_;
+        }
+      } catch (const std::system_error&) {
       }
       queue_.push_back(&job);
     }
     work_.notify_all();
-    job.run(job.arg);
+    std::exception_ptr error;
+    try {
+      job.run(job.arg);
+    } catch (...) {
+      error = std::current_exception();
+    }
     std::unique_lock<std::mutex> lock(mutex_);
     const auto queued = std::find(queue_.begin(), queue_.end(), &job);
     if (queued != queue_.end()) queue_.erase(queued);  // no worker will take it now
     done_.wait(lock, [&] { return job.active == 0; });
+    if (!error) error = job.error;
+    if (error) std::rethrow_exception(error);
   }
 
   static WorkerPool& instance() {
@@ -104,8 +118,14 @@ class WorkerPool {
       if (--job->wanted == 0) queue_.pop_front();
       ++job->active;
       lock.unlock();
-      job->run(job->arg);
+      std::exception_ptr error;
+      try {
+        job->run(job->arg);
+      } catch (...) {
+        error = std::current_exception();
+      }
       lock.lock();
+      if (error && !job->error) job->error = error;
       if (--job->active == 0) done_.notify_all();
     }
   }
@@ -140,7 +160,7 @@ void parallel_for(std::int64_t count, int threads, F&& fn) {
     auto& sh = *static_cast<Shared*>(arg);
     for (std::int64_t lo; (lo = sh.next.fetch_add(sh.chunk)) < sh.count;) sh.fn(lo, std::min(sh.count, lo + sh.chunk));
   };
-  WorkerPool::Job job{work, &shared, static_cast<int>(workers - 1), 0};
+  WorkerPool::Job job{work, &shared, static_cast<int>(workers - 1), 0, nullptr};
   WorkerPool::instance().run(job);
 }
 
@@ -162,10 +182,12 @@ bool rows_packed(const ImageView& in) {
 
 // Reads rows [y0, y0 + rows) of image `img`, every channel, into dst[ch] (row stride wp) scaled to
 // [0, 255], replicating the last row and column into the padding as libjpeg does when it expands
-// edges to whole blocks. T is float, or uint8_t for uint8 images (samples as they are).
+// edges to whole blocks. T is float, or uint8_t for uint8 images (samples as they are). Returns
+// false if a float32 sample lay outside [0, 1] (RowIo::load_f32).
 template <class T>
-void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int64_t y0,
+bool load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int64_t y0,
                std::int64_t rows, T* const* dst, std::int64_t wp) {
+  bool ok = true;
   const bool packed = rows_packed(in);
   const int channels = static_cast<int>(in.c);
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -186,16 +208,14 @@ void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int6
         }
       }
     } else if (packed && in.is_float) {
-      io.load_f32(reinterpret_cast<const float*>(row), channels, in.w, d);
+      ok &= io.load_f32(reinterpret_cast<const float*>(row), channels, in.w, d);
     } else if (packed) {
       io.load_u8(row, channels, in.w, d);
     } else {
       for (int ch = 0; ch < channels; ++ch) {
         const std::uint8_t* p = row + ch * in.sc;
         if (in.is_float) {
-          for (std::int64_t x = 0; x < in.w; ++x) {
-            d[ch][x] = *reinterpret_cast<const float*>(p + x * in.sw) * 255.0f;
-          }
+          for (std::int64_t x = 0; x < in.w; ++x) ok &= scale_sample(*reinterpret_cast<const float*>(p + x * in.sw), d[ch][x]);
         } else {
           for (std::int64_t x = 0; x < in.w; ++x) d[ch][x] = static_cast<float>(p[x * in.sw]);
         }
@@ -203,6 +223,7 @@ void load_rows(const ImageView& in, const RowIo& io, std::int64_t img, std::int6
     }
     for (int ch = 0; ch < channels; ++ch) std::fill(d[ch] + in.w, d[ch] + wp, d[ch][in.w - 1]);
   }
+  return ok;
 }
 
 // Writes rows [y0, y0 + rows) (those inside the image) of whole-number samples in [0, 255] to the
@@ -255,11 +276,12 @@ void run_kernel(const std::vector<PlaneJob>& jobs, int threads, const Kernel& ke
 // stored, so images and bands spread over threads alike, however few images there are. uint8
 // images stay bytes in the buffer (the kernel's BandKernelU8), float32 ones become floats.
 template <class T>
-void roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTable>& qts,
+bool roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTable>& qts,
                       int threads, const Kernel& kernel) {
   const std::int64_t hp = round_up(in.h, 8), wp = round_up(in.w, 8);
   const std::int64_t bands = hp / 8;
   const int channels = static_cast<int>(in.c);
+  std::atomic<bool> in_range{true};
   parallel_for(in.n * bands, useful_threads(threads, in.n * hp * wp * in.c),
                [&](std::int64_t lo, std::int64_t hi) {
                  std::vector<T, CacheAligned<T>> buf(static_cast<std::size_t>(channels * 8 * wp));
@@ -267,7 +289,7 @@ void roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
                  for (int ch = 0; ch < channels; ++ch) band[ch] = buf.data() + ch * 8 * wp;
                  for (std::int64_t u = lo; u < hi; ++u) {
                    const std::int64_t img = u / bands, y0 = u % bands * 8;
-                   load_rows(in, *kernel.io, img, y0, 8, band, wp);
+                   if (!load_rows(in, *kernel.io, img, y0, 8, band, wp)) in_range.store(false, std::memory_order_relaxed);
                    for (int ch = 0; ch < channels; ++ch) {
                      if constexpr (std::is_same_v<T, std::uint8_t>) {
                        kernel.fn_u8(band[ch], wp, static_cast<int>(wp / 8), qts[ch]);
@@ -278,6 +300,7 @@ void roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
                    store_rows<T>(band, wp, in, *kernel.io, img, y0, 8, out);
                  }
                });
+  return in_range.load();
 }
 
 // JFIF full-range BT.601 (ITU-T T.871), rounded to whole samples as libjpeg's rgb_ycc_convert.
@@ -351,7 +374,8 @@ void ycc_to_rgb(Plane& y_r, Plane& cb_g, Plane& cr_b) {
   }
 }
 
-void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
+// Returns false if a float32 sample lay outside [0, 1] (RowIo::load_f32).
+bool roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
                          const std::vector<QuantTable>& qts, Mode mode, int threads,
                          const Kernel& kernel, std::vector<Plane>& planes) {
   const int hs = mode == Mode::kYcc444 ? 1 : 2;
@@ -364,7 +388,7 @@ void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
     planes[c].resize(static_cast<std::size_t>(hp * wp));
     rgb[c] = planes[c].data();
   }
-  load_rows(in, *kernel.io, img, 0, hp, rgb, wp);
+  const bool in_range = load_rows(in, *kernel.io, img, 0, hp, rgb, wp);
   rgb_to_ycc(planes[0], planes[1], planes[2]);
   if (hs == 1 && vs == 1) {
     run_kernel({{planes[0].data(), hp, wp, &qts[0]},
@@ -384,6 +408,7 @@ void roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
   }
   ycc_to_rgb(planes[0], planes[1], planes[2]);
   store_rows(rgb, wp, in, *kernel.io, img, 0, in.h, out);
+  return in_range;
 }
 
 }  // namespace
@@ -421,30 +446,32 @@ std::int64_t count_out_of_range(const ImageView& in) {
   return bad;
 }
 
-void roundtrip(const ImageView& in, void* out, const float* tables, Mode mode, int threads,
+bool roundtrip(const ImageView& in, void* out, const float* tables, Mode mode, int threads,
                const Kernel& kernel) {
-  if (in.n == 0) return;
+  if (in.n == 0) return true;
   std::vector<QuantTable> qts;
   for (std::int64_t t = 0; t < in.c; ++t) qts.push_back(make_quant_table(tables + 64 * t));
   if (mode == Mode::kRgb || in.c == 1) {
-    if (in.is_float) {
-      roundtrip_planar<float>(in, out, qts, threads, kernel);
-    } else {
-      roundtrip_planar<std::uint8_t>(in, out, qts, threads, kernel);
-    }
-    return;
+    return in.is_float ? roundtrip_planar<float>(in, out, qts, threads, kernel)
+                       : roundtrip_planar<std::uint8_t>(in, out, qts, threads, kernel);
   }
+  std::atomic<bool> in_range{true};
   const int useful = useful_threads(threads, in.n * in.h * in.w * in.c);
   if (in.n >= useful) {
     // Whole images per worker: no synchronisation inside an image, planes reused across images.
     parallel_for(in.n, useful, [&](std::int64_t lo, std::int64_t hi) {
       std::vector<Plane> planes;
-      for (std::int64_t i = lo; i < hi; ++i) roundtrip_ycc_image(in, i, out, qts, mode, 1, kernel, planes);
+      for (std::int64_t i = lo; i < hi; ++i) {
+        if (!roundtrip_ycc_image(in, i, out, qts, mode, 1, kernel, planes)) in_range.store(false, std::memory_order_relaxed);
+      }
     });
   } else {
     std::vector<Plane> planes;
-    for (std::int64_t i = 0; i < in.n; ++i) roundtrip_ycc_image(in, i, out, qts, mode, useful, kernel, planes);
+    for (std::int64_t i = 0; i < in.n; ++i) {
+      if (!roundtrip_ycc_image(in, i, out, qts, mode, useful, kernel, planes)) in_range.store(false);
+    }
   }
+  return in_range.load();
 }
 
 }  // namespace nnjpeg

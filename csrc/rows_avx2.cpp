@@ -80,17 +80,24 @@ void load_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, float* con
   kRowIoScalar.load_u8(src + n8 * channels, channels, n - n8, tail);
 }
 
-void load_f32(const float* src, int channels, std::ptrdiff_t n, float* const* dst) {
+bool load_f32(const float* src, int channels, std::ptrdiff_t n, float* const* dst) {
   const std::ptrdiff_t n8 = n / 8 * 8;
-  const __m256 k255 = _mm256_set1_ps(255.0f);
-  auto load = [k255](const float* p) { return _mm256_mul_ps(_mm256_loadu_ps(p), k255); };
+  const __m256 k255 = _mm256_set1_ps(255.0f), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  __m256 bad = zero;  // lanes that met a sample outside [0, 1] (unordered compares: NaN too)
+  auto load = [&](const float* p) {
+    const __m256 v = _mm256_loadu_ps(p);
+    const __m256 out = _mm256_or_ps(_mm256_cmp_ps(v, zero, _CMP_NGE_UQ), _mm256_cmp_ps(v, one, _CMP_NLE_UQ));
+    bad = _mm256_or_ps(bad, out);
+    return _mm256_mul_ps(_mm256_andnot_ps(out, v), k255);
+  };
   if (channels == 3) {
     load3(src, n8, dst, load);
   } else {
     for (std::ptrdiff_t x = 0; x < n8; x += 8) _mm256_storeu_ps(dst[0] + x, load(src + x));
   }
   float* tail[3] = {dst[0] + n8, channels == 3 ? dst[1] + n8 : nullptr, channels == 3 ? dst[2] + n8 : nullptr};
-  kRowIoScalar.load_f32(src + n8 * channels, channels, n - n8, tail);
+  const bool tail_ok = kRowIoScalar.load_f32(src + n8 * channels, channels, n - n8, tail);
+  return tail_ok && _mm256_testz_ps(bad, bad);
 }
 
 void store_u8(const float* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {

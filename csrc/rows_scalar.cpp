@@ -11,11 +11,13 @@ void load_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, float* con
   }
 }
 
-void load_f32(const float* src, int channels, std::ptrdiff_t n, float* const* dst) {
+bool load_f32(const float* src, int channels, std::ptrdiff_t n, float* const* dst) {
+  bool ok = true;
   for (int c = 0; c < channels; ++c) {
     float* d = dst[c];
-    for (std::ptrdiff_t x = 0; x < n; ++x) d[x] = src[x * channels + c] * 255.0f;
+    for (std::ptrdiff_t x = 0; x < n; ++x) ok &= scale_sample(src[x * channels + c], d[x]);
   }
+  return ok;
 }
 
 void store_u8(const float* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {

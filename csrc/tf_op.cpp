@@ -249,7 +249,6 @@ void compute(void* kernel, TF_OpKernelContext* ctx) {
   view.sw = view.sc * view.c;
   view.sh = view.sw * view.w;
   view.sn = view.sh * view.h;
-  if (nnjpeg::count_out_of_range(view)) return fail(ctx, range_message(view));
   Tensor out;
   out.t = api.AllocateOutput(ctx, 0, dtype, dims.data(), static_cast<int>(r),
                              static_cast<std::size_t>(view.n * view.sn), st.s);
@@ -257,8 +256,10 @@ void compute(void* kernel, TF_OpKernelContext* ctx) {
     api.OpKernelContext_Failure(ctx, st.s);
     return;
   }
-  nnjpeg::roundtrip(view, api.TensorData(out.t), attrs.tables.data(), static_cast<nnjpeg::Mode>(attrs.mode),
-                    attrs.threads, nnjpeg::active_kernel());
+  if (!nnjpeg::roundtrip(view, api.TensorData(out.t), attrs.tables.data(), static_cast<nnjpeg::Mode>(attrs.mode),
+                         attrs.threads, nnjpeg::active_kernel())) {
+    fail(ctx, range_message(view));  // the range is checked as samples load
+  }
 }
 
 void same_shape(TF_ShapeInferenceContext* ctx, TF_Status* status) {

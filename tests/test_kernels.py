@@ -143,6 +143,29 @@ def test_uint8_kernel_is_bit_identical_to_float_kernel(photos, kernel, channels)
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("channels", [1, 3])
+def test_float_range_is_checked_as_samples_load(kernel, channels):
+    # The float32 range check runs inside the row loads (the native call returns None on a bad
+    # sample): one bad sample must be found wherever it sits, in a vector body or a scalar tail
+    # (W = 41), in strided input (reversed W) and in the YCbCr pipeline; 0, -0 and 1 are in range.
+    h, w = 13, 41
+    base = np.full((2, h, w, channels), 0.5, np.float32)
+    base[0, 0, 0, 0], base[1, 3, 9, channels - 1], base[0, 12, 40, 0] = 0.0, -0.0, 1.0
+    modes = ["rgb", "4:4:4", "4:2:0"] if channels == 3 else ["rgb"]
+    spots = [(0, 0, 0, 0), (1, h - 1, w - 1, channels - 1), (1, 5, 17, 0), (0, 7, 40, channels - 1), (1, 12, 3, channels // 2)]
+    for mode in modes:
+        for img in (base, base[:, :, ::-1]):
+            assert run(img, TABLES["nn5"], mode, kernel=kernel) is not None
+    for bad in (np.nan, np.inf, -np.inf, np.float32(-1e-7), np.nextafter(np.float32(1), np.float32(2)), np.float32(2)):
+        for spot in spots:
+            img = base.copy()
+            img[spot] = bad
+            for mode in modes:
+                assert run(img, TABLES["nn5"], mode, kernel=kernel) is None, (bad, spot, mode)
+                assert run(img[:, :, ::-1], TABLES["nn5"], mode, kernel=kernel) is None, (bad, spot, mode)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("channels", [1, 3])
 def test_float_output_is_exactly_k_over_255_for_every_k(kernel, channels):
     # Flat 8x8 blocks with step 1 come back unchanged (the DC term is exact), so the output holds
     # every whole number 0...255; the SIMD stores compute k / 255 without a division and must still
