@@ -159,8 +159,10 @@ void store_f32(const float* const* src, int channels, std::ptrdiff_t n, float* d
   kRowIoScalar.store_f32(tail, channels, n - n8, dst + n8 * channels);
 }
 
-// Bytes: 16 pixels (48 samples, three vectors) per step, one byte shuffle per channel and source
-// vector. Sample 3 k + c (pixel k, channel c) is byte (3 k + c) % 16 of vector (3 k + c) / 16.
+// Bytes: 16 pixels (48 samples, three 16-byte vectors) per group, one byte shuffle per channel and
+// source vector. Sample 3 k + c (pixel k, channel c) is byte (3 k + c) % 16 of vector (3 k + c) / 16.
+// The main loops take two groups at once, one per 128-bit lane of a ymm register (byte shuffles
+// act per lane), so the masks are the same for both.
 struct ByteMask {
   alignas(16) std::int8_t b[16];
 };
@@ -179,9 +181,13 @@ constexpr ByteMask merge_mask(int c, int s) {
   return m;
 }
 
-inline __m128i shuffle(__m128i v, const ByteMask& m) {
-  return _mm_shuffle_epi8(v, _mm_load_si128(reinterpret_cast<const __m128i*>(m.b)));
+inline __m128i mask_of(const ByteMask& m) { return _mm_load_si128(reinterpret_cast<const __m128i*>(m.b)); }
+inline __m128i shuffle(__m128i v, const ByteMask& m) { return _mm_shuffle_epi8(v, mask_of(m)); }
+inline __m256i shuffle(__m256i v, const ByteMask& m) {
+  return _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(mask_of(m)));
 }
+inline __m128i bit_or(__m128i a, __m128i b) { return _mm_or_si128(a, b); }
+inline __m256i bit_or(__m256i a, __m256i b) { return _mm256_or_si256(a, b); }
 
 // Indexed [channel][source vector].
 constexpr ByteMask kSplit[3][3] = {{split_mask(0, 0), split_mask(0, 1), split_mask(0, 2)},
@@ -193,19 +199,33 @@ constexpr ByteMask kMerge[3][3] = {{merge_mask(0, 0), merge_mask(1, 0), merge_ma
                                    {merge_mask(0, 2), merge_mask(1, 2), merge_mask(2, 2)}};
 
 // Output i of three vectors: the OR of v[j] shuffled by m[i][j].
-inline __m128i gather3(const __m128i v[3], const ByteMask (&m)[3][3], int i) {
-  return _mm_or_si128(_mm_or_si128(shuffle(v[0], m[i][0]), shuffle(v[1], m[i][1])), shuffle(v[2], m[i][2]));
+template <class V>
+inline V gather3(const V v[3], const ByteMask (&m)[3][3], int i) {
+  return bit_or(bit_or(shuffle(v[0], m[i][0]), shuffle(v[1], m[i][1])), shuffle(v[2], m[i][2]));
+}
+
+inline __m128i load16(const std::uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline void store16(std::uint8_t* p, __m128i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
+
+// 16 bytes at lo in the low lane, 16 at hi in the high one.
+inline __m256i load16x2(const std::uint8_t* lo, const std::uint8_t* hi) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(load16(lo)), load16(hi), 1);
 }
 
 void split_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint8_t* const* dst) {
   std::ptrdiff_t x = 0;
   if (channels == 3) {
+    for (; x + 32 <= n; x += 32) {
+      const std::uint8_t* p = src + 3 * x;  // pixels x...x + 15 in bytes 0-47, the next 16 in 48-95
+      const __m256i v[3] = {load16x2(p, p + 48), load16x2(p + 16, p + 64), load16x2(p + 32, p + 80)};
+      for (int c = 0; c < 3; ++c) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[c] + x), gather3(v, kSplit, c));
+      }
+    }
     for (; x + 16 <= n; x += 16) {
-      const __m128i* p = reinterpret_cast<const __m128i*>(src + 3 * x);
-      const __m128i v[3] = {_mm_loadu_si128(p), _mm_loadu_si128(p + 1), _mm_loadu_si128(p + 2)};
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[0] + x), gather3(v, kSplit, 0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1] + x), gather3(v, kSplit, 1));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[2] + x), gather3(v, kSplit, 2));
+      const std::uint8_t* p = src + 3 * x;
+      const __m128i v[3] = {load16(p), load16(p + 16), load16(p + 32)};
+      for (int c = 0; c < 3; ++c) store16(dst[c] + x, gather3(v, kSplit, c));
     }
   }
   std::uint8_t* tail[3] = {dst[0] + x, channels == 3 ? dst[1] + x : nullptr, channels == 3 ? dst[2] + x : nullptr};
@@ -215,14 +235,19 @@ void split_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint
 void merge_u8(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {
   std::ptrdiff_t x = 0;
   if (channels == 3) {
+    for (; x + 32 <= n; x += 32) {
+      __m256i v[3];
+      for (int c = 0; c < 3; ++c) v[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[c] + x));
+      std::uint8_t* p = dst + 3 * x;
+      for (int i = 0; i < 3; ++i) {
+        const __m256i o = gather3(v, kMerge, i);
+        store16(p + 16 * i, _mm256_castsi256_si128(o));
+        store16(p + 48 + 16 * i, _mm256_extracti128_si256(o, 1));
+      }
+    }
     for (; x + 16 <= n; x += 16) {
-      const __m128i v[3] = {_mm_loadu_si128(reinterpret_cast<const __m128i*>(src[0] + x)),
-                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[1] + x)),
-                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[2] + x))};
-      __m128i* p = reinterpret_cast<__m128i*>(dst + 3 * x);
-      _mm_storeu_si128(p, gather3(v, kMerge, 0));
-      _mm_storeu_si128(p + 1, gather3(v, kMerge, 1));
-      _mm_storeu_si128(p + 2, gather3(v, kMerge, 2));
+      const __m128i v[3] = {load16(src[0] + x), load16(src[1] + x), load16(src[2] + x)};
+      for (int i = 0; i < 3; ++i) store16(dst + 3 * x + 16 * i, gather3(v, kMerge, i));
     }
   }
   const std::uint8_t* tail[3] = {src[0] + x, channels == 3 ? src[1] + x : nullptr, channels == 3 ? src[2] + x : nullptr};
