@@ -66,12 +66,6 @@ void roundtrip_band_u8_scalar(std::uint8_t* band, std::ptrdiff_t stride, int nbl
 void roundtrip_band_u8_avx2(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #endif
 
-// The pipeline's other per-sample loops: one image row of `n` pixels with `channels` (1 or 3)
-// interleaved samples to and from one float row per channel. Loads give uint8 samples as is and
-// float32 ones times 255 (no rounding); stores take whole numbers in [0, 255] and write them as
-// uint8, or divided by 255 as float32. load_f32 also checks the range every entry point accepts: it
-// returns false if a sample lies outside [0, 1] or is NaN/Inf, and loads such samples as 0 so that
-// nothing downstream sees them (the caller then reports an error and drops the output).
 // One float32 sample as the loads take it: times 255 when in [0, 1] (true), else 0 (false; NaN too).
 inline bool scale_sample(float v, float& d) {
   const bool in = v >= 0.0f && v <= 1.0f;
@@ -79,6 +73,12 @@ inline bool scale_sample(float v, float& d) {
   return in;
 }
 
+// The pipeline's other per-sample loops: one image row of `n` pixels with `channels` (1 or 3)
+// interleaved samples to and from one float row per channel. Loads give uint8 samples as is and
+// float32 ones times 255 (no rounding); stores take whole numbers in [0, 255] and write them as
+// uint8, or divided by 255 as float32. load_f32 also checks the range every entry point accepts: it
+// returns false if a sample lies outside [0, 1] or is NaN/Inf, and loads such samples as 0 so that
+// nothing downstream sees them (the caller then reports an error and drops the output).
 struct RowIo {
   void (*load_u8)(const std::uint8_t* src, int channels, std::ptrdiff_t n, float* const* dst);
   bool (*load_f32)(const float* src, int channels, std::ptrdiff_t n, float* const* dst);
