@@ -88,31 +88,23 @@ bool bind_api() {
   // RTLD_NOLOAD: only the copy TensorFlow loaded; never a second one.
   void* lib = dlopen("libtensorflow_framework.so.2", RTLD_NOW | RTLD_NOLOAD);
   if (lib == nullptr) return false;
-  return bind(lib, "TF_NewStatus", api.NewStatus) && bind(lib, "TF_DeleteStatus", api.DeleteStatus) &&
-         bind(lib, "TF_SetStatus", api.SetStatus) && bind(lib, "TF_GetCode", api.GetCode) &&
-         bind(lib, "TF_NewOpDefinitionBuilder", api.NewOpDefinitionBuilder) &&
-         bind(lib, "TF_OpDefinitionBuilderAddInput", api.OpDefinitionBuilderAddInput) &&
-         bind(lib, "TF_OpDefinitionBuilderAddOutput", api.OpDefinitionBuilderAddOutput) &&
-         bind(lib, "TF_OpDefinitionBuilderAddAttr", api.OpDefinitionBuilderAddAttr) &&
-         bind(lib, "TF_OpDefinitionBuilderSetShapeInferenceFunction",
-              api.OpDefinitionBuilderSetShapeInferenceFunction) &&
-         bind(lib, "TF_RegisterOpDefinition", api.RegisterOpDefinition) &&
-         bind(lib, "TF_NewShapeHandle", api.NewShapeHandle) &&
-         bind(lib, "TF_DeleteShapeHandle", api.DeleteShapeHandle) &&
-         bind(lib, "TF_ShapeInferenceContextGetInput", api.ShapeInferenceContextGetInput) &&
-         bind(lib, "TF_ShapeInferenceContextSetOutput", api.ShapeInferenceContextSetOutput) &&
-         bind(lib, "TF_NewKernelBuilder", api.NewKernelBuilder) &&
-         bind(lib, "TF_KernelBuilder_TypeConstraint", api.KernelBuilder_TypeConstraint) &&
-         bind(lib, "TF_RegisterKernelBuilder", api.RegisterKernelBuilder) &&
-         bind(lib, "TF_OpKernelConstruction_GetAttrSize", api.OpKernelConstruction_GetAttrSize) &&
-         bind(lib, "TF_OpKernelConstruction_GetAttrFloatList", api.OpKernelConstruction_GetAttrFloatList) &&
-         bind(lib, "TF_OpKernelConstruction_GetAttrInt32", api.OpKernelConstruction_GetAttrInt32) &&
-         bind(lib, "TF_OpKernelConstruction_Failure", api.OpKernelConstruction_Failure) &&
-         bind(lib, "TF_GetInput", api.GetInput) && bind(lib, "TF_AllocateOutput", api.AllocateOutput) &&
-         bind(lib, "TF_OpKernelContext_Failure", api.OpKernelContext_Failure) &&
-         bind(lib, "TF_TensorType", api.TensorType) && bind(lib, "TF_NumDims", api.NumDims) &&
-         bind(lib, "TF_Dim", api.Dim) && bind(lib, "TF_TensorData", api.TensorData) &&
-         bind(lib, "TF_DeleteTensor", api.DeleteTensor);
+  // Each C API function binds the Api member of its name without the "TF_" prefix.
+#define NNJPEG_BIND(name) bind(lib, "TF_" #name, api.name)
+  return NNJPEG_BIND(NewStatus) && NNJPEG_BIND(DeleteStatus) && NNJPEG_BIND(SetStatus) &&
+         NNJPEG_BIND(GetCode) && NNJPEG_BIND(NewOpDefinitionBuilder) &&
+         NNJPEG_BIND(OpDefinitionBuilderAddInput) && NNJPEG_BIND(OpDefinitionBuilderAddOutput) &&
+         NNJPEG_BIND(OpDefinitionBuilderAddAttr) &&
+         NNJPEG_BIND(OpDefinitionBuilderSetShapeInferenceFunction) && NNJPEG_BIND(RegisterOpDefinition) &&
+         NNJPEG_BIND(NewShapeHandle) && NNJPEG_BIND(DeleteShapeHandle) &&
+         NNJPEG_BIND(ShapeInferenceContextGetInput) && NNJPEG_BIND(ShapeInferenceContextSetOutput) &&
+         NNJPEG_BIND(NewKernelBuilder) && NNJPEG_BIND(KernelBuilder_TypeConstraint) &&
+         NNJPEG_BIND(RegisterKernelBuilder) && NNJPEG_BIND(OpKernelConstruction_GetAttrSize) &&
+         NNJPEG_BIND(OpKernelConstruction_GetAttrFloatList) &&
+         NNJPEG_BIND(OpKernelConstruction_GetAttrInt32) && NNJPEG_BIND(OpKernelConstruction_Failure) &&
+         NNJPEG_BIND(GetInput) && NNJPEG_BIND(AllocateOutput) && NNJPEG_BIND(OpKernelContext_Failure) &&
+         NNJPEG_BIND(TensorType) && NNJPEG_BIND(NumDims) && NNJPEG_BIND(Dim) && NNJPEG_BIND(TensorData) &&
+         NNJPEG_BIND(DeleteTensor);
+#undef NNJPEG_BIND
 }
 
 // A TF_Status for the length of a scope.
