@@ -8,7 +8,8 @@ backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core 
 `threads=1`, one per call with tf.data running calls in parallel; and the latter through
 `tf.numpy_function`, the layer's route where its TensorFlow op does not load). Each configuration is warmed
 up and checked against the native output; then every configuration is timed once per round,
-`--repeats` rounds, and the median and the spread are reported in MB/s of uint8 input, with the
+`--repeats` rounds (a plain call over back-to-back calls of 0.2 s at least, a pipeline over 64
+batches at least), and the median and the spread are reported in MB/s of uint8 input, with the
 ratio to Pillow.
 
 Run: .venv/bin/python benchmarks/bench_codec.py [--repeats 7] [--json benchmarks/results/codec.json]
@@ -172,23 +173,42 @@ def timed_call(fn, batch):
         getattr(fn, "close", lambda: None)()
 
 
+# A plain call is timed over back-to-back calls lasting MIN_TIMED_S at least, after WARM_S of untimed
+# ones: on this VM a core that had been idle, or had just run other work, took some 10-20 ms to come
+# up to speed (one thread on 64x224x224x3: 6.4 ms right after a 50 ms sleep, 4.3 ms back to back), so
+# a lone call of a few milliseconds after another configuration measured the core's wake-up rather
+# than the codec. A pipeline pass (64 batches at least) is long enough by itself.
+WARM_S, MIN_TIMED_S = 0.05, 0.2
+
+
+def looped_call(fn, batch) -> float:
+    """Seconds per call of fn, called back to back as in a loop over batches."""
+    warm_until = time.perf_counter() + WARM_S
+    fn(batch)
+    while time.perf_counter() < warm_until:
+        fn(batch)
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn(batch)
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= MIN_TIMED_S:
+            return elapsed / calls
+
+
 def time_configs(configs: dict, batch, repeats: int) -> dict[str, list[float]]:
     """Seconds per pass for every configuration, `repeats` times each, in rounds: every round times
     each configuration once, so that a slow spell of this shared machine falls on all of them
     alike rather than on whichever happened to be timed then, and the ratios stay comparable.
 
-    Each timed call follows an untimed one of the same configuration (a pipeline's open() pulls a
-    pass): the timing is of a configuration called in a loop, as in a training loop, not of its
-    first call after another one. Threads that the previous configuration left behind (a closed
-    pipeline's last map calls) finish meanwhile, and an idle second core is already awake: on
-    this VM a worker thread started on a core idle for a while took milliseconds to get going.
+    A plain call is timed in a loop of its own (looped_call); a pipeline's open() pulls an untimed
+    pass first. Either way the timing is of a configuration called repeatedly, as in a training
+    loop, not of its first call after another one.
     """
     times = {name: [] for name in configs}
     for _ in range(repeats):
         for name, fn in configs.items():
-            if not hasattr(fn, "open"):
-                fn(batch)
-            times[name].append(timed_call(fn, batch)[1])
+            times[name].append(timed_call(fn, batch)[1] if hasattr(fn, "open") else looped_call(fn, batch))
     return times
 
 

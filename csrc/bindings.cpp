@@ -96,7 +96,7 @@ py::dict build_info() {
   for (const auto& k : nnjpeg::runnable_kernels()) runnable.emplace_back(k.name);
   d["kernels_runnable"] = runnable;
   d["kernel"] = std::string(nnjpeg::active_kernel().name);
-  d["kernel_uint8"] = std::string(nnjpeg::active_kernel().name_u8);
+  d["rows"] = std::string(nnjpeg::active_kernel().io->name);
 #ifdef NNJPEG_HAVE_CUDA
   d["cuda_compiled"] = true;
   d["cuda_devices"] = nnjpeg::cuda::device_count();

@@ -31,15 +31,27 @@ bool cpu_has_avx512() {
 #endif
 }
 
+bool cpu_has_avx512vbmi() {
+#if defined(NNJPEG_HAVE_AVX512)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vbmi");
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 std::vector<Kernel> runnable_kernels() {
-  std::vector<Kernel> ks{{"scalar", roundtrip_band_scalar, "scalar", roundtrip_band_u8_scalar, &kRowIoScalar}};
+  std::vector<Kernel> ks{{"scalar", roundtrip_band_scalar, roundtrip_band_u8_scalar, &kRowIoScalar}};
 #ifdef NNJPEG_HAVE_AVX2
-  if (cpu_has_avx2()) ks.push_back({"avx2", roundtrip_band_avx2, "avx2", roundtrip_band_u8_avx2, &kRowIoAvx2});
+  if (cpu_has_avx2()) ks.push_back({"avx2", roundtrip_band_avx2, roundtrip_band_u8_avx2, &kRowIoAvx2});
 #endif
 #ifdef NNJPEG_HAVE_AVX512
-  if (cpu_has_avx512()) ks.push_back({"avx512", roundtrip_band_avx512, "avx2", roundtrip_band_u8_avx2, &kRowIoAvx2});
+  if (cpu_has_avx512()) {
+    ks.push_back({"avx512", roundtrip_band_avx512, roundtrip_band_u8_avx512,
+                  cpu_has_avx512vbmi() ? &kRowIoAvx512Vbmi : &kRowIoAvx2});
+  }
 #endif
   return ks;
 }

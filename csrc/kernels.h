@@ -65,6 +65,9 @@ void roundtrip_band_u8_scalar(std::uint8_t* band, std::ptrdiff_t stride, int nbl
 #ifdef NNJPEG_HAVE_AVX2
 void roundtrip_band_u8_avx2(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #endif
+#ifdef NNJPEG_HAVE_AVX512
+void roundtrip_band_u8_avx512(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
+#endif
 
 // One float32 sample as the loads take it: times 255 when in [0, 1] (true), else 0 (false; NaN too).
 inline bool scale_sample(float v, float& d) {
@@ -80,6 +83,7 @@ inline bool scale_sample(float v, float& d) {
 // returns false if a sample lies outside [0, 1] or is NaN/Inf, and loads such samples as 0 so that
 // nothing downstream sees them (the caller then reports an error and drops the output).
 struct RowIo {
+  const char* name;
   void (*load_u8)(const std::uint8_t* src, int channels, std::ptrdiff_t n, float* const* dst);
   bool (*load_f32)(const float* src, int channels, std::ptrdiff_t n, float* const* dst);
   void (*store_u8)(const float* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst);
@@ -89,20 +93,22 @@ struct RowIo {
   void (*merge_u8)(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst);
 };
 
-// The AVX-512 kernel uses the AVX2 conversions: splitting and merging three channels takes two
-// two-source permutes per 16 samples at 512 bits, against a blend and a one-source permute per 8 at
-// 256 bits, and measured over twice as slow on Zen 4 (loads and stores alike).
+// The AVX-512 kernel uses the AVX2 float conversions: splitting and merging three channels of
+// floats takes two two-source permutes per 16 samples at 512 bits, against a blend and a one-source
+// permute per 8 at 256 bits, and measured over twice as slow on Zen 4 (loads and stores alike). Its
+// byte split and merge are AVX-512 VBMI where the CPU has it (one permute per 64 bytes and
+// register, rows_avx512.cpp), else AVX2.
 extern const RowIo kRowIoScalar;
 #ifdef NNJPEG_HAVE_AVX2
 extern const RowIo kRowIoAvx2;
 #endif
+#ifdef NNJPEG_HAVE_AVX512
+extern const RowIo kRowIoAvx512Vbmi;
+#endif
 
-// The AVX-512 variant pairs its float kernel with the AVX2 uint8 one: that one's gain is in the
-// conversions it skips, and a 512-bit version has not been measured against it.
 struct Kernel {
   const char* name;
   BandKernel fn;
-  const char* name_u8;
   BandKernelU8 fn_u8;
   const RowIo* io;
 };

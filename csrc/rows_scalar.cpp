@@ -50,6 +50,6 @@ void merge_u8(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, st
 
 }  // namespace
 
-const RowIo kRowIoScalar = {load_u8, load_f32, store_u8, store_f32, split_u8, merge_u8};
+const RowIo kRowIoScalar = {"scalar", load_u8, load_f32, store_u8, store_f32, split_u8, merge_u8};
 
 }  // namespace nnjpeg

@@ -206,7 +206,8 @@ def build_info() -> dict:
     Returns:
         dict with `kernels_compiled` (e.g. ["scalar", "avx2", "avx512"]), `kernels_runnable` (those
         this CPU supports), `kernel` (the one in use; "scalar" when `NNJPEG_FORCE_SCALAR=1`),
-        `kernel_uint8` (the block kernel of uint8 images coded channel by channel, `color="rgb"`
-        or grey: "avx2" under the "avx512" kernel), `cuda_compiled`, `cuda_devices`, `compiler`.
+        `rows` (the row conversions that go with it: "avx512vbmi" byte split and merge of
+        uint8 channels under the "avx512" kernel where the CPU has VBMI, else "avx2" or
+        "scalar"), `cuda_compiled`, `cuda_devices`, `compiler`.
     """
     return dict(_codec.build_info())
