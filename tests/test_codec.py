@@ -293,3 +293,15 @@ TABLE = nnjpeg.nn_table(5)
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_type_stubs_name_what_the_native_module_defines():
+    import ast
+    from pathlib import Path
+
+    from nnjpeg import _codec
+
+    stub = ast.parse((Path(nnjpeg.__file__).parent / "_codec.pyi").read_text())
+    stubbed = {node.name for node in stub.body if isinstance(node, ast.FunctionDef)}
+    defined = {name for name in dir(_codec) if not name.startswith("_")}
+    assert stubbed == defined
