@@ -80,5 +80,20 @@ NNJPEG_HOST_DEVICE inline void inverse(typename D::V y[8]) {
   y[4] = D::sub(e3, o3);
 }
 
+// A SIMD block set's round trip between its loads and stores (D also provides transpose), rows r
+// as loaded: the forward transform (columns, one transpose, rows, so coefficients in [u][v]
+// order), `quantize(r)` in place (the level shift, levels times their steps), the inverse (rows,
+// the transpose back, columns).
+template <class D, class Quantize>
+inline void roundtrip_rows(typename D::V r[8], Quantize quantize) {
+  forward<D>(r);
+  D::transpose(r);
+  forward<D>(r);
+  quantize(r);
+  inverse<D>(r);
+  D::transpose(r);
+  inverse<D>(r);
+}
+
 }  // namespace aan
 }  // namespace nnjpeg

@@ -127,15 +127,11 @@ struct Avx2Pair {
 // output rounding.
 template <class D>
 inline void roundtrip_rows(typename D::V r[8], const QuantTable& qt) {
-  aan::forward<D>(r);
-  D::transpose(r);
-  aan::forward<D>(r);
-  r[0] = D::shift(r[0], -64.0f * 128.0f);
-  for (int u = 0; u < 8; ++u) r[u] = D::quant(r[u], u, qt);
-  r[0] = D::shift(r[0], 128.0f);
-  aan::inverse<D>(r);
-  D::transpose(r);
-  aan::inverse<D>(r);
+  aan::roundtrip_rows<D>(r, [&qt](typename D::V* c) {
+    c[0] = D::shift(c[0], -64.0f * 128.0f);
+    for (int u = 0; u < 8; ++u) c[u] = D::quant(c[u], u, qt);
+    c[0] = D::shift(c[0], 128.0f);
+  });
 }
 
 // A band of blocks in pairs, then a lone last block: load(p, i) gives row i of the block at p as
