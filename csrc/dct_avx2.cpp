@@ -3,13 +3,13 @@
 // first pass works on the rows as loaded (a column transform), one transpose turns the result for
 // the row transform, and the coefficients stay transposed ([u][v], the order of the QuantTable
 // entries); the inverse runs the mirror image, so a block costs two transposes. Blocks go two at a
-// time, their instructions interleaved: one block is a single dependency chain of some 300
+// time, a stage apart (aan::roundtrip_skewed): one block is a single dependency chain of some 300
 // instructions, longer than the core's reorder window, so a lone block leaves most of the
-// execution units idle (pairs measured 15-25 % faster on Zen 3). The passes are aan-inl.h, as in
-// the scalar kernel, with no FMA (-ffp-contract=off): the results are bit-identical to it, so the
-// choice of kernel never changes an output. The uint8 variant runs the same block code with bytes
-// widened on load and packed (with saturation) on store, so uint8 images skip the float band and
-// its conversions.
+// execution units idle (two blocks in step measured 15-25 % faster than one on Zen 3). The passes
+// are aan-inl.h, as in the scalar kernel, with no FMA (-ffp-contract=off): the results are
+// bit-identical to it, so the choice of kernel never changes an output. The uint8 variant runs
+// the same block code with bytes widened on load and packed (with saturation) on store, so uint8
+// images skip the float band and its conversions.
 #include <immintrin.h>
 
 #include "aan-inl.h"
@@ -91,7 +91,7 @@ inline __m256 quantize(__m256 r, int u, const QuantTable& qt) {
   return _mm256_mul_ps(q, _mm256_load_ps(qt.deq + 8 * u));
 }
 
-// One block per register set.
+// One block per register set, for aan-inl.h.
 struct Avx2 {
   using V = __m256;
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
@@ -99,61 +99,37 @@ struct Avx2 {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V set1(float a) { return _mm256_set1_ps(a); }
   static void transpose(V r[8]) { transpose8(r); }
-  static V shift(V r, float d) { return shift_dc(r, d); }
-  static V quant(V r, int u, const QuantTable& qt) { return quantize(r, u, qt); }
 };
 
-// Two blocks, every operation issued for both: two independent chains for the scheduler.
-struct Avx2Pair {
-  struct V {
-    __m256 a, b;
-  };
-  static V add(V x, V y) { return {_mm256_add_ps(x.a, y.a), _mm256_add_ps(x.b, y.b)}; }
-  static V sub(V x, V y) { return {_mm256_sub_ps(x.a, y.a), _mm256_sub_ps(x.b, y.b)}; }
-  static V mul(V x, V y) { return {_mm256_mul_ps(x.a, y.a), _mm256_mul_ps(x.b, y.b)}; }
-  static V set1(float v) { return {_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
-  static void transpose(V r[8]) {
-    __m256 a[8], b[8];
-    for (int i = 0; i < 8; ++i) a[i] = r[i].a, b[i] = r[i].b;
-    transpose8(a);
-    transpose8(b);
-    for (int i = 0; i < 8; ++i) r[i] = {a[i], b[i]};
-  }
-  static V shift(V r, float d) { return {shift_dc(r.a, d), shift_dc(r.b, d)}; }
-  static V quant(V r, int u, const QuantTable& qt) { return {quantize(r.a, u, qt), quantize(r.b, u, qt)}; }
-};
-
-// The round trip of the rows r of one block (Avx2) or two (Avx2Pair), in place, before the
-// output rounding.
-template <class D>
-inline void roundtrip_rows(typename D::V r[8], const QuantTable& qt) {
-  aan::roundtrip_rows<D>(r, [&qt](typename D::V* c) {
-    c[0] = D::shift(c[0], -64.0f * 128.0f);
-    for (int u = 0; u < 8; ++u) c[u] = D::quant(c[u], u, qt);
-    c[0] = D::shift(c[0], 128.0f);
-  });
+// The quantization step of a block's round trip, in place: level shift, levels times their steps,
+// level shift back.
+inline void quantize_block(__m256 c[8], const QuantTable& qt) {
+  c[0] = shift_dc(c[0], -64.0f * 128.0f);
+  for (int u = 0; u < 8; ++u) c[u] = quantize(c[u], u, qt);
+  c[0] = shift_dc(c[0], 128.0f);
 }
 
-// A band of blocks in pairs, then a lone last block: load(p, i) gives row i of the block at p as
-// floats, store(p, i, row i, row i + 1) takes its transformed rows two at a time.
+// A band of blocks two at a time (aan::roundtrip_skewed), then a lone last one: load(p, i) gives
+// row i of the block at p as floats, store(p, i, row i, row i + 1) takes its transformed rows two
+// at a time.
 template <class T, class Load, class Store>
 inline void roundtrip_band(T* band, int nblocks, const QuantTable& qt, Load load, Store store) {
+  auto quant = [&qt](__m256* c) { quantize_block(c, qt); };
   int b = 0;
   for (; b + 2 <= nblocks; b += 2) {
     T* p = band + 8 * b;
-    Avx2Pair::V r[8];
-    for (int i = 0; i < 8; ++i) r[i] = {load(p, i), load(p + 8, i)};
-    roundtrip_rows<Avx2Pair>(r, qt);
-    for (int i = 0; i < 8; i += 2) {
-      store(p, i, r[i].a, r[i + 1].a);
-      store(p + 8, i, r[i].b, r[i + 1].b);
-    }
+    __m256 x[8], y[8];
+    for (int i = 0; i < 8; ++i) x[i] = load(p, i);
+    aan::roundtrip_skewed<Avx2>(
+        x, y, quant, [&] { for (int i = 0; i < 8; ++i) y[i] = load(p + 8, i); },
+        [&] { for (int i = 0; i < 8; i += 2) store(p, i, x[i], x[i + 1]); });
+    for (int i = 0; i < 8; i += 2) store(p + 8, i, y[i], y[i + 1]);
   }
   if (b < nblocks) {
     T* p = band + 8 * b;
     __m256 r[8];
     for (int i = 0; i < 8; ++i) r[i] = load(p, i);
-    roundtrip_rows<Avx2>(r, qt);
+    aan::roundtrip_rows<Avx2>(r, quant);
     for (int i = 0; i < 8; i += 2) store(p, i, r[i], r[i + 1]);
   }
 }

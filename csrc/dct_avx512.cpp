@@ -1,8 +1,6 @@
 // AVX-512 kernel: two horizontally adjacent 8x8 blocks per register set, row r of both blocks in
-// one zmm (lanes 0-7 block b, lanes 8-15 block b + 1), and two such sets (four blocks) per pass,
-// their instructions interleaved as in the AVX2 kernel's pairs: one set's chain alone leaves
-// execution units idle (the uint8 kernel measured 32 ns per block with one set, 24 with two, and
-// no better with three). The passes are those of the AVX2 kernel (aan-inl.h across the 8
+// one zmm (lanes 0-7 block b, lanes 8-15 block b + 1), and two sets (four blocks) per pass, run a
+// stage apart (aan::roundtrip_skewed). The passes are those of the AVX2 kernel (aan-inl.h across the 8
 // registers, columns first, two transposes per block, no FMA, so bit-identical to the scalar
 // kernel); the transposes stay within each 256-bit half. Band tails go two blocks at a time, then
 // a lone block through the same code with the upper half masked off. The uint8 variant widens
@@ -41,13 +39,13 @@ inline void transpose8x2(__m512 r[8]) {
 // Round half away from zero, exactly: trunc(x + copysign(0.5 - 2^-25, x)). Adding the largest
 // float below 0.5 (not 0.5 itself) keeps x = k + 0.49999997 from rounding up to k + 1 in the sum,
 // and for |x| >= 2^23 the addend is below half an ulp so x is returned unchanged.
-inline __m512 round_half_away(__m512 x) {
-  const __m512 half = _mm512_set1_ps(0.49999997f);
-  const __m512 sign = _mm512_set1_ps(-0.0f);
+inline __m256 round_half_away(__m256 x) {
+  const __m256 half = _mm256_set1_ps(0.49999997f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
   // (x & sign) | half in one ternary-logic op (truth table 0xEA: (A & B) | C).
-  const __m512 bias = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
-      _mm512_castps_si512(x), _mm512_castps_si512(sign), _mm512_castps_si512(half), 0xEA));
-  return _mm512_roundscale_ps(_mm512_add_ps(x, bias), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 bias = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(
+      _mm256_castps_si256(x), _mm256_castps_si256(sign), _mm256_castps_si256(half), 0xEA));
+  return _mm256_round_ps(_mm256_add_ps(x, bias), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
 }
 
 // The output rounding of the scalar kernel: floor(x + 0.49999997), clamped to [0, 255]. max
@@ -64,122 +62,80 @@ inline __m512 table_row(const float* t, int u) { return _mm512_broadcast_f32x8(_
 inline __m512 shift_dc(__m512 r, float d) { return _mm512_mask_add_ps(r, 0x0101, r, _mm512_set1_ps(d)); }
 
 // Register u holds horizontal frequency u, lane v (of each half) vertical frequency v: the same
-// table rows for both blocks. Every level is rounded half to even here; quant_ties then replaces
-// the exact-tie ones.
+// table rows for both blocks. Every level is rounded half to even here; quantize_ties then
+// replaces the exact-tie ones.
 inline __m512 quantize(__m512 r, int u, const QuantTable& qt) {
   return _mm512_roundscale_ps(_mm512_mul_ps(r, table_row(qt.mul, u)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-// The exact-tie levels (kernels.h) of one register set are lanes 0, 4, 8 and 12 of registers 0
-// and 4; gathered, those of two sets fill one register, so four blocks take one division rather
-// than four (a 512-bit division occupies the divider for many cycles, and stalled the pass).
-// `div` holds their divisors in the gathered order (tie_divisors).
-struct Ties {
-  __m512 div;
-};
-
-inline Ties tie_divisors(const QuantTable& qt) {
+// The exact-tie levels (kernels.h) of a register set are lanes 0, 4, 8 and 12 of registers 0 and
+// 4: gathered into 8 lanes they take one 256-bit division instead of two 512-bit ones (a division
+// per register stalled the pass). Their divisors, in the gathered order:
+inline __m256 tie_divisors(const QuantTable& qt) {
   const float a = qt.div[0], b = qt.div[4], c = qt.div[32], d = qt.div[36];
-  return {_mm512_setr_ps(a, b, a, b, c, d, c, d, a, b, a, b, c, d, c, d)};
+  return _mm256_setr_ps(a, b, a, b, c, d, c, d);
 }
 
-// Lanes 0, 4, 8, 12 of r0, then of r4, in lanes 0-7.
-inline __m512 gather_ties(__m512 r0, __m512 r4) {
-  return _mm512_permutex2var_ps(r0, _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28), r4);
-}
-
-// Lanes 4k to 4k + 3 of q into lanes 0, 4, 8, 12 of r.
-inline __m512 scatter_ties(__m512 r, __m512 q, int k) {
+// Lanes 4k to 4k + 3 of l into lanes 0, 4, 8, 12 of r.
+inline __m512 scatter_ties(__m512 r, __m512 l, int k) {
   const __m512i idx = _mm512_setr_epi32(4 * k, 0, 0, 0, 4 * k + 1, 0, 0, 0, 4 * k + 2, 0, 0, 0, 4 * k + 3, 0, 0, 0);
-  return _mm512_mask_permutexvar_ps(r, 0x1111, idx, q);
+  return _mm512_mask_permutexvar_ps(r, 0x1111, idx, l);
 }
 
-// Two blocks per register set.
+// t: the forward transform, q: its levels, whose exact-tie lanes are replaced.
+inline void quantize_ties(const __m512 t[8], __m512 q[8], __m256 div) {
+  const __m512i gather = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256 g = _mm512_castps512_ps256(_mm512_permutex2var_ps(t[0], gather, t[4]));
+  // Only lanes 0-7 of l are read (scatter_ties).
+  const __m512 l = _mm512_castps256_ps512(round_half_away(_mm256_div_ps(g, div)));
+  q[0] = scatter_ties(q[0], l, 0);
+  q[4] = scatter_ties(q[4], l, 1);
+}
+
+// Two blocks per register set, for aan-inl.h.
 struct Avx512 {
   using V = __m512;
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V set1(float a) { return _mm512_set1_ps(a); }
-  static V row(const float* t, int u) { return table_row(t, u); }
   static void transpose(V r[8]) { transpose8x2(r); }
-  static V shift(V r, float d) { return shift_dc(r, d); }
-  static V quant(V r, int u, const QuantTable& qt) { return quantize(r, u, qt); }
-  // t: the forward transform, q: its levels; the upper half of the division is a copy of the lower.
-  static void quant_ties(const V t[8], V q[8], const Ties& ties) {
-    const __m512 g = gather_ties(t[0], t[4]);
-    const __m512 l = round_half_away(_mm512_div_ps(g, ties.div));
-    q[0] = scatter_ties(q[0], l, 0);
-    q[4] = scatter_ties(q[4], l, 1);
-  }
 };
 
-// Four blocks: two register sets, every operation issued for both.
-struct Avx512Pair {
-  struct V {
-    __m512 a, b;
-  };
-  static V add(V x, V y) { return {_mm512_add_ps(x.a, y.a), _mm512_add_ps(x.b, y.b)}; }
-  static V sub(V x, V y) { return {_mm512_sub_ps(x.a, y.a), _mm512_sub_ps(x.b, y.b)}; }
-  static V mul(V x, V y) { return {_mm512_mul_ps(x.a, y.a), _mm512_mul_ps(x.b, y.b)}; }
-  static V set1(float v) { return {_mm512_set1_ps(v), _mm512_set1_ps(v)}; }
-  static V row(const float* t, int u) { return {table_row(t, u), table_row(t, u)}; }
-  static void transpose(V r[8]) {
-    __m512 a[8], b[8];
-    for (int i = 0; i < 8; ++i) a[i] = r[i].a, b[i] = r[i].b;
-    transpose8x2(a);
-    transpose8x2(b);
-    for (int i = 0; i < 8; ++i) r[i] = {a[i], b[i]};
-  }
-  static V shift(V r, float d) { return {shift_dc(r.a, d), shift_dc(r.b, d)}; }
-  static V quant(V r, int u, const QuantTable& qt) { return {quantize(r.a, u, qt), quantize(r.b, u, qt)}; }
-  static void quant_ties(const V t[8], V q[8], const Ties& ties) {
-    const __m512 g = _mm512_shuffle_f32x4(gather_ties(t[0].a, t[4].a), gather_ties(t[0].b, t[4].b), 0x44);
-    const __m512 l = round_half_away(_mm512_div_ps(g, ties.div));
-    q[0] = {scatter_ties(q[0].a, l, 0), scatter_ties(q[0].b, l, 2)};
-    q[4] = {scatter_ties(q[4].a, l, 1), scatter_ties(q[4].b, l, 3)};
-  }
-};
-
-// The round trip of the rows r of two blocks (Avx512) or four (Avx512Pair), in place, before the
-// output rounding.
-template <class D>
-inline void roundtrip_rows(typename D::V r[8], const QuantTable& qt, const Ties& ties) {
-  aan::roundtrip_rows<D>(r, [&qt, &ties](typename D::V* c) {
-    c[0] = D::shift(c[0], -64.0f * 128.0f);
-    typename D::V q[8];
-    for (int u = 0; u < 8; ++u) q[u] = D::quant(c[u], u, qt);
-    D::quant_ties(c, q, ties);
-    for (int u = 0; u < 8; ++u) c[u] = D::mul(q[u], D::row(qt.deq, u));
-    c[0] = D::shift(c[0], 128.0f);
-  });
+// The quantization step of a set's round trip, in place: level shift, levels, exact-tie levels,
+// times their steps, level shift back.
+inline void quantize_set(__m512 c[8], const QuantTable& qt, __m256 ties) {
+  c[0] = shift_dc(c[0], -64.0f * 128.0f);
+  __m512 q[8];
+  for (int u = 0; u < 8; ++u) q[u] = quantize(c[u], u, qt);
+  quantize_ties(c, q, ties);
+  for (int u = 0; u < 8; ++u) c[u] = _mm512_mul_ps(q[u], table_row(qt.deq, u));
+  c[0] = shift_dc(c[0], 128.0f);
 }
 
-// A band of blocks four at a time, then two, then a lone last one. load(p, i, mask) gives row i
-// of blocks p and p + 8 (the latter's lanes zero where mask is 0x00FF); store(p, i, rows, mask)
-// takes the transformed rows i to i + 3 of the same blocks.
+// A band of blocks four at a time (two register sets, aan::roundtrip_skewed), then two, then a
+// lone last one. load(p, i, mask) gives row i of blocks p and p + 8 (the latter's lanes zero where
+// mask is 0x00FF); store(p, i, rows, mask) takes the transformed rows i to i + 3 of the same blocks.
 template <class T, class Load, class Store>
 inline void roundtrip_band(T* band, int nblocks, const QuantTable& qt, Load load, Store store) {
-  const Ties ties = tie_divisors(qt);
+  const __m256 ties = tie_divisors(qt);
+  auto quant = [&qt, ties](__m512* c) { quantize_set(c, qt, ties); };
   int b = 0;
   for (; b + 4 <= nblocks; b += 4) {
     T* p = band + 8 * b;
-    Avx512Pair::V r[8];
-    for (int i = 0; i < 8; ++i) r[i] = {load(p, i, 0xFFFF), load(p + 16, i, 0xFFFF)};
-    roundtrip_rows<Avx512Pair>(r, qt, ties);
-    for (int i = 0; i < 8; i += 4) {
-      const __m512 a[4] = {r[i].a, r[i + 1].a, r[i + 2].a, r[i + 3].a};
-      const __m512 c[4] = {r[i].b, r[i + 1].b, r[i + 2].b, r[i + 3].b};
-      store(p, i, a, 0xFFFF);
-      store(p + 16, i, c, 0xFFFF);
-    }
+    __m512 x[8], y[8];
+    for (int i = 0; i < 8; ++i) x[i] = load(p, i, 0xFFFF);
+    aan::roundtrip_skewed<Avx512>(
+        x, y, quant, [&] { for (int i = 0; i < 8; ++i) y[i] = load(p + 16, i, 0xFFFF); },
+        [&] { for (int i = 0; i < 8; i += 4) store(p, i, x + i, 0xFFFF); });
+    for (int i = 0; i < 8; i += 4) store(p + 16, i, y + i, 0xFFFF);
   }
   for (; b < nblocks; b += 2) {
     T* p = band + 8 * b;
     const __mmask16 mask = b + 2 <= nblocks ? 0xFFFF : 0x00FF;
     __m512 r[8];
     for (int i = 0; i < 8; ++i) r[i] = load(p, i, mask);
-    roundtrip_rows<Avx512>(r, qt, ties);
+    aan::roundtrip_rows<Avx512>(r, quant);
     for (int i = 0; i < 8; i += 4) store(p, i, r + i, mask);
   }
 }
