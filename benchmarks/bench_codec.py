@@ -1,8 +1,8 @@
 """Throughput of nnjpeg's round trip beside what a user would otherwise pick, in one run.
 
 Workloads: 64 x 224x224x3 and 1024 x 32x32x3 uint8 crops of natural photographs (scikit-image).
-Configurations: nnjpeg (1 thread, all threads, and 1 thread on float32 images in [0, 1], the Keras
-layer's input format), Pillow (encode + decode with the same table as
+Configurations: nnjpeg (1 thread and all threads, on uint8 and on float32 images in [0, 1], the
+Keras layer's input format, and the latter into a reused `out=` buffer), Pillow (encode + decode with the same table as
 `qtables`, 4:4:4), simplejpeg (q75, 4:4:4), a NumPy/SciPy `dctn` implementation, nnjpeg's pure-TF
 backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core per call, and
 `threads=1`, one per call with tf.data running calls in parallel; and the latter through
@@ -225,11 +225,15 @@ def run(repeats: int) -> dict:
     for wname, batch in workloads.items():
         native = nnjpeg.compress(batch, TABLE, threads=threads)
         floats = batch.astype(np.float32) / 255.0  # the Keras layer's input format, converted untimed
+        float_out = np.empty_like(floats)
         configs = {
             "nnjpeg 1 thread": lambda b: nnjpeg.compress(b, TABLE, threads=1),
             "nnjpeg 1 thread, float32 in/out": lambda b: nnjpeg.compress(floats, TABLE, threads=1),
             f"nnjpeg {threads} threads": lambda b: nnjpeg.compress(b, TABLE, threads=threads),
             f"nnjpeg {threads} threads, float32 in/out": lambda b: nnjpeg.compress(floats, TABLE, threads=threads),
+            # One result buffer reused from call to call (out=): no fresh pages to fault in.
+            f"nnjpeg {threads} threads, float32 in/out, out= reused": lambda b: nnjpeg.compress(
+                floats, TABLE, threads=threads, out=float_out),
             "Pillow (same table, 4:4:4)": pillow_roundtrip,
             "simplejpeg (q75, 4:4:4)": simplejpeg_roundtrip,
             "NumPy/SciPy dctn": scipy_roundtrip,

@@ -57,12 +57,14 @@ py::array aligned_empty(const py::dtype& dtype, const nnjpeg::ImageView& v) {
   return py::array(dtype, {v.n, v.h, v.w, v.c}, {}, data, raw);
 }
 
-// The round trip's output, or None if float32 samples lie outside [0, 1] or are NaN/Inf (checked as
-// they load; the caller words the error).
+// The round trip's output (`out` when given: a C-contiguous, writeable array of the images' dtype
+// and shape, possibly the images themselves), or None if float32 samples lie outside [0, 1] or are
+// NaN/Inf (checked as they load; the caller words the error).
 py::object roundtrip(const py::array& images, const py::array_t<float, py::array::c_style>& tables,
-                     int mode, int threads, const std::string& kernel, const std::string& device) {
+                     int mode, int threads, const std::string& kernel, const std::string& device,
+                     const py::object& given) {
   const nnjpeg::ImageView view = view_of(images);
-  py::array out = aligned_empty(images.dtype(), view);
+  py::array out = given.is_none() ? aligned_empty(images.dtype(), view) : given.cast<py::array>();
   void* dst = out.mutable_data();
   const float* qt = tables.data();
   if (device == "cuda") {
@@ -119,6 +121,6 @@ py::dict build_info() {
 PYBIND11_MODULE(_codec, m) {
   m.doc() = "nnjpeg native codec core (private; use the nnjpeg package)";
   m.def("roundtrip", &roundtrip, py::arg("images"), py::arg("tables"), py::arg("mode"),
-        py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu");
+        py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu", py::arg("out") = py::none());
   m.def("build_info", &build_info);
 }

@@ -12,9 +12,12 @@ def roundtrip(
     threads: int,
     kernel: str = "",
     device: str = "cpu",
+    out: npt.NDArray[np.uint8] | npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.uint8] | npt.NDArray[np.float32] | None:
     """(N, H, W, C) images round-tripped with `tables` ((planes, 64) float32, natural order) in
-    pipeline `mode` (0 RGB, 1 YCbCr 4:4:4, 2 4:2:2, 3 4:2:0); None if float32 samples lie outside
-    [0, 1] or are NaN/Inf. `kernel`: a name from build_info()["kernels_runnable"], "" the active one."""
+    pipeline `mode` (0 RGB, 1 YCbCr 4:4:4, 2 4:2:2, 3 4:2:0), into `out` when given (C-contiguous,
+    writeable, the images' dtype and shape, possibly the images themselves); None if float32
+    samples lie outside [0, 1] or are NaN/Inf. `kernel`: a name from
+    build_info()["kernels_runnable"], "" the active one."""
 
 def build_info() -> dict[str, Any]: ...

@@ -243,6 +243,38 @@ def test_build_info():
     assert "scalar" in info["kernels_compiled"]
 
 
+@pytest.mark.parametrize("args", [dict(table=nnjpeg.nn_table(5)),
+                                  dict(table=np.stack(nnjpeg.standard_tables(70)), color="ycbcr", subsampling="4:2:0")])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_out_and_in_place(photos, args, dtype):
+    batch = np.stack([photos["chelsea"][:77, :130], photos["coffee"][:77, :130], photos["rocket"][:77, :130]])
+    batch = batch if dtype == np.uint8 else batch.astype(np.float32) / np.float32(255)
+    expected = nnjpeg.compress(batch, **args)
+    for threads in (1, 2):
+        out = np.full_like(batch, 7)
+        assert nnjpeg.compress(batch, **args, threads=threads, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+        for images, want in ((batch.copy(), expected), (batch[1].copy(), expected[1])):
+            assert nnjpeg.compress(images, **args, threads=threads, out=images) is images
+            np.testing.assert_array_equal(images, want)
+    grey = np.ascontiguousarray(batch[..., :1])
+    assert nnjpeg.jpeg(grey, 60, out=grey) is grey
+    np.testing.assert_array_equal(grey, nnjpeg.jpeg(np.ascontiguousarray(batch[..., :1]), 60))
+
+
+def test_out_errors_leave_images_untouched():
+    images = np.full((2, 8, 8, 3), 0.5, np.float32)
+    images[1, 7, 7, 2] = 1.5  # the last sample: found only after the rest were coded
+    before = images.copy()
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]. Received: min=0.5, max=1.5"):
+        nnjpeg.compress(images, TABLE, out=images)
+    np.testing.assert_array_equal(images, before)
+    buf = np.zeros((3, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"overlapping part of them"):
+        nnjpeg.compress(buf[:2], TABLE, out=buf[1:])
+    np.testing.assert_array_equal(buf, 0)
+
+
 GOOD = np.zeros((8, 8, 3), np.uint8)
 TABLE = nnjpeg.nn_table(5)
 
@@ -278,6 +310,16 @@ TABLE = nnjpeg.nn_table(5)
         (lambda: nnjpeg.compress(GOOD, TABLE, threads="2"), TypeError, r"Received: '2'"),
         (lambda: nnjpeg.compress(GOOD, TABLE, threads=True), TypeError, r"Received: True"),
         (lambda: nnjpeg.compress(GOOD, TABLE, device="tpu"), ValueError, r"device to be one of 'cpu', 'cuda'. Received: 'tpu'"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, out=GOOD.tolist()), TypeError, r"out to be None or a NumPy array. Received: list"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, out=np.zeros((8, 8, 3), np.float32)), TypeError,
+         r"out of the images' dtype uint8. Received: dtype=float32"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, out=np.zeros((1, 8, 8, 3), np.uint8)), ValueError,
+         r"out of the images' shape \(8, 8, 3\). Received: shape=\(1, 8, 8, 3\)"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, out=np.zeros((8, 16, 3), np.uint8)[:, ::2]), ValueError,
+         r"C-contiguous and writeable. Received: c_contiguous=False, writeable=True"),
+        (lambda: nnjpeg.compress(GOOD, TABLE, out=np.broadcast_to(GOOD, GOOD.shape)), ValueError,
+         r"c_contiguous=True, writeable=False"),
+        (lambda: nnjpeg.jpeg(GOOD, 50, out=np.zeros((8, 8, 1), np.uint8)), ValueError, r"out of the images' shape"),
         (lambda: nnjpeg.jpeg(GOOD, 0), ValueError, r"quality to be an integer in 1...100. Received: quality=0"),
         (lambda: nnjpeg.jpeg(GOOD, 101), ValueError, r"quality=101"),
         (lambda: nnjpeg.jpeg(GOOD, 75.0), TypeError, r"quality to be an integer.*75.0 of type float"),
