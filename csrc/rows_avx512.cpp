@@ -2,9 +2,13 @@
 // 64 pixels per step: a VBMI byte permute picks any of 128 bytes of two registers, so each
 // channel (split) or output register (merge) takes one two-source permute and one masked
 // one-source permute for the third register, against nine byte shuffles and six ORs per 32 pixels
-// at 256 bits. What is left of a row goes to the AVX2 functions, as do the float conversions
-// (kernels.h: 512-bit versions of those measured slower).
+// at 256 bits. The rest of a row takes one more step through masked loads and stores (handing it
+// to the AVX2 functions instead left a 32-pixel row, 32² images, 20 % slower per image). Grey rows
+// and the float conversions are the AVX2 functions (kernels.h: 512-bit float conversions measured
+// slower).
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "kernels.h"
 
@@ -50,32 +54,45 @@ inline __m512i pick(__m512i a, __m512i b, __m512i c, const ByteIndex& m) {
   return _mm512_mask_permutexvar_epi8(_mm512_permutex2var_epi8(a, idx, b), m.third, idx, c);
 }
 
-inline __m512i load64(const std::uint8_t* p) { return _mm512_loadu_si512(p); }
-inline void store64(std::uint8_t* p, __m512i v) { _mm512_storeu_si512(p, v); }
+// The first `bytes` bytes of register k of a run of three (k = 0, 1, 2), as a byte mask.
+inline __mmask64 first_bytes(std::ptrdiff_t bytes, int k) {
+  const std::ptrdiff_t n = std::clamp<std::ptrdiff_t>(bytes - 64 * k, 0, 64);
+  return n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+}
 
+// 64 pixels per step, the last step (fewer pixels) through masked loads and stores, which touch
+// nothing past the row.
 void split_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint8_t* const* dst) {
-  std::ptrdiff_t x = 0;
-  if (channels == 3) {
-    for (; x + 64 <= n; x += 64) {
-      const std::uint8_t* p = src + 3 * x;
-      const __m512i v0 = load64(p), v1 = load64(p + 64), v2 = load64(p + 128);
-      for (int c = 0; c < 3; ++c) store64(dst[c] + x, pick(v0, v1, v2, kSplit[c]));
+  if (channels != 3) {
+    kRowIoAvx2.split_u8(src, channels, n, dst);
+    return;
+  }
+  for (std::ptrdiff_t x = 0; x < n; x += 64) {
+    const std::ptrdiff_t pixels = std::min<std::ptrdiff_t>(64, n - x);
+    const std::uint8_t* p = src + 3 * x;
+    __m512i v[3];
+    for (int k = 0; k < 3; ++k) v[k] = _mm512_maskz_loadu_epi8(first_bytes(3 * pixels, k), p + 64 * k);
+    for (int c = 0; c < 3; ++c) {
+      _mm512_mask_storeu_epi8(dst[c] + x, first_bytes(pixels, 0), pick(v[0], v[1], v[2], kSplit[c]));
     }
   }
-  std::uint8_t* tail[3] = {dst[0] + x, channels == 3 ? dst[1] + x : nullptr, channels == 3 ? dst[2] + x : nullptr};
-  kRowIoAvx2.split_u8(src + x * channels, channels, n - x, tail);
 }
 
 void merge_u8(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, std::uint8_t* dst) {
-  std::ptrdiff_t x = 0;
-  if (channels == 3) {
-    for (; x + 64 <= n; x += 64) {
-      const __m512i c0 = load64(src[0] + x), c1 = load64(src[1] + x), c2 = load64(src[2] + x);
-      for (int s = 0; s < 3; ++s) store64(dst + 3 * x + 64 * s, pick(c0, c1, c2, kMerge[s]));
+  if (channels != 3) {
+    kRowIoAvx2.merge_u8(src, channels, n, dst);
+    return;
+  }
+  for (std::ptrdiff_t x = 0; x < n; x += 64) {
+    const std::ptrdiff_t pixels = std::min<std::ptrdiff_t>(64, n - x);
+    const __mmask64 m = first_bytes(pixels, 0);
+    __m512i c[3];
+    for (int k = 0; k < 3; ++k) c[k] = _mm512_maskz_loadu_epi8(m, src[k] + x);
+    std::uint8_t* p = dst + 3 * x;
+    for (int k = 0; k < 3; ++k) {
+      _mm512_mask_storeu_epi8(p + 64 * k, first_bytes(3 * pixels, k), pick(c[0], c[1], c[2], kMerge[k]));
     }
   }
-  const std::uint8_t* tail[3] = {src[0] + x, channels == 3 ? src[1] + x : nullptr, channels == 3 ? src[2] + x : nullptr};
-  kRowIoAvx2.merge_u8(tail, channels, n - x, dst + x * channels);
 }
 
 }  // namespace

@@ -270,3 +270,24 @@ def test_force_scalar_environment_variable(photos, tmp_path):
 def test_unknown_kernel_name_is_rejected():
     with pytest.raises(ValueError, match="kernel 'sse9' is not runnable"):
         run(np.zeros((8, 8, 1), np.uint8), np.ones((8, 8)), kernel="sse9")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_nothing_written_past_the_output(photos, kernel, dtype, channels):
+    # The row conversions end rows with masked or partial stores: an output that ends where the
+    # buffer goes on must keep the bytes after it (here a canary), in every mode.
+    img = photos["coffee"][..., :channels]
+    for i, (h, w) in enumerate(SIZES):
+        x = np.ascontiguousarray(img[i : i + h, 3 * i : 3 * i + w])[np.newaxis]
+        x = x if dtype == "uint8" else x.astype(np.float32) / np.float32(255)
+        for mode in MODES:
+            expected = run(x, TABLES["nn5"], mode, kernel=kernel)
+            buf = np.full(x.nbytes + 256, 0xA5, np.uint8)
+            out = buf[: x.nbytes].view(x.dtype).reshape(x.shape)
+            planes = 3 if channels == 3 else 1
+            tables = np.ascontiguousarray(np.broadcast_to(TABLES["nn5"].reshape(1, 64), (planes, 64)), np.float32)
+            assert _codec.roundtrip(x, tables, MODES[mode], 1, kernel, "cpu", out) is out
+            np.testing.assert_array_equal(out, expected)
+            assert (buf[x.nbytes:] == 0xA5).all(), (h, w, mode)
