@@ -60,21 +60,34 @@ inline __mmask64 first_bytes(std::ptrdiff_t bytes, int k) {
   return n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
 }
 
-// 64 pixels per step, the last step (fewer pixels) through masked loads and stores, which touch
-// nothing past the row.
+// Up to 64 pixels (the loads and stores masked to them: nothing past the row is touched).
+inline void split64(const std::uint8_t* src, std::ptrdiff_t pixels, std::uint8_t* const* dst) {
+  __m512i v[3];
+  for (int k = 0; k < 3; ++k) v[k] = _mm512_maskz_loadu_epi8(first_bytes(3 * pixels, k), src + 64 * k);
+  for (int c = 0; c < 3; ++c) _mm512_mask_storeu_epi8(dst[c], first_bytes(pixels, 0), pick(v[0], v[1], v[2], kSplit[c]));
+}
+
+inline void merge64(const std::uint8_t* const* src, std::ptrdiff_t pixels, std::uint8_t* dst) {
+  __m512i c[3];
+  for (int k = 0; k < 3; ++k) c[k] = _mm512_maskz_loadu_epi8(first_bytes(pixels, 0), src[k]);
+  for (int k = 0; k < 3; ++k) {
+    _mm512_mask_storeu_epi8(dst + 64 * k, first_bytes(3 * pixels, k), pick(c[0], c[1], c[2], kMerge[k]));
+  }
+}
+
 void split_u8(const std::uint8_t* src, int channels, std::ptrdiff_t n, std::uint8_t* const* dst) {
   if (channels != 3) {
     kRowIoAvx2.split_u8(src, channels, n, dst);
     return;
   }
-  for (std::ptrdiff_t x = 0; x < n; x += 64) {
-    const std::ptrdiff_t pixels = std::min<std::ptrdiff_t>(64, n - x);
-    const std::uint8_t* p = src + 3 * x;
-    __m512i v[3];
-    for (int k = 0; k < 3; ++k) v[k] = _mm512_maskz_loadu_epi8(first_bytes(3 * pixels, k), p + 64 * k);
-    for (int c = 0; c < 3; ++c) {
-      _mm512_mask_storeu_epi8(dst[c] + x, first_bytes(pixels, 0), pick(v[0], v[1], v[2], kSplit[c]));
-    }
+  std::ptrdiff_t x = 0;
+  for (; x + 64 <= n; x += 64) {
+    std::uint8_t* d[3] = {dst[0] + x, dst[1] + x, dst[2] + x};
+    split64(src + 3 * x, 64, d);
+  }
+  if (x < n) {
+    std::uint8_t* d[3] = {dst[0] + x, dst[1] + x, dst[2] + x};
+    split64(src + 3 * x, n - x, d);
   }
 }
 
@@ -83,15 +96,14 @@ void merge_u8(const std::uint8_t* const* src, int channels, std::ptrdiff_t n, st
     kRowIoAvx2.merge_u8(src, channels, n, dst);
     return;
   }
-  for (std::ptrdiff_t x = 0; x < n; x += 64) {
-    const std::ptrdiff_t pixels = std::min<std::ptrdiff_t>(64, n - x);
-    const __mmask64 m = first_bytes(pixels, 0);
-    __m512i c[3];
-    for (int k = 0; k < 3; ++k) c[k] = _mm512_maskz_loadu_epi8(m, src[k] + x);
-    std::uint8_t* p = dst + 3 * x;
-    for (int k = 0; k < 3; ++k) {
-      _mm512_mask_storeu_epi8(p + 64 * k, first_bytes(3 * pixels, k), pick(c[0], c[1], c[2], kMerge[k]));
-    }
+  std::ptrdiff_t x = 0;
+  for (; x + 64 <= n; x += 64) {
+    const std::uint8_t* s[3] = {src[0] + x, src[1] + x, src[2] + x};
+    merge64(s, 64, dst + 3 * x);
+  }
+  if (x < n) {
+    const std::uint8_t* s[3] = {src[0] + x, src[1] + x, src[2] + x};
+    merge64(s, n - x, dst + 3 * x);
   }
 }
 
