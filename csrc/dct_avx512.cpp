@@ -1,10 +1,10 @@
 // AVX-512 kernel: two horizontally adjacent 8x8 blocks per register set, row r of both blocks in
 // one zmm (lanes 0-7 block b, lanes 8-15 block b + 1), and two sets (four blocks) per pass, run a
-// stage apart (aan::roundtrip_skewed). The passes are those of the AVX2 kernel (aan-inl.h across the 8
-// registers, columns first, two transposes per block, no FMA, so bit-identical to the scalar
-// kernel); the transposes stay within each 256-bit half. Band tails go two blocks at a time, then
-// a lone block through the same code with the upper half masked off. The uint8 variant widens
-// bytes on load and packs them on store, as the AVX2 one.
+// stage apart (aan::roundtrip_skewed). The passes are those of the AVX2 kernel (aan-inl.h across
+// the 8 registers, columns first, two transposes per block, no FMA, so bit-identical to the
+// scalar kernel); the transposes stay within each 256-bit half. Band tails go two blocks at a
+// time, then a lone block through the same code with the upper half masked off. The uint8 variant
+// widens bytes on load and packs them on store, as the AVX2 one.
 #include <immintrin.h>
 
 #include "aan-inl.h"
@@ -115,7 +115,8 @@ inline void quantize_set(__m512 c[8], const QuantTable& qt, __m256 ties) {
 
 // A band of blocks four at a time (two register sets, aan::roundtrip_skewed), then two, then a
 // lone last one. load(p, i, mask) gives row i of blocks p and p + 8 (the latter's lanes zero where
-// mask is 0x00FF); store(p, i, rows, mask) takes the transformed rows i to i + 3 of the same blocks.
+// mask is 0x00FF); store(p, i, rows, mask) takes the transformed rows i to i + 3 of the same
+// blocks.
 template <class T, class Load, class Store>
 inline void roundtrip_band(T* band, int nblocks, const QuantTable& qt, Load load, Store store) {
   const __m256 ties = tie_divisors(qt);

@@ -96,7 +96,7 @@ struct RowIo {
 // The AVX-512 kernel uses the AVX2 float conversions: splitting and merging three channels of
 // floats takes two two-source permutes per 16 samples at 512 bits, against a blend and a one-source
 // permute per 8 at 256 bits, and measured over twice as slow on Zen 4 (loads and stores alike). Its
-// byte split and merge are AVX-512 VBMI where the CPU has it (one permute per 64 bytes and
+// byte split and merge are AVX-512 VBMI where the CPU has it (two byte permutes per 64 bytes and
 // register, rows_avx512.cpp), else AVX2.
 extern const RowIo kRowIoScalar;
 #ifdef NNJPEG_HAVE_AVX2

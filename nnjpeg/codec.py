@@ -147,8 +147,9 @@ def _run(images, tables: np.ndarray, mode: int, threads, device: str, kernel: st
     threads = _check_threads(threads)
     _check_choice("device", device, _DEVICES)
     given = _check_out(out, images)
-    if given is not None and batch.dtype == np.float32 and batch.size and np.shares_memory(given, batch):
-        # Coded in place, a bad sample would be found only after earlier rows were overwritten.
+    if given is not None and batch.dtype == np.float32 and batch.size and _same_buffer(out, images):
+        # Coded in place (_check_out let through no other overlap), a bad sample would be found
+        # only after earlier rows were overwritten.
         _check_range(*_range_of(batch))
     result = _codec.roundtrip(batch, tables, mode, threads, kernel, device, given)
     if result is None:  # float32 samples outside [0, 1], found as they loaded
