@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -62,7 +63,7 @@ class WorkerPool {
     void (*run)(void*);
     void* arg;
     int wanted;  // helpers still wanted; guarded by the pool's mutex
-    int active;  // helpers running it; guarded by the pool's mutex
+    std::atomic<int> active;  // helpers running it; changed under the pool's mutex, polled without
     std::exception_ptr error;  // the first exception a run threw; guarded by the pool's mutex
   };
 
@@ -80,6 +81,7 @@ class WorkerPool {
       } catch (const std::system_error&) {
       }
       queue_.push_back(&job);
+      queued_.store(queue_.size(), std::memory_order_relaxed);
     }
     work_.notify_all();
     std::exception_ptr error;
@@ -90,8 +92,14 @@ class WorkerPool {
     }
     std::unique_lock<std::mutex> lock(mutex_);
     const auto queued = std::find(queue_.begin(), queue_.end(), &job);
-    if (queued != queue_.end()) queue_.erase(queued);  // no worker will take it now
-    done_.wait(lock, [&] { return job.active == 0; });
+    if (queued != queue_.end()) {
+      queue_.erase(queued);  // no worker will take it now
+      queued_.store(queue_.size(), std::memory_order_relaxed);
+    }
+    lock.unlock();
+    spin_until([&] { return job.active.load(std::memory_order_acquire) == 0; }, kSpinDone);
+    lock.lock();
+    done_.wait(lock, [&] { return job.active.load(std::memory_order_acquire) == 0; });
     if (!error) error = job.error;
     if (error) std::rethrow_exception(error);
   }
@@ -113,10 +121,18 @@ class WorkerPool {
   void serve() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
+      if (queue_.empty()) {
+        lock.unlock();
+        spin_until([&] { return queued_.load(std::memory_order_relaxed) != 0; }, kSpinIdle);
+        lock.lock();
+      }
       work_.wait(lock, [&] { return !queue_.empty(); });
       Job* job = queue_.front();
-      if (--job->wanted == 0) queue_.pop_front();
-      ++job->active;
+      if (--job->wanted == 0) {
+        queue_.pop_front();
+        queued_.store(queue_.size(), std::memory_order_relaxed);
+      }
+      job->active.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
       std::exception_ptr error;
       try {
@@ -126,14 +142,46 @@ class WorkerPool {
       }
       lock.lock();
       if (error && !job->error) job->error = error;
-      if (--job->active == 0) done_.notify_all();
+      if (job->active.fetch_sub(1, std::memory_order_release) == 1) done_.notify_all();
     }
   }
+
+  // Sleeping on a condition variable and being woken cost about as much as the work a small call
+  // splits: on a 2-vCPU VM, 256 32x32 images took 289 us on two threads against 385 us on one.
+  // So before sleeping, a worker that finished a job polls for the next one for kSpinIdle (calls
+  // in a loop over batches come sooner), and a caller that finished its chunks polls for its
+  // helpers for up to kSpinDone (they have one chunk left at most; see parallel_for). Two
+  // threads, 32x32 images: 64 images 104 -> 66 us per call, 256 images 289 -> 215 us, 1024
+  // images 917 -> 830 us.
+  static constexpr std::chrono::microseconds kSpinIdle{100}, kSpinDone{1000};
+
+  // Polls ready() until it holds or `limit` has passed; returns without looking at the clock when
+  // it holds at once.
+  template <class Ready>
+  static void spin_until(Ready ready, std::chrono::microseconds limit) {
+    if (ready()) return;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    do {
+      for (int i = 0; i < 16; ++i) pause();
+      if (ready()) return;
+    } while (std::chrono::steady_clock::now() < until);
+  }
+
+  // A spin-wait hint: on x86 `pause` yields the core's pipeline to its hyperthread sibling.
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
 
   static std::atomic<WorkerPool*> current_;
   std::mutex mutex_;
   std::condition_variable work_, done_;
   std::deque<Job*> queue_;
+  std::atomic<std::size_t> queued_{0};  // queue_.size(), read without the mutex by spinning workers
   std::size_t threads_ = 0;
 };
 
@@ -160,7 +208,7 @@ void parallel_for(std::int64_t count, int threads, F&& fn) {
     auto& sh = *static_cast<Shared*>(arg);
     for (std::int64_t lo; (lo = sh.next.fetch_add(sh.chunk)) < sh.count;) sh.fn(lo, std::min(sh.count, lo + sh.chunk));
   };
-  WorkerPool::Job job{work, &shared, static_cast<int>(workers - 1), 0, nullptr};
+  WorkerPool::Job job{work, &shared, static_cast<int>(workers - 1), {0}, nullptr};
   WorkerPool::instance().run(job);
 }
 
