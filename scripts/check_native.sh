@@ -3,7 +3,10 @@
 #   (a) the extension built with AddressSanitizer + UBSan, and the NumPy/SciPy codec tests run
 #       against it (the instrumented module in a temporary copy of the package, the installed
 #       package left alone);
-#   (b) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
+#   (b) the same with ThreadSanitizer (the worker pool's hand-offs between threads), without the
+#       test that forks (ThreadSanitizer does not support a child that starts threads after forking
+#       a multi-threaded parent);
+#   (c) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
 #       tests run (they skip the device comparisons when there is no GPU).
 # Usage: scripts/check_native.sh [PYTHON]   (default: .venv/bin/python)
 set -euo pipefail
@@ -50,55 +53,73 @@ section "Python: $PY"
 "$PY" -c "import sys, numpy, pytest; print(sys.version.split()[0], 'numpy', numpy.__version__,
   'pytest', pytest.__version__)"
 
-section "ASan + UBSan: build (build/asan)"
 for t in "${SANITIZED_TESTS[@]}"; do
-  [[ -f "$t" ]] || fail "$t is missing; the sanitizer run needs every file of: ${SANITIZED_TESTS[*]}"
+  [[ -f "$t" ]] || fail "$t is missing; the sanitizer runs need every file of: ${SANITIZED_TESTS[*]}"
 done
-start=$SECONDS
-configure_and_build build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNJPEG_SANITIZE=ON -DNNJPEG_CUDA=OFF
-so="$(ls build/asan/_codec*.so)"
-nm -D --undefined-only "$so" | grep __asan_init > /dev/null || fail "$so is not instrumented by AddressSanitizer"
-stage_package asan "$so"
-echo "built in $((SECONDS - start)) s: $so"
-
-section "ASan + UBSan: ${SANITIZED_TESTS[*]}"
-libasan="$(gcc -print-file-name=libasan.so)"
-[[ -f "$libasan" ]] || fail "gcc's libasan.so was not found (gcc -print-file-name=libasan.so: $libasan)"
+ABS_TESTS=("${SANITIZED_TESTS[@]/#/$ROOT/}")
 libstdcxx="$(gcc -print-file-name=libstdc++.so)"
 [[ -f "$libstdcxx" ]] || fail "gcc's libstdc++.so was not found (gcc -print-file-name=libstdc++.so: $libstdcxx)"
-ABS_TESTS=("${SANITIZED_TESTS[@]/#/$ROOT/}")
-start=$SECONDS
-set +e
-(
-  cd "$WORK/asan"
-  # The ASan runtime must be loaded before anything else, and python itself is not instrumented,
-  # hence LD_PRELOAD (libubsan comes in as the module's dependency). CPython keeps objects alive
-  # until exit by design, so leak detection would only report the interpreter.
-  # libstdc++ right after it: python does not link it, and ASan resolves the real __cxa_throw for
-  # its interceptor when it starts, so a C++ exception (a ValueError raised from the module) would
-  # otherwise abort in the interceptor.
-  export LD_PRELOAD="$libasan $libstdcxx"
-  export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1"
-  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  "$PY" -c "import nnjpeg, os, sys; f = nnjpeg._codec.__file__; print('module:', f)
+
+# build_sanitized NAME RUNTIME CMAKE_OPTION: the module built in build/NAME with CMAKE_OPTION, checked
+# to be instrumented (it imports the runtime's __RUNTIME_init) and staged at $WORK/NAME.
+build_sanitized() {
+  local name="$1" runtime="$2" option="$3" start=$SECONDS so
+  configure_and_build "build/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$option" -DNNJPEG_CUDA=OFF
+  so="$(ls "build/$name"/_codec*.so)"
+  nm -D --undefined-only "$so" | grep "__${runtime}_init" > /dev/null || fail "$so is not instrumented by $runtime"
+  stage_package "$name" "$so"
+  echo "built in $((SECONDS - start)) s: $so"
+}
+
+# run_sanitized NAME RUNTIME REPORT_PATTERN [PYTEST_ARGS...]: the codec tests against $WORK/NAME, with
+# gcc's lib${RUNTIME}.so preloaded; fails on a sanitizer report or a failed (or empty) test run.
+run_sanitized() {
+  local name="$1" runtime="$2" pattern="$3" start=$SECONDS lib status
+  shift 3
+  lib="$(gcc -print-file-name="lib$runtime.so")"
+  [[ -f "$lib" ]] || fail "gcc's lib$runtime.so was not found (gcc -print-file-name=lib$runtime.so: $lib)"
+  set +e
+  (
+    cd "$WORK/$name"
+    # The sanitizer runtime must be loaded before anything else, and python itself is not
+    # instrumented, hence LD_PRELOAD (libubsan comes in as the module's dependency). libstdc++
+    # right after it: python does not link it, and the runtime resolves the real __cxa_throw for
+    # its interceptor when it starts, so a C++ exception (a ValueError raised from the module)
+    # would otherwise abort in the interceptor.
+    export LD_PRELOAD="$lib $libstdcxx"
+    "$PY" -c "import nnjpeg, os, sys; f = nnjpeg._codec.__file__; print('module:', f)
 sys.exit(not f.startswith(os.getcwd()))" || { echo "the instrumented module was not imported"; exit 3; }
-  # --capture=sys: the sanitizers write to file descriptor 2, which pytest's default fd capture
-  # would swallow when they halt the process.
-  "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --capture=sys \
-    "${ABS_TESTS[@]}"
-) 2>&1 | tee "$WORK/asan.log"
-status=${PIPESTATUS[0]}
-set -e
-if grep -E "ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer" \
-  "$WORK/asan.log" > /dev/null; then
-  fail "the sanitizers reported an error (report above; pytest exited with status $status)"
-fi
-case $status in
-  0) ;;
-  5) fail "pytest collected no tests from ${SANITIZED_TESTS[*]}" ;;
-  *) fail "the sanitized test run exited with status $status" ;;
-esac
-echo "sanitized tests passed in $((SECONDS - start)) s"
+    # --capture=sys: the sanitizers write to file descriptor 2, which pytest's default fd capture
+    # would swallow when they halt the process.
+    "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --capture=sys \
+      "${ABS_TESTS[@]}" "$@"
+  ) 2>&1 | tee "$WORK/$name.log"
+  status=${PIPESTATUS[0]}
+  set -e
+  if grep -E "$pattern" "$WORK/$name.log" > /dev/null; then
+    fail "the $name run's sanitizer reported an error (report above; pytest exited with status $status)"
+  fi
+  case $status in
+    0) ;;
+    5) fail "pytest collected no tests from ${SANITIZED_TESTS[*]} ($name)" ;;
+    *) fail "the $name test run exited with status $status" ;;
+  esac
+  echo "sanitized tests ($name) passed in $((SECONDS - start)) s"
+}
+
+section "ASan + UBSan: build (build/asan)"
+build_sanitized asan asan -DNNJPEG_SANITIZE=ON
+section "ASan + UBSan: ${SANITIZED_TESTS[*]}"
+# CPython keeps objects alive until exit by design, so leak detection would only report the
+# interpreter.
+ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  run_sanitized asan asan "ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer"
+
+section "ThreadSanitizer: build (build/tsan)"
+build_sanitized tsan tsan -DNNJPEG_TSAN=ON
+section "ThreadSanitizer: ${SANITIZED_TESTS[*]}, but the fork test"
+TSAN_OPTIONS="halt_on_error=1" \
+  run_sanitized tsan tsan "WARNING: ThreadSanitizer|SUMMARY: ThreadSanitizer" -k "not forked"
 
 section "CUDA: build (build/cuda)"
 NVCC="$(command -v nvcc || true)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: setup, the pytest suite against the installed wheel, then the native checks
-# (codec tests under AddressSanitizer + UBSan, and a compile of the CUDA kernel when nvcc exists).
+# (codec tests under AddressSanitizer + UBSan and under ThreadSanitizer, and a compile of the CUDA
+# kernel when nvcc exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
