@@ -10,7 +10,9 @@ backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core 
 up and checked against the native output; then every configuration is timed once per round,
 `--repeats` rounds (a plain call over back-to-back calls of 0.2 s at least, a pipeline over 64
 batches at least), and the median and the spread are reported in MB/s of uint8 input, with the
-ratio to Pillow.
+ratio to Pillow and the process's CPU time. From the latter comes the ceiling of the layer's share:
+on two cores, a pipeline that does the codec's work and its own cannot run faster than the two
+together divided by the cores.
 
 Run: .venv/bin/python benchmarks/bench_codec.py [--repeats 7] [--json benchmarks/results/codec.json]
 """
@@ -163,12 +165,14 @@ def tf_configs(batch: np.ndarray, threads: int):
 
 
 def timed_call(fn, batch):
-    """Runs fn once (a pipeline between its open() and close()); returns (output, seconds per pass)."""
+    """Runs fn once (a pipeline between its open() and close()); returns (output, seconds per pass,
+    CPU seconds per pass)."""
     getattr(fn, "open", lambda: None)()
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn(batch)
-        return out, (time.perf_counter() - t0) / getattr(fn, "passes", 1)
+        passes = getattr(fn, "passes", 1)
+        return out, (time.perf_counter() - t0) / passes, (time.process_time() - c0) / passes
     finally:
         getattr(fn, "close", lambda: None)()
 
@@ -181,23 +185,24 @@ def timed_call(fn, batch):
 WARM_S, MIN_TIMED_S = 0.05, 0.2
 
 
-def looped_call(fn, batch) -> float:
-    """Seconds per call of fn, called back to back as in a loop over batches."""
+def looped_call(fn, batch) -> tuple[float, float]:
+    """Seconds and CPU seconds per call of fn, called back to back as in a loop over batches."""
     warm_until = time.perf_counter() + WARM_S
     fn(batch)
     while time.perf_counter() < warm_until:
         fn(batch)
-    calls, t0 = 0, time.perf_counter()
+    calls, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         fn(batch)
         calls += 1
         elapsed = time.perf_counter() - t0
         if elapsed >= MIN_TIMED_S:
-            return elapsed / calls
+            return elapsed / calls, (time.process_time() - c0) / calls
 
 
-def time_configs(configs: dict, batch, repeats: int) -> dict[str, list[float]]:
-    """Seconds per pass for every configuration, `repeats` times each, in rounds: every round times
+def time_configs(configs: dict, batch, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(seconds, CPU seconds) per pass for every configuration, `repeats` times each, in rounds
+    (CPU: the whole process's, every thread; time.process_time). Every round times
     each configuration once, so that a slow spell of this shared machine falls on all of them
     alike rather than on whichever happened to be timed then, and the ratios stay comparable.
 
@@ -208,7 +213,7 @@ def time_configs(configs: dict, batch, repeats: int) -> dict[str, list[float]]:
     times = {name: [] for name in configs}
     for _ in range(repeats):
         for name, fn in configs.items():
-            times[name].append(timed_call(fn, batch)[1] if hasattr(fn, "open") else looped_call(fn, batch))
+            times[name].append(timed_call(fn, batch)[1:] if hasattr(fn, "open") else looped_call(fn, batch))
     return times
 
 
@@ -247,11 +252,13 @@ def run(repeats: int) -> dict:
             # Pillow/simplejpeg work in YCbCr with libjpeg's integer DCT: checked loosely.
             agree[cname] = None if cname.startswith(PIPELINE_ONLY) else agreement(out, native)
         all_times = time_configs(configs, batch, repeats)
-        for cname, times in all_times.items():
+        for cname, runs in all_times.items():
+            times, cpu = [t for t, _ in runs], statistics.median(c for _, c in runs)
             med = statistics.median(times)
             results.append({"workload": wname, "config": cname, "median_s": med, "min_s": min(times),
-                            "max_s": max(times), "mb_per_s": mb / med, "agree_within_1": agree[cname]})
-            print(f"{wname:>14}  {cname:<44} {med * 1e3:9.2f} ms  {mb / med:9.1f} MB/s  agree "
+                            "max_s": max(times), "cpu_median_s": cpu, "mb_per_s": mb / med,
+                            "agree_within_1": agree[cname]})
+            print(f"{wname:>14}  {cname:<44} {med * 1e3:9.2f} ms  CPU {cpu * 1e3:8.2f} ms  {mb / med:9.1f} MB/s  agree "
                   + ("-" if agree[cname] is None else f"{agree[cname]:.4f}"),
                   flush=True)
         base = next(r for r in results if r["workload"] == wname and r["config"].startswith("Pillow"))
@@ -324,22 +331,33 @@ def targets(report: dict) -> list[str]:
                 share = r["of_raw_same_dtype"]
                 lines.append(f"  - {cname}: {100 * share:.0f} % of the raw codec (target >= {100 * TARGET_LAYER_SHARE:.0f} %, "
                              f"{verdict(share >= TARGET_LAYER_SHARE)})")
+        alone = rows.get((wname, f"{PIPELINE_ONLY} no map, uint8"))
+        if alone is not None:
+            # The layer's pipeline does the codec's work and the pipeline's own on `threads` cores.
+            work = one["cpu_median_s"] + alone["cpu_median_s"]
+            lines.append(f"  - the ceiling on {threads} cores: the codec's {one['cpu_median_s'] * 1e3:.2f} ms of CPU per pass "
+                         f"(1 thread) and the pipeline's own {alone['cpu_median_s'] * 1e3:.2f} ms (no map) take "
+                         f"{work / threads * 1e3:.2f} ms at least, so the layer in tf.data reaches about "
+                         f"{100 * every['median_s'] * threads / work:.0f} % of the raw codec at most")
     return lines
 
 
 def markdown(report: dict) -> str:
-    lines = ["| workload | configuration | median ms | min–max ms | MB/s | × Pillow |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| workload | configuration | median ms | min–max ms | CPU ms | MB/s | × Pillow |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         note = (f" ({100 * r['of_raw_same_dtype']:.0f} % of nnjpeg, same dtype)" if "of_raw_same_dtype" in r
                 else f" ({100 * r['time_of_raw_same_dtype']:.0f} % of nnjpeg's time)" if "time_of_raw_same_dtype" in r else "")
         lines.append(f"| {r['workload']} | {r['config']}{note} | {r['median_s'] * 1e3:.2f} | "
-                     f"{r['min_s'] * 1e3:.2f}–{r['max_s'] * 1e3:.2f} | {r['mb_per_s']:.1f} | {r['x_pillow']:.1f} |")
+                     f"{r['min_s'] * 1e3:.2f}–{r['max_s'] * 1e3:.2f} | {r['cpu_median_s'] * 1e3:.2f} | {r['mb_per_s']:.1f} | "
+                     f"{r['x_pillow']:.1f} |")
     lines += ["", *targets(report)]
     info = report["environment"]
     lines += ["", f"Kernel `{info['build_info']['kernel']}`, {report['threads']} threads, {info['cpu']}; NumPy "
               f"{info['numpy']}, Pillow {info['pillow']}, simplejpeg {info['simplejpeg']}, TensorFlow {info['tensorflow']}"
               + (f" (layer's native route: {info['tf_native_route']})" if info.get("tf_native_route") else "")
-              + ". MB/s of uint8 input (H·W·C bytes per image) for every row."]
+              + ". MB/s of uint8 input (H·W·C bytes per image) for every row; CPU ms: the process's CPU time"
+              " (every thread, user + system) per call or pipeline pass, median."]
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ def run(repeats: int) -> dict:
 
                 if not np.array_equal(call(None), reference):
                     raise SystemExit(f"kernel {kernel} disagrees with the scalar kernel on {wname} {dtype}")
-                times = [looped_call(call, None) for _ in range(repeats)]
+                times = [looped_call(call, None)[0] for _ in range(repeats)]
                 med = statistics.median(times)
                 rows.append({"workload": wname, "dtype": dtype, "kernel": kernel, "median_s": med,
                              "min_s": min(times), "max_s": max(times), "ns_per_block": med / blocks(batch) * 1e9})
