@@ -6,8 +6,9 @@ Keras layer's input format, and the latter into a reused `out=` buffer), Pillow 
 `qtables`, 4:4:4), simplejpeg (q75, 4:4:4), a NumPy/SciPy `dctn` implementation, nnjpeg's pure-TF
 backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core per call, and
 `threads=1`, one per call with tf.data running calls in parallel; and the latter through
-`tf.numpy_function`, the layer's route where its TensorFlow op does not load). Each configuration is warmed
-up and checked against the native output; then every configuration is timed once per round,
+`tf.numpy_function`, the layer's route where its TensorFlow op does not load). The pipelines are
+consumed inside a tf.function, as model.fit consumes them, and some also by a Python loop that turns
+each batch into a NumPy array. Each configuration is warmed up and checked against the native output; then every configuration is timed once per round,
 `--repeats` rounds (a plain call over back-to-back calls of 0.2 s at least, a pipeline over 64
 batches at least), and the median and the spread are reported in MB/s of uint8 input, with the
 ratio to Pillow and the process's CPU time. From the latter comes the ceiling of the layer's share:
@@ -39,6 +40,7 @@ import nnjpeg
 TABLE = nnjpeg.nn_table(5)
 PIPELINE_ONLY = "tf.data alone:"  # rows that time the pipeline without the codec: not checked
 NUMPY_FUNCTION = "through tf.numpy_function"  # the layer's route where its TensorFlow op does not load
+TO_NUMPY = "batches to NumPy in Python"  # the pipeline pulled by a Python loop, not inside a tf.function
 
 
 def natural_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -105,34 +107,12 @@ def tf_configs(batch: np.ndarray, threads: int):
     per_call = 64 if batch.shape[1] >= 224 else 256  # typical training batch sizes at these resolutions
     calls = len(batch) // per_call
 
-    def steady_state(images, layer):
-        # A running pipeline (a live iterator, started and warmed up by open()) whose elements are
-        # already batches, as after an upstream .batch(). This measures the layer's cost in tf.data,
-        # not tf.data's own per-image slicing. A live pipeline works ahead into its prefetch buffers,
-        # so a run that pulled a single pass would time batches made before it started: each run pulls
-        # whole passes, 64 batches at least, and counts per pass. close() stops it, so that it does
-        # not go on filling its buffers during the other configurations' timings.
+    def steady_state(images, layer, to_numpy=False):
+        # Elements that are already batches, as after an upstream .batch(): this measures the layer's
+        # cost in tf.data, not tf.data's own per-image slicing.
         ds = tf.data.Dataset.from_tensor_slices(images.reshape(calls, per_call, *images.shape[1:])).repeat()
         ds = ds if layer is None else ds.map(layer, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.prefetch(tf.data.AUTOTUNE)
-        passes = -(-64 // calls)
-        state = {}
-
-        def open_():
-            state["it"] = iter(ds)
-            for _ in range(calls):
-                next(state["it"]).numpy()
-
-        def pull(_):
-            it = state["it"]
-            # Each batch is pulled into NumPy as a consumer would; they are not concatenated into one
-            # array (a copy of the whole workload that neither the codec nor the pipeline makes).
-            for _ in range((passes - 1) * calls):
-                next(it).numpy()
-            return [next(it).numpy() for _ in range(calls)]  # the last pass, for the check
-
-        pull.passes, pull.open, pull.close = passes, open_, state.clear
-        return pull
+        return Pipeline(tf, ds.prefetch(tf.data.AUTOTUNE), calls, to_numpy)
 
     floats = batch.astype(np.float32) / 255.0
     # threads=None: every core per call, as a model's own batches want; threads=1: one per call, tf.data
@@ -156,33 +136,80 @@ def tf_configs(batch: np.ndarray, threads: int):
     # What the pipeline costs without the codec: the ceiling of the layer's share of the raw speed.
     return {"tf backend (XLA, float32 DCT)": tf_backend,
             f"{PIPELINE_ONLY} no map, uint8": steady_state(batch, None),
+            f"{PIPELINE_ONLY} no map, {TO_NUMPY}, uint8": steady_state(batch, None, to_numpy=True),
             f"{PIPELINE_ONLY} identity numpy_function, uint8": steady_state(batch, identity),
             "keras layer in tf.data, uint8": steady_state(batch, every),
+            f"keras layer in tf.data, {TO_NUMPY}, uint8": steady_state(batch, every, to_numpy=True),
             "keras layer in tf.data, float32": steady_state(floats, every),
             "keras layer (threads=1) in tf.data, uint8": steady_state(batch, one),
+            f"keras layer (threads=1) in tf.data, {TO_NUMPY}, uint8": steady_state(batch, one, to_numpy=True),
             "keras layer (threads=1) in tf.data, float32": steady_state(floats, one),
             f"keras layer (threads=1) in tf.data, {NUMPY_FUNCTION}, uint8": through_numpy_function(batch, one)}
 
 
-def timed_call(fn, batch):
-    """Runs fn once (a pipeline between its open() and close()); returns (output, seconds per pass,
-    CPU seconds per pass)."""
-    getattr(fn, "open", lambda: None)()
-    try:
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn(batch)
-        passes = getattr(fn, "passes", 1)
-        return out, (time.perf_counter() - t0) / passes, (time.process_time() - c0) / passes
-    finally:
-        getattr(fn, "close", lambda: None)()
-
-
-# A plain call is timed over back-to-back calls lasting MIN_TIMED_S at least, after WARM_S of untimed
-# ones: on this VM a core that had been idle, or had just run other work, took some 10-20 ms to come
-# up to speed (one thread on 64x224x224x3: 6.4 ms right after a 50 ms sleep, 4.3 ms back to back), so
-# a lone call of a few milliseconds after another configuration measured the core's wake-up rather
-# than the codec. A pipeline pass (64 batches at least) is long enough by itself.
+# A configuration is timed over back-to-back calls (or pipeline steps) lasting MIN_TIMED_S at least,
+# after WARM_S of untimed ones: on this VM a core that had been idle, or had just run other work,
+# took some 10-20 ms to come up to speed (one thread on 64x224x224x3: 6.4 ms right after a 50 ms
+# sleep, 4.3 ms back to back), so a lone call of a few milliseconds after another configuration
+# measured the core's wake-up rather than the codec. A pipeline timed over a single 21 ms step
+# (64 batches of 256 32x32 images) right after it started measured 1.31 ms per 1024 images, and
+# 1.14 ms over 2000 batches once running.
 WARM_S, MIN_TIMED_S = 0.05, 0.2
+
+
+class Pipeline:
+    """A tf.data pipeline timed while running, as a training loop pulls it.
+
+    The batches are consumed inside a tf.function, as model.fit consumes them, or (to_numpy) pulled
+    one by one by a Python loop and turned into NumPy arrays: a copy of each batch (EagerTensor.numpy)
+    and a Python call per batch, which neither the codec nor model.fit makes. A step pulls whole
+    passes over the workload, 64 batches at least; times are per pass. A running pipeline works
+    ahead into its prefetch buffer, as much at the end of the timed steps as at their start.
+    """
+
+    def __init__(self, tf, ds, calls: int, to_numpy: bool):
+        self.tf, self.ds, self.calls, self.to_numpy = tf, ds, calls, to_numpy
+        self.passes_per_step = -(-64 // calls)
+
+    def outputs(self) -> list[np.ndarray]:
+        """The first pass of a fresh iterator, in NumPy (for the check)."""
+        it = iter(self.ds)
+        return [next(it).numpy() for _ in range(self.calls)]
+
+    def _stepper(self, it):
+        tf, batches = self.tf, self.calls * self.passes_per_step
+        if self.to_numpy:
+            def step():
+                for _ in range(batches):
+                    next(it).numpy()
+            return step
+
+        @tf.function
+        def consume(n):
+            total = tf.constant(0.0)  # one sample of each batch, so that every batch is a value used
+            for _ in tf.range(n):
+                total += tf.cast(next(it)[0, 0, 0, 0], tf.float32)
+            return total
+
+        n = tf.constant(batches)
+        return lambda: consume(n).numpy()
+
+    def timed(self) -> tuple[float, float]:
+        """Seconds and CPU seconds per pass, on a fresh iterator. One left behind works only until
+        its prefetch buffer is full, so it takes nothing from the configurations timed after it."""
+        step = self._stepper(iter(self.ds))
+        step()  # starts the pipeline's threads (and traces the consumer)
+        warm_until = time.perf_counter() + WARM_S
+        while time.perf_counter() < warm_until:
+            step()
+        steps, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while True:
+            step()
+            steps += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= MIN_TIMED_S:
+                passes = steps * self.passes_per_step
+                return elapsed / passes, (time.process_time() - c0) / passes
 
 
 def looped_call(fn, batch) -> tuple[float, float]:
@@ -206,14 +233,14 @@ def time_configs(configs: dict, batch, repeats: int) -> dict[str, list[tuple[flo
     each configuration once, so that a slow spell of this shared machine falls on all of them
     alike rather than on whichever happened to be timed then, and the ratios stay comparable.
 
-    A plain call is timed in a loop of its own (looped_call); a pipeline's open() pulls an untimed
-    pass first. Either way the timing is of a configuration called repeatedly, as in a training
-    loop, not of its first call after another one.
+    A plain call is timed in a loop of its own (looped_call), a pipeline in steps of whole passes
+    (Pipeline.timed), both after WARM_S of untimed ones: the timing is of a configuration called
+    repeatedly, as in a training loop, not of its first call after another one.
     """
     times = {name: [] for name in configs}
     for _ in range(repeats):
         for name, fn in configs.items():
-            times[name].append(timed_call(fn, batch)[1:] if hasattr(fn, "open") else looped_call(fn, batch))
+            times[name].append(fn.timed() if isinstance(fn, Pipeline) else looped_call(fn, batch))
     return times
 
 
@@ -247,8 +274,8 @@ def run(repeats: int) -> dict:
         mb = batch.nbytes / 1e6
         agree = {}
         for cname, fn in configs.items():
-            out = timed_call(fn, batch)[0]  # warm-up (and XLA compilation), then the check
-            out = np.concatenate(out) if isinstance(out, list) else out  # the pipeline's batches, in order
+            # Warm-up (and XLA compilation), then the check; a pipeline's batches in order.
+            out = np.concatenate(fn.outputs()) if isinstance(fn, Pipeline) else fn(batch)
             # Pillow/simplejpeg work in YCbCr with libjpeg's integer DCT: checked loosely.
             agree[cname] = None if cname.startswith(PIPELINE_ONLY) else agreement(out, native)
         all_times = time_configs(configs, batch, repeats)
@@ -321,23 +348,27 @@ def targets(report: dict) -> list[str]:
         one, every = rows.get((wname, "nnjpeg 1 thread")), rows.get((wname, f"nnjpeg {threads} threads"))
         if one is None:
             continue
-        lines.append(f"- {wname}: 1 thread {one['x_pillow']:.1f}x Pillow (target >= {want:g}x, {verdict(one['x_pillow'] >= want)}); "
+        lines.append(f"- {wname}: 1 thread {one['x_pillow']:.2f}x Pillow (target >= {want:g}x, {verdict(one['x_pillow'] >= want)}); "
                      f"{threads} threads {one['median_s'] / every['median_s']:.2f}x one "
                      f"(target >= {TARGET_SCALING}x, {verdict(one['median_s'] / every['median_s'] >= TARGET_SCALING)})")
         for cname in ("keras layer in tf.data, uint8", "keras layer (threads=1) in tf.data, uint8",
+                      f"keras layer in tf.data, {TO_NUMPY}, uint8",
+                      f"keras layer (threads=1) in tf.data, {TO_NUMPY}, uint8",
                       f"keras layer (threads=1) in tf.data, {NUMPY_FUNCTION}, uint8"):
             r = rows.get((wname, cname))
             if r is not None:
                 share = r["of_raw_same_dtype"]
-                lines.append(f"  - {cname}: {100 * share:.0f} % of the raw codec (target >= {100 * TARGET_LAYER_SHARE:.0f} %, "
+                lines.append(f"  - {cname}: {100 * share:.1f} % of the raw codec (target >= {100 * TARGET_LAYER_SHARE:.0f} %, "
                              f"{verdict(share >= TARGET_LAYER_SHARE)})")
-        alone = rows.get((wname, f"{PIPELINE_ONLY} no map, uint8"))
-        if alone is not None:
+        for consumer, suffix in (("consumed in a tf.function", ""), (TO_NUMPY, f", {TO_NUMPY}")):
+            alone = rows.get((wname, f"{PIPELINE_ONLY} no map{suffix}, uint8"))
+            if alone is None:
+                continue
             # The layer's pipeline does the codec's work and the pipeline's own on `threads` cores.
             work = one["cpu_median_s"] + alone["cpu_median_s"]
-            lines.append(f"  - the ceiling on {threads} cores: the codec's {one['cpu_median_s'] * 1e3:.2f} ms of CPU per pass "
-                         f"(1 thread) and the pipeline's own {alone['cpu_median_s'] * 1e3:.2f} ms (no map) take "
-                         f"{work / threads * 1e3:.2f} ms at least, so the layer in tf.data reaches about "
+            lines.append(f"  - the ceiling on {threads} cores, {consumer}: the codec's {one['cpu_median_s'] * 1e3:.2f} ms "
+                         f"of CPU per pass (1 thread) and the pipeline's own {alone['cpu_median_s'] * 1e3:.2f} ms (no map) "
+                         f"take {work / threads * 1e3:.2f} ms at least, so the layer in tf.data reaches about "
                          f"{100 * every['median_s'] * threads / work:.0f} % of the raw codec at most")
     return lines
 
