@@ -2,18 +2,19 @@
 
 Workloads: 64 x 224x224x3 and 1024 x 32x32x3 uint8 crops of natural photographs (scikit-image).
 Configurations: nnjpeg (1 thread and all threads, on uint8 and on float32 images in [0, 1], the
-Keras layer's input format, and the latter into a reused `out=` buffer), Pillow (encode + decode with the same table as
-`qtables`, 4:4:4), simplejpeg (q75, 4:4:4), a NumPy/SciPy `dctn` implementation, nnjpeg's pure-TF
-backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline (every core per call, and
-`threads=1`, one per call with tf.data running calls in parallel; and the latter through
-`tf.numpy_function`, the layer's route where its TensorFlow op does not load). The pipelines are
-consumed inside a tf.function, as model.fit consumes them, and some also by a Python loop that turns
-each batch into a NumPy array. Each configuration is warmed up and checked against the native output; then every configuration is timed once per round,
-`--repeats` rounds (a plain call over back-to-back calls of 0.2 s at least, a pipeline over 64
-batches at least), and the median and the spread are reported in MB/s of uint8 input, with the
-ratio to Pillow and the process's CPU time. From the latter comes the ceiling of the layer's share:
-on two cores, a pipeline that does the codec's work and its own cannot run faster than the two
-together divided by the cores.
+Keras layer's input format, and the latter into a reused `out=` buffer), Pillow (encode + decode
+with the same table as `qtables`, 4:4:4), simplejpeg (q75, 4:4:4), a NumPy/SciPy `dctn`
+implementation, nnjpeg's pure-TF backend (XLA), and nnjpeg's Keras layer inside a `tf.data` pipeline
+(every core per call, and `threads=1`, one per call with tf.data running calls in parallel; and the
+latter through `tf.numpy_function`, the layer's route where its TensorFlow op does not load). The
+pipelines are consumed inside a tf.function, as model.fit consumes them, and some also by a Python
+loop that turns each batch into a NumPy array. Each configuration is warmed up and checked against
+the native output; then every configuration is timed once per round, `--repeats` rounds (a plain
+call over back-to-back calls of 0.2 s at least, a pipeline in steps of whole passes, 64 batches at
+least, for 0.2 s at least, both after 50 ms of untimed ones), and the median and the spread are
+reported in MB/s of uint8 input, with the ratio to Pillow and the process's CPU time. From the
+latter comes the ceiling of the layer's share: on two cores, a pipeline that does the codec's work
+and its own cannot run faster than the two together divided by the cores.
 
 Run: .venv/bin/python benchmarks/bench_codec.py [--repeats 7] [--json benchmarks/results/codec.json]
 """

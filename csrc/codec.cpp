@@ -176,7 +176,6 @@ class WorkerPool {
 #endif
   }
 
-
   static std::atomic<WorkerPool*> current_;
   std::mutex mutex_;
   std::condition_variable work_, done_;
