@@ -49,11 +49,11 @@ TABLES = _tables()
 SIZES = [(1, 1), (7, 9), (17, 33), (8, 8), (8, 24), (13, 40), (16, 56), (23, 71), (9, 129), (64, 104)]
 
 
-def run(images, table, mode="rgb", threads=1, kernel=""):
+def run(images, table, mode="rgb", threads=1, kernel="", out=None):
     planes = 3 if images.shape[-1] == 3 else 1
     tables = np.ascontiguousarray(np.broadcast_to(np.asarray(table, np.float32).reshape(-1, 64), (planes, 64)))
     return _codec.roundtrip(images if images.ndim == 4 else images[np.newaxis], tables, MODES[mode], threads,
-                            kernel, "cpu")
+                            kernel, "cpu", out)
 
 
 def assert_agrees_with_scalar(out, ref):
@@ -286,8 +286,6 @@ def test_nothing_written_past_the_output(photos, kernel, dtype, channels):
             expected = run(x, TABLES["nn5"], mode, kernel=kernel)
             buf = np.full(x.nbytes + 256, 0xA5, np.uint8)
             out = buf[: x.nbytes].view(x.dtype).reshape(x.shape)
-            planes = 3 if channels == 3 else 1
-            tables = np.ascontiguousarray(np.broadcast_to(TABLES["nn5"].reshape(1, 64), (planes, 64)), np.float32)
-            assert _codec.roundtrip(x, tables, MODES[mode], 1, kernel, "cpu", out) is out
+            assert run(x, TABLES["nn5"], mode, kernel=kernel, out=out) is out
             np.testing.assert_array_equal(out, expected)
             assert (buf[x.nbytes:] == 0xA5).all(), (h, w, mode)
