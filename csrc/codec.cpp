@@ -329,6 +329,10 @@ bool roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
   const std::int64_t bands = hp / 8;
   const int channels = static_cast<int>(in.c);
   std::atomic<bool> in_range{true};
+  // Whole bands of packed 3-channel uint8 rows, a whole number of blocks wide, go through the
+  // kernel's interleaved variant where it has one (Kernel::fn_rgb8): no split into planes, no merge.
+  const bool interleaved = std::is_same_v<T, std::uint8_t> && kernel.fn_rgb8 != nullptr && channels == 3 &&
+                           in.w % 8 == 0 && rows_packed(in);
   parallel_for(in.n * bands, useful_threads(threads, in.n * hp * wp * in.c),
                [&](std::int64_t lo, std::int64_t hi) {
                  std::vector<T, CacheAligned<T>> buf(static_cast<std::size_t>(channels * 8 * wp));
@@ -336,6 +340,12 @@ bool roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
                  for (int ch = 0; ch < channels; ++ch) band[ch] = buf.data() + ch * 8 * wp;
                  for (std::int64_t u = lo; u < hi; ++u) {
                    const std::int64_t img = u / bands, y0 = u % bands * 8;
+                   if (interleaved && y0 + 8 <= in.h) {
+                     kernel.fn_rgb8(in.data + img * in.sn + y0 * in.sh, in.sh,
+                                    static_cast<std::uint8_t*>(out) + (img * in.h + y0) * in.w * 3, in.w * 3,
+                                    static_cast<int>(wp / 8), qts.data());
+                     continue;
+                   }
                    if (!load_rows(in, *kernel.io, img, y0, 8, band, wp)) in_range.store(false, std::memory_order_relaxed);
                    for (int ch = 0; ch < channels; ++ch) {
                      if constexpr (std::is_same_v<T, std::uint8_t>) {

@@ -49,8 +49,9 @@ std::vector<Kernel> runnable_kernels() {
 #endif
 #ifdef NNJPEG_HAVE_AVX512
   if (cpu_has_avx512()) {
-    ks.push_back({"avx512", roundtrip_band_avx512, roundtrip_band_u8_avx512,
-                  cpu_has_avx512vbmi() ? &kRowIoAvx512Vbmi : &kRowIoAvx2});
+    const bool vbmi = cpu_has_avx512vbmi();
+    ks.push_back({"avx512", roundtrip_band_avx512, roundtrip_band_u8_avx512, vbmi ? &kRowIoAvx512Vbmi : &kRowIoAvx2,
+                  vbmi ? roundtrip_band_rgb8_avx512vbmi : nullptr});
   }
 #endif
   return ks;

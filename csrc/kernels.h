@@ -53,6 +53,13 @@ using BandKernel = void (*)(float* band, std::ptrdiff_t stride, int nblocks, con
 // of through a float band. Bit-identical to the BandKernel of the same variant.
 using BandKernelU8 = void (*)(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 
+// The uint8 round trip of an 8-row band of 3-channel images, read from interleaved rows and
+// written to them (row strides in bytes; `nblocks` blocks per channel, 24 * nblocks bytes per row;
+// qt: one table per channel). dst may be src itself. Bit-identical to splitting the rows into
+// planes and running the BandKernelU8 of the same variant on each.
+using BandKernelRgb8 = void (*)(const std::uint8_t* src, std::ptrdiff_t src_stride, std::uint8_t* dst,
+                                std::ptrdiff_t dst_stride, int nblocks, const QuantTable* qt);
+
 void roundtrip_band_scalar(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
 #ifdef NNJPEG_HAVE_AVX2
 void roundtrip_band_avx2(float* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
@@ -67,6 +74,8 @@ void roundtrip_band_u8_avx2(std::uint8_t* band, std::ptrdiff_t stride, int nbloc
 #endif
 #ifdef NNJPEG_HAVE_AVX512
 void roundtrip_band_u8_avx512(std::uint8_t* band, std::ptrdiff_t stride, int nblocks, const QuantTable& qt);
+void roundtrip_band_rgb8_avx512vbmi(const std::uint8_t* src, std::ptrdiff_t src_stride, std::uint8_t* dst,
+                                    std::ptrdiff_t dst_stride, int nblocks, const QuantTable* qt);
 #endif
 
 // One float32 sample as the loads take it: times 255 when in [0, 1] (true), else 0 (false; NaN too).
@@ -111,6 +120,7 @@ struct Kernel {
   BandKernel fn;
   BandKernelU8 fn_u8;
   const RowIo* io;
+  BandKernelRgb8 fn_rgb8 = nullptr;  // where the CPU has one (AVX-512 VBMI)
 };
 
 // The kernel chosen once per process: the widest one the CPU supports, or "scalar" when the

@@ -251,8 +251,9 @@ def build_info() -> dict:
     Returns:
         dict with `kernels_compiled` (e.g. ["scalar", "avx2", "avx512"]), `kernels_runnable` (those
         this CPU supports), `kernel` (the one in use; "scalar" when `NNJPEG_FORCE_SCALAR=1`),
-        `rows` (the row conversions that go with it: "avx512vbmi" byte split and merge of
-        uint8 channels under the "avx512" kernel where the CPU has VBMI, else "avx2" or
+        `rows` (the row conversions that go with it: "avx512vbmi" under the "avx512" kernel
+        where the CPU has VBMI, whose byte permutes also let that kernel code 3-channel uint8
+        images a multiple of 8 pixels wide straight from their interleaved rows; else "avx2" or
         "scalar"), `cuda_compiled`, `cuda_devices`, `compiler`.
     """
     return dict(_codec.build_info())
