@@ -36,6 +36,27 @@ constexpr ChannelBytes channel_bytes(int c) {
 
 constexpr ChannelBytes kChannel[3] = {channel_bytes(0), channel_bytes(1), channel_bytes(2)};
 
+// Bands are coded down the images, so the rows 16 below this band's (two bands on: the same
+// image's, or the next image's in a contiguous batch) are read and written next. The channel-0
+// pass prefetches them into L2 as it loads this band, for reading at src and writing at dst. A
+// band of 224-pixel rows is eight streams of 10.5 lines, too short for the hardware prefetchers to
+// follow, so wherever the images or the output were not in the cache every line came on a demand
+// miss. A/B on a 2-vCPU AMD EPYC (Zen 5) VM, one thread: 64 224x224x3 images 5.7-6.1 -> 2.8-3.4 ms;
+// the layer in tf.data on 256-image batches of 32x32 (a fresh output each) 1.14-1.28 -> 1.08-1.15
+// ms per 1024 images; batches already in the cache 5-10 % slower (the prefetches' own cost). Reads
+// or writes alone, or one band ahead, gained less; three bands and more, no more. Addresses are
+// formed as integers: past the last band they may lie past the arrays, which a prefetch may name
+// (it never faults) but pointer arithmetic may not.
+constexpr std::ptrdiff_t kPrefetchRows = 16;
+
+inline void prefetch_read(const std::uint8_t* p, std::ptrdiff_t offset) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + offset), _MM_HINT_T1);
+}
+
+inline void prefetch_write(std::uint8_t* p, std::ptrdiff_t offset) {
+  _m_prefetchw(reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(p) + offset));
+}
+
 // Byte 0 of every dword: the load permute's zero mask.
 constexpr __mmask64 kDwordLow = 0x1111111111111111;
 
@@ -46,11 +67,16 @@ constexpr __mmask64 kRowBytes16 = (__mmask64{1} << 48) - 1, kRowBytes8 = (__mmas
 
 void roundtrip_band_rgb8_avx512vbmi(const std::uint8_t* src, std::ptrdiff_t src_stride, std::uint8_t* dst,
                                     std::ptrdiff_t dst_stride, int nblocks, const QuantTable* qt) {
+  const std::ptrdiff_t src_ahead = kPrefetchRows * src_stride, dst_ahead = kPrefetchRows * dst_stride;
   for (int c = 0; c < 3; ++c) {
     const ChannelBytes& m = kChannel[c];
     avx512::roundtrip_band(
         nblocks, qt[c],
         [=, &m](int b, int i, __mmask16 mask) {
+          if (c == 0) {
+            prefetch_read(src + i * src_stride + 24 * b, src_ahead);
+            prefetch_write(dst + i * dst_stride + 24 * b, dst_ahead);
+          }
           const __m512i row = _mm512_maskz_loadu_epi8(mask == 0xFFFF ? kRowBytes16 : kRowBytes8, src + i * src_stride + 24 * b);
           return _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi8(kDwordLow, _mm512_load_si512(m.load), row));
         },

@@ -56,7 +56,8 @@ using BandKernelU8 = void (*)(std::uint8_t* band, std::ptrdiff_t stride, int nbl
 // The uint8 round trip of an 8-row band of 3-channel images, read from interleaved rows and
 // written to them (row strides in bytes; `nblocks` blocks per channel, 24 * nblocks bytes per row;
 // qt: one table per channel). dst may be src itself. Bit-identical to splitting the rows into
-// planes and running the BandKernelU8 of the same variant on each.
+// planes and running the BandKernelU8 of the same variant on each. Bands are taken to be coded
+// down the images: the kernel prefetches the rows 16 below its own, in both arrays.
 using BandKernelRgb8 = void (*)(const std::uint8_t* src, std::ptrdiff_t src_stride, std::uint8_t* dst,
                                 std::ptrdiff_t dst_stride, int nblocks, const QuantTable* qt);
 
