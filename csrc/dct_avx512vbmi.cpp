@@ -41,9 +41,9 @@ constexpr ChannelBytes kChannel[3] = {channel_bytes(0), channel_bytes(1), channe
 // pass prefetches them into L2 as it loads this band, for reading at src and writing at dst. A
 // band of 224-pixel rows is eight streams of 10.5 lines, too short for the hardware prefetchers to
 // follow, so wherever the images or the output were not in the cache every line came on a demand
-// miss. A/B on a 2-vCPU AMD EPYC (Zen 5) VM, one thread: 64 224x224x3 images 5.7-6.1 -> 2.8-3.4 ms;
+// miss. A/B on a 2-vCPU AMD EPYC (Zen 5) VM, one thread: 64 224x224x3 images 5.7-6.3 -> 2.7-3.4 ms;
 // the layer in tf.data on 256-image batches of 32x32 (a fresh output each) 1.14-1.28 -> 1.08-1.15
-// ms per 1024 images; batches already in the cache 5-10 % slower (the prefetches' own cost). Reads
+// ms per 1024 images; batches already in the cache 5-15 % slower (the prefetches' own cost). Reads
 // or writes alone, or one band ahead, gained less; three bands and more, no more. Addresses are
 // formed as integers: past the last band they may lie past the arrays, which a prefetch may name
 // (it never faults) but pointer arithmetic may not.
