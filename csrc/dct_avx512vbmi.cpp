@@ -73,11 +73,12 @@ void roundtrip_band_rgb8_avx512vbmi(const std::uint8_t* src, std::ptrdiff_t src_
     avx512::roundtrip_band(
         nblocks, qt[c],
         [=, &m](int b, int i, __mmask16 mask) {
+          const std::uint8_t* p = src + i * src_stride + 24 * b;
           if (c == 0) {
-            prefetch_read(src + i * src_stride + 24 * b, src_ahead);
+            prefetch_read(p, src_ahead);
             prefetch_write(dst + i * dst_stride + 24 * b, dst_ahead);
           }
-          const __m512i row = _mm512_maskz_loadu_epi8(mask == 0xFFFF ? kRowBytes16 : kRowBytes8, src + i * src_stride + 24 * b);
+          const __m512i row = _mm512_maskz_loadu_epi8(mask == 0xFFFF ? kRowBytes16 : kRowBytes8, p);
           return _mm512_cvtepi32_ps(_mm512_maskz_permutexvar_epi8(kDwordLow, _mm512_load_si512(m.load), row));
         },
         [=, &m](int b, int i, const __m512* r, __mmask16 mask) {
