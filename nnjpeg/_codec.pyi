@@ -21,3 +21,6 @@ def roundtrip(
     build_info()["kernels_runnable"], "" the active one."""
 
 def build_info() -> dict[str, Any]: ...
+
+def kept_output_buffers() -> tuple[int, int]:
+    """(count, bytes) of the freed outputs of 32 MiB and more kept for reuse by later calls."""

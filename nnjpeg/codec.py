@@ -188,9 +188,10 @@ def compress(images, table, *, color: str = "rgb", subsampling: str = "4:4:4", t
         device: "cpu", or "cuda" when nnjpeg was built with `-DNNJPEG_CUDA=ON`.
         out: where to write the result, instead of a new array: C-contiguous and writeable, of
             the images' dtype and shape; `images` itself (when C-contiguous) codes them in place.
-            A buffer reused from batch to batch spares a fresh allocation each call, which for
-            arrays above 32 MB (a 64 x 224 x 224 x 3 float32 batch is 38.5 MB) the system zeroes
-            every time.
+            Without it, a new array of 32 MiB or more (a 64 x 224 x 224 x 3 float32 batch is 38.5
+            MB) takes a buffer kept from an earlier output of the same size whose arrays were all
+            freed (two at most, 1 GiB in all, are kept), rather than fresh memory, which the system
+            would zero on first write every call.
 
     Returns:
         The round-tripped images (`out` when given).

@@ -275,6 +275,42 @@ def test_out_errors_leave_images_untouched():
     np.testing.assert_array_equal(buf, 0)
 
 
+
+def test_large_outputs_reuse_freed_buffers(photos):
+    # New outputs of 32 MiB and more come from buffers kept for reuse once their arrays are freed.
+    from nnjpeg import _codec
+
+    tile = photos["astronaut"][:384, :384].astype(np.float32) / np.float32(255)
+    batch = np.broadcast_to(tile, (24, 384, 384, 3))  # 42.5 MB of float32 output
+    expected = np.empty(batch.shape, np.float32)
+    nnjpeg.compress(batch, TABLE, out=expected)  # into an array NumPy allocated
+    kept, _ = _codec.kept_output_buffers()
+    first = nnjpeg.compress(batch, TABLE)
+    np.testing.assert_array_equal(first, expected)
+    assert first.ctypes.data % 64 == 0
+    view = first[3]
+    del first  # the view keeps its buffer out of reuse
+    assert _codec.kept_output_buffers()[0] == kept
+    second = nnjpeg.compress(batch, TABLE)
+    assert not np.shares_memory(second, view)
+    np.testing.assert_array_equal(second, expected)
+    addresses = {second.ctypes.data, view.ctypes.data - view.nbytes * 3}
+    second[...] = 0.5  # what a reused buffer holds must not show through
+    del second, view
+    count, nbytes = _codec.kept_output_buffers()
+    assert count == min(kept + 2, 2) and nbytes >= 2 * expected.nbytes
+    third = nnjpeg.compress(batch, TABLE)
+    assert third.ctypes.data in addresses
+    assert _codec.kept_output_buffers()[0] == count - 1
+    np.testing.assert_array_equal(third, expected)
+    # Smaller outputs come from NumPy's allocator, and nothing beyond two buffers is kept.
+    small = nnjpeg.compress(batch[:2], TABLE)
+    del small
+    assert _codec.kept_output_buffers()[0] == count - 1
+    others = [nnjpeg.compress(batch[: 24 - k], TABLE) for k in (1, 2, 3)]
+    del others
+    assert _codec.kept_output_buffers()[0] == 2
+
 GOOD = np.zeros((8, 8, 3), np.uint8)
 TABLE = nnjpeg.nn_table(5)
 
