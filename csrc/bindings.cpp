@@ -4,8 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <pthread.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -65,9 +67,20 @@ class OutputBuffers {
   static constexpr std::size_t kKeep = 2;
   static constexpr std::size_t kKeepBytes = std::size_t{1} << 30;
 
+  // Never destroyed: arrays may outlive static teardown. A forked child starts a fresh instance, as
+  // the parent's mutex may have been held by a thread the child does not have; the parent's kept
+  // buffers are left to it.
   static OutputBuffers& instance() {
-    static auto* buffers = new OutputBuffers();  // never destroyed: arrays may outlive static teardown
-    return *buffers;
+    OutputBuffers* buffers = current_.load(std::memory_order_acquire);
+    if (buffers != nullptr) return *buffers;
+    auto* fresh = new OutputBuffers();
+    if (!current_.compare_exchange_strong(buffers, fresh, std::memory_order_acq_rel)) {
+      delete fresh;  // another thread installed one first
+      return *buffers;
+    }
+    static const int registered = pthread_atfork(nullptr, nullptr, [] { current_.store(nullptr); });
+    (void)registered;
+    return *fresh;
   }
 
   // Buffers come in whole huge pages, aligned to them, so that the system can back them with huge
@@ -121,10 +134,13 @@ class OutputBuffers {
     void* data;
     std::size_t bytes;
   };
+  static std::atomic<OutputBuffers*> current_;
   std::mutex mutex_;
   std::deque<Buffer> kept_;
   std::size_t kept_bytes_ = 0;
 };
+
+std::atomic<OutputBuffers*> OutputBuffers::current_{nullptr};
 
 // A C-contiguous (N, H, W, C) array of `dtype` whose data starts on a 64-byte boundary.
 // TensorFlow takes a returned array without copying only when it is aligned to its Eigen alignment

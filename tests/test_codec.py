@@ -311,6 +311,31 @@ def test_large_outputs_reuse_freed_buffers(photos):
     del others
     assert _codec.kept_output_buffers()[0] == 2
 
+
+def _large_outputs_in_child(tile, table):
+    from nnjpeg import _codec
+
+    batch = np.broadcast_to(tile, (22, *tile.shape))
+    before = _codec.kept_output_buffers()
+    expected = np.empty(batch.shape, np.float32)
+    nnjpeg.compress(batch, table, out=expected)
+    out = nnjpeg.compress(batch, table)
+    equal = bool(np.array_equal(out, expected))
+    del out
+    return before, equal, _codec.kept_output_buffers()[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_keeps_its_own_output_buffers(photos):
+    from nnjpeg import _codec
+
+    tile = photos["astronaut"][:384, :384].astype(np.float32) / np.float32(255)
+    nnjpeg.compress(np.broadcast_to(tile, (22, *tile.shape)), TABLE)  # freed at once: the parent keeps it
+    assert _codec.kept_output_buffers()[0] >= 1
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        before, equal, after = pool.apply_async(_large_outputs_in_child, (tile, TABLE)).get(timeout=120)
+    assert before == (0, 0) and equal and after == 1
+
 GOOD = np.zeros((8, 8, 3), np.uint8)
 TABLE = nnjpeg.nn_table(5)
 
