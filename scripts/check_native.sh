@@ -4,7 +4,7 @@
 #       against it (the instrumented module in a temporary copy of the package, the installed
 #       package left alone);
 #   (b) the same with ThreadSanitizer (the worker pool's hand-offs between threads), without the
-#       test that forks (ThreadSanitizer does not support a child that starts threads after forking
+#       tests that fork (ThreadSanitizer does not support a child that starts threads after forking
 #       a multi-threaded parent);
 #   (c) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
 #       tests run (they skip the device comparisons when there is no GPU).
@@ -117,7 +117,7 @@ ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:
 
 section "ThreadSanitizer: build (build/tsan)"
 build_sanitized tsan tsan -DNNJPEG_TSAN=ON
-section "ThreadSanitizer: ${SANITIZED_TESTS[*]}, but the fork test"
+section "ThreadSanitizer: ${SANITIZED_TESTS[*]}, but the fork tests"
 TSAN_OPTIONS="halt_on_error=1" \
   run_sanitized tsan tsan "WARNING: ThreadSanitizer|SUMMARY: ThreadSanitizer" -k "not forked"
 
