@@ -4,10 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <pthread.h>
 #include <sys/mman.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -21,6 +19,7 @@
 
 #include "codec.h"
 #include "kernels.h"
+#include "process_local.h"
 
 #ifdef NNJPEG_HAVE_CUDA
 #include "cuda/roundtrip.h"
@@ -61,27 +60,12 @@ nnjpeg::ImageView view_of(const py::array& images) {
 // into a reused `out`. A buffer goes back here when the last array viewing it is freed; at most
 // kKeep of them, kKeepBytes in all, are kept (the oldest is released first), and a call takes one
 // of exactly its size. Their memory is the last output's, never read: the codec writes every sample.
+// One per process (process_local): a forked child starts with none kept.
 class OutputBuffers {
  public:
   static constexpr std::size_t kMinBytes = std::size_t{32} << 20;
   static constexpr std::size_t kKeep = 2;
   static constexpr std::size_t kKeepBytes = std::size_t{1} << 30;
-
-  // Never destroyed: arrays may outlive static teardown. A forked child starts a fresh instance, as
-  // the parent's mutex may have been held by a thread the child does not have; the parent's kept
-  // buffers are left to it.
-  static OutputBuffers& instance() {
-    OutputBuffers* buffers = current_.load(std::memory_order_acquire);
-    if (buffers != nullptr) return *buffers;
-    auto* fresh = new OutputBuffers();
-    if (!current_.compare_exchange_strong(buffers, fresh, std::memory_order_acq_rel)) {
-      delete fresh;  // another thread installed one first
-      return *buffers;
-    }
-    static const int registered = pthread_atfork(nullptr, nullptr, [] { current_.store(nullptr); });
-    (void)registered;
-    return *fresh;
-  }
 
   // Buffers come in whole huge pages, aligned to them, so that the system can back them with huge
   // pages.
@@ -134,13 +118,10 @@ class OutputBuffers {
     void* data;
     std::size_t bytes;
   };
-  static std::atomic<OutputBuffers*> current_;
   std::mutex mutex_;
   std::deque<Buffer> kept_;
   std::size_t kept_bytes_ = 0;
 };
-
-std::atomic<OutputBuffers*> OutputBuffers::current_{nullptr};
 
 // A C-contiguous (N, H, W, C) array of `dtype` whose data starts on a 64-byte boundary.
 // TensorFlow takes a returned array without copying only when it is aligned to its Eigen alignment
@@ -158,13 +139,13 @@ py::array aligned_empty(const py::dtype& dtype, const nnjpeg::ImageView& v) {
       void* data = nullptr;
       std::size_t bytes = 0;
       ~Kept() {
-        if (data != nullptr) OutputBuffers::instance().give(data, bytes);
+        if (data != nullptr) nnjpeg::process_local<OutputBuffers>().give(data, bytes);
       }
     };
     constexpr std::size_t kPage = OutputBuffers::kHugePage;
     auto kept = std::make_unique<Kept>();
     kept->bytes = (nbytes + kPage - 1) / kPage * kPage;
-    kept->data = OutputBuffers::instance().take(kept->bytes);
+    kept->data = nnjpeg::process_local<OutputBuffers>().take(kept->bytes);
     void* data = kept->data;
     py::capsule base(kept.get(), [](void* p) { delete static_cast<Kept*>(p); });
     kept.release();  // the capsule owns it now
@@ -242,5 +223,5 @@ PYBIND11_MODULE(_codec, m) {
   m.def("roundtrip", &roundtrip, py::arg("images"), py::arg("tables"), py::arg("mode"),
         py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu", py::arg("out") = py::none());
   m.def("build_info", &build_info);
-  m.def("kept_output_buffers", [] { return OutputBuffers::instance().kept(); });
+  m.def("kept_output_buffers", [] { return nnjpeg::process_local<OutputBuffers>().kept(); });
 }

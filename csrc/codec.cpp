@@ -2,8 +2,6 @@
 // transform with libjpeg-style chroma down/upsampling, the 8x8 block kernel, store (crop back).
 #include "codec.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -17,6 +15,8 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "process_local.h"
 
 namespace nnjpeg {
 namespace {
@@ -104,18 +104,6 @@ class WorkerPool {
     if (error) std::rethrow_exception(error);
   }
 
-  static WorkerPool& instance() {
-    WorkerPool* pool = current_.load(std::memory_order_acquire);
-    if (pool != nullptr) return *pool;
-    auto* fresh = new WorkerPool();
-    if (!current_.compare_exchange_strong(pool, fresh, std::memory_order_acq_rel)) {
-      delete fresh;  // another thread installed one first
-      return *pool;
-    }
-    static const int registered = pthread_atfork(nullptr, nullptr, [] { current_.store(nullptr); });
-    (void)registered;
-    return *fresh;
-  }
 
  private:
   void serve() {
@@ -176,15 +164,12 @@ class WorkerPool {
 #endif
   }
 
-  static std::atomic<WorkerPool*> current_;
   std::mutex mutex_;
   std::condition_variable work_, done_;
   std::deque<Job*> queue_;
   std::atomic<std::size_t> queued_{0};  // queue_.size(), read without the mutex by spinning workers
   std::size_t threads_ = 0;
 };
-
-std::atomic<WorkerPool*> WorkerPool::current_{nullptr};
 
 // Runs fn(lo, hi) over [0, count) on up to `threads` workers (the caller's thread is one). Workers
 // take chunks from a shared counter rather than a fixed share each: on a machine shared with other
@@ -208,7 +193,7 @@ void parallel_for(std::int64_t count, int threads, F&& fn) {
     for (std::int64_t lo; (lo = sh.next.fetch_add(sh.chunk)) < sh.count;) sh.fn(lo, std::min(sh.count, lo + sh.chunk));
   };
   WorkerPool::Job job{work, &shared, static_cast<int>(workers - 1), {0}, nullptr};
-  WorkerPool::instance().run(job);
+  process_local<WorkerPool>().run(job);
 }
 
 // Handing a share to a pool worker (a wake-up, then cache misses on its first chunk) costs up to
