@@ -104,7 +104,6 @@ class WorkerPool {
     if (error) std::rethrow_exception(error);
   }
 
-
  private:
   void serve() {
     std::unique_lock<std::mutex> lock(mutex_);

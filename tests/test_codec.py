@@ -275,7 +275,6 @@ def test_out_errors_leave_images_untouched():
     np.testing.assert_array_equal(buf, 0)
 
 
-
 def test_large_outputs_reuse_freed_buffers(photos):
     # New outputs of 32 MiB and more come from buffers kept for reuse once their arrays are freed.
     from nnjpeg import _codec
@@ -335,6 +334,7 @@ def test_forked_child_keeps_its_own_output_buffers(photos):
     with multiprocessing.get_context("fork").Pool(1) as pool:
         before, equal, after = pool.apply_async(_large_outputs_in_child, (tile, TABLE)).get(timeout=120)
     assert before == (0, 0) and equal and after == 1
+
 
 GOOD = np.zeros((8, 8, 3), np.uint8)
 TABLE = nnjpeg.nn_table(5)
