@@ -53,6 +53,8 @@ def _batched(fn, x, y, batch_size: int, progress, desc: str) -> np.ndarray:
 
 
 def _logits_fn(model):
+    # One function per attack call, not per batch: cleverhans' gradient step is a tf.function taking
+    # it as an argument, so a new one each batch traced the model again for every batch.
     return lambda t: model(t, training=False)
 
 
@@ -60,7 +62,8 @@ def fgsm(model, x, y, eps: float, *, batch_size: int = 256, progress: bool = Fal
     """Fast Gradient Sign Method (Goodfellow et al., 2015), L-inf, via cleverhans."""
     from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 
-    return _batched(lambda xb, yb: fast_gradient_method(_logits_fn(model), xb, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yb),
+    logits = _logits_fn(model)
+    return _batched(lambda xb, yb: fast_gradient_method(logits, xb, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yb),
                     x, y, batch_size, progress, "FGSM")
 
 
@@ -70,7 +73,8 @@ def bim(model, x, y, eps: float, *, nb_iter: int = 10, eps_iter: float | None = 
     from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
 
     step = eps_iter if eps_iter is not None else 1.25 * eps / nb_iter
-    return _batched(lambda xb, yb: basic_iterative_method(_logits_fn(model), xb, eps, step, nb_iter, np.inf, clip_min=0.0,
+    logits = _logits_fn(model)
+    return _batched(lambda xb, yb: basic_iterative_method(logits, xb, eps, step, nb_iter, np.inf, clip_min=0.0,
                                                           clip_max=1.0, y=yb, sanity_checks=False),
                     x, y, batch_size, progress, "BIM")
 
@@ -82,12 +86,13 @@ def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = 
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
     step = eps_iter if eps_iter is not None else 2.5 * eps / nb_iter
+    logits = _logits_fn(model)
 
     def run(xb, yb):
         best = None
         for r in range(restarts):
             tf.random.set_seed(seed + r)
-            adv = projected_gradient_descent(_logits_fn(model), xb, eps, step, nb_iter, np.inf, clip_min=0.0,
+            adv = projected_gradient_descent(logits, xb, eps, step, nb_iter, np.inf, clip_min=0.0,
                                              clip_max=1.0, y=yb, rand_init=True, rand_minmax=eps).numpy()
             if best is None:
                 best = adv
@@ -104,7 +109,8 @@ def mifgsm(model, x, y, eps: float, *, nb_iter: int = 10, decay: float = 1.0, ba
     """Momentum Iterative FGSM (Dong et al., 2018), via cleverhans."""
     from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 
-    return _batched(lambda xb, yb: momentum_iterative_method(_logits_fn(model), xb, eps, eps / nb_iter, nb_iter, np.inf,
+    logits = _logits_fn(model)
+    return _batched(lambda xb, yb: momentum_iterative_method(logits, xb, eps, eps / nb_iter, nb_iter, np.inf,
                                                              clip_min=0.0, clip_max=1.0, y=yb, decay_factor=decay,
                                                              sanity_checks=False), x, y, batch_size, progress, "MI-FGSM")
 
