@@ -14,6 +14,7 @@ defended model as a whole *is* BPDA. `bpda_layer` wraps any other NumPy preproce
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Callable
 
 import keras
@@ -52,10 +53,18 @@ def _batched(fn, x, y, batch_size: int, progress, desc: str) -> np.ndarray:
     return out
 
 
+# The model function handed to cleverhans, one per model: its gradient step is a tf.function taking
+# that function as an argument, so a new one for each batch (or each call) traced the model again.
+# It holds the model weakly, so that the cache keeps no model alive.
+_LOGITS_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _logits_fn(model):
-    # One function per attack call, not per batch: cleverhans' gradient step is a tf.function taking
-    # it as an argument, so a new one each batch traced the model again for every batch.
-    return lambda t: model(t, training=False)
+    fn = _LOGITS_FNS.get(model)
+    if fn is None:
+        ref = weakref.ref(model)
+        fn = _LOGITS_FNS[model] = lambda t: ref()(t, training=False)
+    return fn
 
 
 def fgsm(model, x, y, eps: float, *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
