@@ -206,6 +206,11 @@ py::dict build_info() {
   d["cuda_compiled"] = false;
   d["cuda_devices"] = 0;
 #endif
+#ifdef NNJPEG_CUDA_EMULATION
+  d["cuda_emulated"] = true;
+#else
+  d["cuda_emulated"] = false;
+#endif
 #if defined(__clang__)
   d["compiler"] = std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)

@@ -255,6 +255,8 @@ def build_info() -> dict:
         `rows` (the row conversions that go with it: "avx512vbmi" under the "avx512" kernel
         where the CPU has VBMI, whose byte permutes also let that kernel code 3-channel uint8
         images a multiple of 8 pixels wide straight from their interleaved rows; else "avx2" or
-        "scalar"), `cuda_compiled`, `cuda_devices`, `compiler`.
+        "scalar"), `cuda_compiled`, `cuda_devices`, `cuda_emulated` (True only in a build with
+        `-DNNJPEG_CUDA_EMULATION=ON`, where device="cuda" runs the CUDA kernels on the CPU, for
+        checking them; its one "device" is the emulation), `compiler`.
     """
     return dict(_codec.build_info())

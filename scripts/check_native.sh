@@ -6,7 +6,10 @@
 #   (b) the same with ThreadSanitizer (the worker pool's hand-offs between threads), without the
 #       tests that fork (ThreadSanitizer does not support a child that starts threads after forking
 #       a multi-threaded parent);
-#   (c) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
+#   (c) the CUDA kernels (csrc/cuda/roundtrip.cu) built for the CPU under the host emulation
+#       (-DNNJPEG_CUDA_EMULATION=ON, csrc/cuda/emulation/) with AddressSanitizer + UBSan: the
+#       emulation's self-test, then tests/test_cuda.py, whose device comparisons then run;
+#   (d) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
 #       tests run (they skip the device comparisons when there is no GPU).
 # Usage: scripts/check_native.sh [PYTHON]   (default: .venv/bin/python)
 set -euo pipefail
@@ -60,19 +63,21 @@ ABS_TESTS=("${SANITIZED_TESTS[@]/#/$ROOT/}")
 libstdcxx="$(gcc -print-file-name=libstdc++.so)"
 [[ -f "$libstdcxx" ]] || fail "gcc's libstdc++.so was not found (gcc -print-file-name=libstdc++.so: $libstdcxx)"
 
-# build_sanitized NAME RUNTIME CMAKE_OPTION: the module built in build/NAME with CMAKE_OPTION, checked
-# to be instrumented (it imports the runtime's __RUNTIME_init) and staged at $WORK/NAME.
+# build_sanitized NAME RUNTIME CMAKE_OPTION...: the module built in build/NAME with the CMAKE_OPTIONs,
+# checked to be instrumented (it imports the runtime's __RUNTIME_init) and staged at $WORK/NAME.
 build_sanitized() {
-  local name="$1" runtime="$2" option="$3" start=$SECONDS so
-  configure_and_build "build/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$option" -DNNJPEG_CUDA=OFF
+  local name="$1" runtime="$2" start=$SECONDS so
+  shift 2
+  configure_and_build "build/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNJPEG_CUDA=OFF "$@"
   so="$(ls "build/$name"/_codec*.so)"
   nm -D --undefined-only "$so" | grep "__${runtime}_init" > /dev/null || fail "$so is not instrumented by $runtime"
   stage_package "$name" "$so"
   echo "built in $((SECONDS - start)) s: $so"
 }
 
-# run_sanitized NAME RUNTIME REPORT_PATTERN [PYTEST_ARGS...]: the codec tests against $WORK/NAME, with
-# gcc's lib${RUNTIME}.so preloaded; fails on a sanitizer report or a failed (or empty) test run.
+# run_sanitized NAME RUNTIME REPORT_PATTERN PYTEST_ARGS...: pytest (test files and options) against
+# $WORK/NAME, with gcc's lib${RUNTIME}.so preloaded; fails on a sanitizer report or a failed (or
+# empty) test run.
 run_sanitized() {
   local name="$1" runtime="$2" pattern="$3" start=$SECONDS lib status
   shift 3
@@ -91,8 +96,7 @@ run_sanitized() {
 sys.exit(not f.startswith(os.getcwd()))" || { echo "the instrumented module was not imported"; exit 3; }
     # --capture=sys: the sanitizers write to file descriptor 2, which pytest's default fd capture
     # would swallow when they halt the process.
-    "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --capture=sys \
-      "${ABS_TESTS[@]}" "$@"
+    "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" --capture=sys "$@"
   ) 2>&1 | tee "$WORK/$name.log"
   status=${PIPESTATUS[0]}
   set -e
@@ -101,7 +105,7 @@ sys.exit(not f.startswith(os.getcwd()))" || { echo "the instrumented module was 
   fi
   case $status in
     0) ;;
-    5) fail "pytest collected no tests from ${SANITIZED_TESTS[*]} ($name)" ;;
+    5) fail "pytest collected no tests ($name: $*)" ;;
     *) fail "the $name test run exited with status $status" ;;
   esac
   echo "sanitized tests ($name) passed in $((SECONDS - start)) s"
@@ -112,14 +116,31 @@ build_sanitized asan asan -DNNJPEG_SANITIZE=ON
 section "ASan + UBSan: ${SANITIZED_TESTS[*]}"
 # CPython keeps objects alive until exit by design, so leak detection would only report the
 # interpreter.
-ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  run_sanitized asan asan "ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer"
+ASAN_REPORT="ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer"
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+run_sanitized asan asan "$ASAN_REPORT" "${ABS_TESTS[@]}"
 
 section "ThreadSanitizer: build (build/tsan)"
 build_sanitized tsan tsan -DNNJPEG_TSAN=ON
 section "ThreadSanitizer: ${SANITIZED_TESTS[*]}, but the fork tests"
 TSAN_OPTIONS="halt_on_error=1" \
-  run_sanitized tsan tsan "WARNING: ThreadSanitizer|SUMMARY: ThreadSanitizer" -k "not forked"
+  run_sanitized tsan tsan "WARNING: ThreadSanitizer|SUMMARY: ThreadSanitizer" "${ABS_TESTS[@]}" -k "not forked"
+
+section "CUDA kernels under the host emulation, ASan + UBSan: build (build/cuda-emulation)"
+build_sanitized cuda-emulation asan -DNNJPEG_SANITIZE=ON -DNNJPEG_CUDA_EMULATION=ON
+section "CUDA kernels under the host emulation: the emulation's self-test"
+build/cuda-emulation/cuda_emulation_selftest 2>&1 | tee "$WORK/cuda-emulation-selftest.log" ||
+  fail "the emulation's self-test failed"
+if grep -E "$ASAN_REPORT" "$WORK/cuda-emulation-selftest.log" > /dev/null; then
+  fail "the emulation's self-test had a sanitizer report"
+fi
+section "CUDA kernels under the host emulation: tests/test_cuda.py"
+# Every device comparison must run: the module has to report itself as the emulation, with its device.
+(cd "$WORK/cuda-emulation" && LD_PRELOAD="$(gcc -print-file-name=libasan.so) $libstdcxx" "$PY" -c "import nnjpeg
+info = nnjpeg.build_info(); print(info)
+assert info['cuda_emulated'] is True and info['cuda_devices'] == 1, info") ||
+  fail "the emulated build does not report cuda_emulated: True with one device"
+run_sanitized cuda-emulation asan "$ASAN_REPORT" "$ROOT/tests/test_cuda.py"
 
 section "CUDA: build (build/cuda)"
 NVCC="$(command -v nvcc || true)"

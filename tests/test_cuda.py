@@ -1,13 +1,16 @@
 """device="cuda" against the CPU path, and the error a build or machine without CUDA gives.
 
 NumPy only (no TensorFlow). The comparisons need `nnjpeg.build_info()["cuda_devices"] > 0`, that is
-a build with -DNNJPEG_CUDA=ON on a machine with a GPU; elsewhere they are skipped with the reason.
+a build with -DNNJPEG_CUDA=ON on a machine with a GPU, or the build with -DNNJPEG_CUDA_EMULATION=ON
+that scripts/check_native.sh makes (the same kernels run on the CPU); elsewhere they are skipped
+with the reason.
 """
 
 import numpy as np
 import pytest
 
 import nnjpeg
+from nnjpeg import codec
 
 INFO = nnjpeg.build_info()
 if not INFO["cuda_compiled"]:
@@ -82,6 +85,24 @@ def test_matches_cpu_on_odd_sizes(crops, size, mode, dtype):
 
 @pytest.mark.cuda
 @requires_device
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_bit_identical_to_the_scalar_cpu_kernel(photos, crops, mode, dtype):
+    # roundtrip.cu repeats the scalar kernel operation for operation, without fused multiply-adds:
+    # not one sample may differ, not even where a value meets a rounding tie.
+    color, subsampling, channels = MODES[mode]
+    tables = codec._check_table(_table(channels), channels, color)
+    for name, img in {"coffee": photos["coffee"], **crops}.items():
+        img = img[..., :channels]
+        if dtype == "float32":
+            img = img.astype(np.float32) / 255.0
+        scalar = codec._run(img, tables, codec._check_mode(color, subsampling), 1, "cpu", kernel="scalar")
+        gpu = nnjpeg.compress(img, _table(channels), color=color, subsampling=subsampling, device="cuda")
+        np.testing.assert_array_equal(gpu, scalar, err_msg=name)
+
+
+@pytest.mark.cuda
+@requires_device
 @pytest.mark.parametrize("mode", ["rgb", "4:2:0"])
 def test_strided_batched_and_empty_inputs(photos, mode):
     color, subsampling, _ = MODES[mode]
@@ -127,3 +148,5 @@ def test_build_info_reports_cuda():
     assert isinstance(INFO["cuda_compiled"], bool)
     assert isinstance(INFO["cuda_devices"], int) and INFO["cuda_devices"] >= 0
     assert INFO["cuda_compiled"] or INFO["cuda_devices"] == 0
+    assert isinstance(INFO["cuda_emulated"], bool)
+    assert not INFO["cuda_emulated"] or (INFO["cuda_compiled"] and INFO["cuda_devices"] == 1)

@@ -277,6 +277,17 @@ unsigned int grid_for(std::int64_t count, int threads) {
   return static_cast<unsigned int>((count + threads - 1) / threads);
 }
 
+#ifdef NNJPEG_CUDA_EMULATION
+using emulation::launch;
+#else
+// kernel<<<grid, block, 0, stream>>>(args...), written as a call: the host emulation
+// (emulation/cuda_runtime.h) provides its own.
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+  kernel<<<grid, block, 0, stream>>>(args...);
+}
+#endif
+
 std::string check_launch(const char* kernel) {
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return failure(kernel, e);
   return {};
@@ -292,7 +303,7 @@ std::string launch_block_roundtrip(float* planes, std::int64_t plane_stride, std
                                    std::int64_t ph, std::int64_t pw, int table_first,
                                    int table_count, const Tables& tables, cudaStream_t stream) {
   const std::int64_t blocks = nplanes * (ph / 8) * (pw / 8);
-  block_roundtrip_kernel<<<grid_for(blocks, kBlocksPerCta), dim3(8, 8, kBlocksPerCta), 0, stream>>>(
+  launch(block_roundtrip_kernel, grid_for(blocks, kBlocksPerCta), dim3(8, 8, kBlocksPerCta), stream,
       planes, plane_stride, nplanes, ph / 8, pw / 8, pw, table_first, table_count, tables);
   return check_launch("block_roundtrip_kernel");
 }
@@ -305,24 +316,24 @@ std::string launch_pipeline(const T* src, T* dst, float* planes, float* chroma, 
   const std::int64_t pixels = m * g.hp * g.wp;
   std::string err;
   if (!g.ycc) {
-    load_kernel<T><<<grid_for(pixels, kPixelThreads), kPixelThreads, 0, stream>>>(
+    launch(load_kernel<T>, grid_for(pixels, kPixelThreads), kPixelThreads, stream,
         src, m, in.h, in.w, in.c, planes, g.hp, g.wp);
     if (!(err = check_launch("load_kernel")).empty()) return err;
     err = launch_block_roundtrip(planes, g.hp * g.wp, m * in.c, g.hp, g.wp, 0,
                                  static_cast<int>(in.c), tables, stream);
     if (!err.empty()) return err;
-    store_kernel<T><<<grid_for(m * in.h * in.w * in.c, kPixelThreads), kPixelThreads, 0, stream>>>(
+    launch(store_kernel<T>, grid_for(m * in.h * in.w * in.c, kPixelThreads), kPixelThreads, stream,
         planes, dst, m, in.h, in.w, in.c, g.hp, g.wp);
     return check_launch("store_kernel");
   }
-  load_ycc_kernel<T><<<grid_for(pixels, kPixelThreads), kPixelThreads, 0, stream>>>(
+  launch(load_ycc_kernel<T>, grid_for(pixels, kPixelThreads), kPixelThreads, stream,
       src, m, in.h, in.w, planes, g.hp, g.wp);
   if (!(err = check_launch("load_ycc_kernel")).empty()) return err;
   if (g.hs == 1 && g.vs == 1) {
     err = launch_block_roundtrip(planes, g.hp * g.wp, m * 3, g.hp, g.wp, 0, 3, tables, stream);
     if (!err.empty()) return err;
   } else {
-    downsample_kernel<<<grid_for(m * 2 * g.ch * g.cw, kPixelThreads), kPixelThreads, 0, stream>>>(
+    launch(downsample_kernel, grid_for(m * 2 * g.ch * g.cw, kPixelThreads), kPixelThreads, stream,
         planes, chroma, m, g.hp, g.wp, g.hs, g.vs);
     if (!(err = check_launch("downsample_kernel")).empty()) return err;
     err = launch_block_roundtrip(planes, 3 * g.hp * g.wp, m, g.hp, g.wp, 0, 1, tables, stream);
@@ -330,11 +341,11 @@ std::string launch_pipeline(const T* src, T* dst, float* planes, float* chroma, 
     err = launch_block_roundtrip(chroma, g.ch * g.cw, m * 2, g.ch, g.cw, 1, 2, tables, stream);
     if (!err.empty()) return err;
     const std::int64_t cvh = (in.h + g.vs - 1) / g.vs, cvw = (in.w + g.hs - 1) / g.hs;
-    upsample_kernel<<<grid_for(m * 2 * in.h * in.w, kPixelThreads), kPixelThreads, 0, stream>>>(
+    launch(upsample_kernel, grid_for(m * 2 * in.h * in.w, kPixelThreads), kPixelThreads, stream,
         chroma, planes, m, in.h, in.w, g.hp, g.wp, g.ch, g.cw, cvh, cvw, g.hs, g.vs);
     if (!(err = check_launch("upsample_kernel")).empty()) return err;
   }
-  store_ycc_kernel<T><<<grid_for(m * in.h * in.w, kPixelThreads), kPixelThreads, 0, stream>>>(
+  launch(store_ycc_kernel<T>, grid_for(m * in.h * in.w, kPixelThreads), kPixelThreads, stream,
       planes, dst, m, in.h, in.w, g.hp, g.wp);
   return check_launch("store_ycc_kernel");
 }
