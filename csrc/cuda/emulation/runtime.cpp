@@ -63,6 +63,7 @@ struct Fiber {
   std::unique_ptr<std::uint8_t[]> stack;
   void* sp = nullptr;
   State state = State::kRunnable;
+  const void* barrier = nullptr;  // the __syncthreads() call it waits at: its return address
   dim3 index;
 };
 
@@ -143,24 +144,36 @@ void resume(Fiber& f) {
 }
 
 // Runs one block: every fiber up to its next barrier, phase after phase, until all have returned.
+// A phase in which some threads return while others wait, or threads wait at different
+// __syncthreads() calls, is a divergent barrier.
 cudaError_t run_block() {
   for (;;) {
     std::size_t done = 0, waiting = 0;
+    const void* barrier = nullptr;
+    bool same_barrier = true;
     for (Fiber& f : scheduler.fibers) {
       if (f.state == State::kDone) continue;
       f.state = State::kRunnable;
       resume(f);
-      (f.state == State::kDone ? done : waiting) += 1;
+      if (f.state == State::kDone) {
+        ++done;
+        continue;
+      }
+      same_barrier = same_barrier && (waiting == 0 || f.barrier == barrier);
+      barrier = f.barrier;
+      ++waiting;
     }
     if (waiting == 0) return cudaSuccess;
-    if (done != 0) return cudaErrorEmulatedBarrierDivergence;
+    if (done != 0 || !same_barrier) return cudaErrorEmulatedBarrierDivergence;
   }
 }
 
 }  // namespace
 
+// Not inlined into the kernels (another file), so the return address tells the call sites apart.
 void __syncthreads() {
   scheduler.current->state = State::kAtBarrier;
+  scheduler.current->barrier = __builtin_return_address(0);
   yield_to_scheduler(false);
 }
 

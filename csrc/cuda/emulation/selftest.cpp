@@ -50,6 +50,17 @@ __global__ void divergent_barrier(int* data) {
   data[threadIdx.x] = 1;
 }
 
+// Even and odd threads wait at two different barriers.
+__global__ void split_barriers(int* data) {
+  if (threadIdx.x % 2 == 0) {
+    __syncthreads();
+    data[threadIdx.x] = 1;
+  } else {
+    __syncthreads();
+    data[threadIdx.x] = 2;
+  }
+}
+
 void check_indices() {
   const dim3 grid(3, 2, 2), block(4, 3, 2);
   std::vector<int> hits(3 * 2 * 2 * 4 * 3 * 2, 0);
@@ -81,6 +92,8 @@ void check_errors() {
   launch(divergent_barrier, dim3(2), dim3(64), nullptr, data.data());
   expect(cudaGetLastError() == cudaErrorEmulatedBarrierDivergence, "a thread leaving before a barrier is reported");
   expect(cudaGetLastError() == cudaSuccess, "cudaGetLastError clears the error");
+  launch(split_barriers, dim3(1), dim3(64), nullptr, data.data());
+  expect(cudaGetLastError() == cudaErrorEmulatedBarrierDivergence, "threads at different barriers are reported");
   launch(count_threads, dim3(1), dim3(1025), nullptr, data.data());
   expect(cudaGetLastError() == cudaErrorInvalidConfiguration, "a block of over 1024 threads is refused");
   launch(count_threads, dim3(0), dim3(1), nullptr, data.data());
