@@ -17,6 +17,7 @@ latter comes the ceiling of the layer's share: on two cores, a pipeline that doe
 and its own cannot run faster than the two together divided by the cores.
 
 Run: .venv/bin/python benchmarks/bench_codec.py [--repeats 7] [--json benchmarks/results/codec.json]
+     [--tf-threads default|inter-op-1|no-spinning]
 """
 
 from __future__ import annotations
@@ -251,7 +252,34 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16)) <= 1))
 
 
-def run(repeats: int) -> dict:
+TF_THREADS = ("default", "inter-op-1", "no-spinning")
+
+
+def configure_tensorflow(setting: str) -> None:
+    """TensorFlow's threading for the run, set before TensorFlow starts.
+
+    "default" leaves it alone; "inter-op-1" runs one inter-op thread (as TF_NUM_INTEROP_THREADS=1);
+    "no-spinning" stops its thread pools' spin-waiting for work before they sleep (ConfigProto's
+    experimental.disable_thread_spinning, which TensorFlow 2 takes only through the eager
+    context's private `_config`: for finding where a pipeline's CPU time goes, not to ship).
+    """
+    if setting == "default":
+        return
+    import tensorflow as tf
+
+    if setting == "inter-op-1":
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        return
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+
+    config = config_pb2.ConfigProto()
+    config.experimental.disable_thread_spinning = True
+    context.context()._config = config
+
+
+def run(repeats: int, tf_threads: str = "default") -> dict:
+    configure_tensorflow(tf_threads)
     threads = nnjpeg.codec.default_threads()
     workloads = {"64x224x224x3": natural_crops(64, 224), "1024x32x32x3": natural_crops(1024, 32)}
     results = []
@@ -300,7 +328,7 @@ def run(repeats: int) -> dict:
                     r["of_raw_same_dtype"] = r["mb_per_s"] / same["mb_per_s"]
                 elif r["config"].startswith(PIPELINE_ONLY):
                     r["time_of_raw_same_dtype"] = same["mb_per_s"] / r["mb_per_s"]
-    return {"results": results, "threads": threads, "environment": environment()}
+    return {"results": results, "threads": threads, "tf_threads": tf_threads, "environment": environment()}
 
 
 def environment() -> dict:
@@ -388,6 +416,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"Kernel `{info['build_info']['kernel']}`, {report['threads']} threads, {info['cpu']}; NumPy "
               f"{info['numpy']}, Pillow {info['pillow']}, simplejpeg {info['simplejpeg']}, TensorFlow {info['tensorflow']}"
               + (f" (layer's native route: {info['tf_native_route']})" if info.get("tf_native_route") else "")
+              + (f", TensorFlow threading: {report['tf_threads']}" if report.get("tf_threads", "default") != "default" else "")
               + ". MB/s of uint8 input (H·W·C bytes per image) for every row; CPU ms: the process's CPU time"
               " (every thread, user + system) per call or pipeline pass, median."]
     return "\n".join(lines)
@@ -397,8 +426,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default="benchmarks/results/codec.json")
+    parser.add_argument("--tf-threads", choices=TF_THREADS, default="default",
+                        help="TensorFlow's threading for the run (see configure_tensorflow)")
     args = parser.parse_args()
-    report = run(args.repeats)
+    report = run(args.repeats, args.tf_threads)
     md = markdown(report)
     print()
     print(md)

@@ -5,7 +5,8 @@
 // same source is checked without a GPU, against the CPU path and under AddressSanitizer, with
 // host floating point in place of the device's (the same IEEE operations, as the kernels avoid
 // fused multiply-adds). What it cannot show is how the device compiles and schedules the code:
-// races between threads outside the barriers, the device's math library, launch limits.
+// races between threads outside the barriers, the device's math library, its registers and shared
+// memory per block.
 #pragma once
 
 #include <cmath>
