@@ -10,7 +10,8 @@
 #       (-DNNJPEG_CUDA_EMULATION=ON, csrc/cuda/emulation/) with AddressSanitizer + UBSan: the
 #       emulation's self-test, then tests/test_cuda.py, whose device comparisons then run;
 #   (d) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
-#       tests run (they skip the device comparisons when there is no GPU).
+#       tests run (they skip the device comparisons when there is no GPU), and the kernels' PTX
+#       checked for arithmetic that rounds differently from the CPU's.
 # Usage: scripts/check_native.sh [PYTHON]   (default: .venv/bin/python)
 set -euo pipefail
 
@@ -160,6 +161,21 @@ else
     "$PY" -c "import nnjpeg; info = nnjpeg.build_info(); print(info); assert info['cuda_compiled'] is True, info"
     "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" "$ROOT/tests/test_cuda.py"
   ) || fail "the CUDA build did not import with cuda_compiled: True, or its tests failed"
+
+  section "CUDA: how the device code rounds (PTX of csrc/cuda/roundtrip.cu)"
+  # What the emulated run cannot see: the device's own arithmetic. Every float add, subtract and
+  # multiply must carry .rn (rounded on its own, which ptxas never fuses into a multiply-add), and
+  # none may be fused, approximate or flush denormals to zero, for the results to match the CPU
+  # path's bit for bit.
+  cmake --build build/cuda --target nnjpeg_cuda_ptx
+  ptx="build/cuda/CMakeFiles/nnjpeg_cuda_ptx.dir/csrc/cuda/roundtrip.ptx"
+  [[ -f "$ptx" ]] || fail "$ptx was not built"
+  grep -q "block_roundtrip_kernel" "$ptx" || fail "$ptx holds no block_roundtrip_kernel"
+  rounding='^\s+((fma|mad)(\.[a-z]+)*\.f(32|64)|(add|sub|mul)\.f(32|64)|[a-z]+(\.[a-z0-9]+)*\.(ftz|approx)\.|div\.full\.)'
+  if grep -nE "$rounding" "$ptx"; then
+    fail "the device code above rounds differently from the CPU path (fused, approximate, or flush-to-zero)"
+  fi
+  echo "$(grep -cE '^\s+(add|sub|mul|div)\.rn\.f(32|64)' "$ptx") float adds, subtracts, multiplies and divides, each rounded on its own (.rn)"
 fi
 
 section "check_native.sh: all checks passed"
