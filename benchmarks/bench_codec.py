@@ -429,6 +429,11 @@ def main() -> int:
     parser.add_argument("--tf-threads", choices=TF_THREADS, default="default",
                         help="TensorFlow's threading for the run (see configure_tensorflow)")
     args = parser.parse_args()
+    if args.tf_threads != "default":
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as e:
+            parser.error(f"--tf-threads {args.tf_threads} needs TensorFlow, which did not import: {e}")
     report = run(args.repeats, args.tf_threads)
     md = markdown(report)
     print()
