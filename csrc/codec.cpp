@@ -347,7 +347,8 @@ bool roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
 // JFIF full-range BT.601 (ITU-T T.871), rounded to whole samples as libjpeg's rgb_ycc_convert.
 // The weights are written as integers over 10^3 / 10^6 and evaluated in double: for whole-number
 // samples the numerators are exact and the division correctly rounded, so a sum that is exactly
-// k + 1/2 stays a tie and rounds away from zero every time.
+// k + 1/2 stays a tie and rounds away from zero every time. Used for float32 images, whose
+// samples (v * 255) need not be whole; uint8 images take rgb_to_ycc_whole.
 void rgb_to_ycc(Plane& r_y, Plane& g_cb, Plane& b_cr) {
   for (std::size_t i = 0; i < r_y.size(); ++i) {
     const double r = r_y[i], g = g_cb[i], b = b_cr[i];
@@ -357,61 +358,110 @@ void rgb_to_ycc(Plane& r_y, Plane& g_cb, Plane& b_cr) {
   }
 }
 
-// Box-filter downsampling with libjpeg's alternating rounding bias (jcsample.c h2v1/h2v2).
-Plane downsample(const Plane& src, std::int64_t hp, std::int64_t wp, int hs, int vs) {
-  const std::int64_t ch = hp / vs, cw = wp / hs;
+// round(n / d) for whole n >= 0 and d > 0, ties up; unsigned, which vectorizes.
+inline std::uint32_t div_round(std::uint32_t n, std::uint32_t d) { return (n + d / 2) / d; }
+
+// rgb_to_ycc for whole-number samples (uint8 images), in 32-bit integers: the numerators are the
+// same integers, and rounding them over 10^3 / 10^6 exactly equals the double evaluation, whose
+// division is exact at every tie (a half-integer) and elsewhere errs far less than the 10^-6 that
+// separates a value from a tie. The sums are never negative (Cb and Cr carry their +128), so ties
+// up are ties away from zero.
+void rgb_to_ycc_whole(Plane& r_y, Plane& g_cb, Plane& b_cr) {
+  for (std::size_t i = 0; i < r_y.size(); ++i) {
+    const auto r = static_cast<std::int32_t>(r_y[i]), g = static_cast<std::int32_t>(g_cb[i]),
+               b = static_cast<std::int32_t>(b_cr[i]);
+    const auto y = div_round(static_cast<std::uint32_t>(299 * r + 587 * g + 114 * b), 1000);
+    const auto cb = div_round(static_cast<std::uint32_t>(-168736 * r - 331264 * g + 500000 * b + 128000000), 1000000);
+    const auto cr = div_round(static_cast<std::uint32_t>(500000 * r - 418688 * g - 81312 * b + 128000000), 1000000);
+    r_y[i] = static_cast<float>(y);
+    g_cb[i] = static_cast<float>(std::min(cb, 255u));
+    b_cr[i] = static_cast<float>(std::min(cr, 255u));
+  }
+}
+
+// Box-filter downsampling with libjpeg's alternating rounding bias (jcsample.c h2v1/h2v2), by 2
+// horizontally and by vs = 1 or 2 vertically. The samples are whole numbers (rgb_to_ycc rounds),
+// so the sums are exact and the division by 2 or 4, rounded down, is a shift.
+Plane downsample(const Plane& src, std::int64_t hp, std::int64_t wp, int vs) {
+  const std::int64_t ch = hp / vs, cw = wp / 2;
   Plane dst(static_cast<std::size_t>(ch * cw));
   for (std::int64_t y = 0; y < ch; ++y) {
-    for (std::int64_t x = 0; x < cw; ++x) {
-      float sum = 0.0f;
-      for (int dy = 0; dy < vs; ++dy) {
-        for (int dx = 0; dx < hs; ++dx) sum += src[(y * vs + dy) * wp + x * hs + dx];
+    const float* r0 = src.data() + y * vs * wp;
+    float* d = dst.data() + y * cw;
+    if (vs == 1) {
+      for (std::int64_t x = 0; x < cw; ++x) {
+        const float sum = r0[2 * x] + r0[2 * x + 1];
+        d[x] = static_cast<float>(static_cast<std::int32_t>(sum + static_cast<float>(x & 1)) >> 1);
       }
-      const float bias = vs == 2 ? static_cast<float>(1 + (x & 1)) : static_cast<float>(x & 1);
-      dst[y * cw + x] = std::floor((sum + bias) / static_cast<float>(hs * vs));
+    } else {
+      const float* r1 = r0 + wp;
+      for (std::int64_t x = 0; x < cw; ++x) {
+        const float sum = r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1];
+        d[x] = static_cast<float>(static_cast<std::int32_t>(sum + static_cast<float>(1 + (x & 1))) >> 2);
+      }
     }
   }
   return dst;
 }
 
-// libjpeg's default "fancy" upsampling (jdsample.c): a triangle filter, 3/4 of the nearer and 1/4 of
-// the farther input sample in each upsampled direction, with its integer rounding; neighbours past
-// the valid (cvh, cvw) region repeat the edge, which reproduces libjpeg's edge special cases.
-void upsample(const Plane& src, std::int64_t cw, std::int64_t cvh, std::int64_t cvw, int hs, int vs,
-              Plane& dst, std::int64_t h, std::int64_t w, std::int64_t wp) {
-  auto at = [&](std::int64_t y, std::int64_t x) {
-    y = std::clamp<std::int64_t>(y, 0, cvh - 1);
-    x = std::clamp<std::int64_t>(x, 0, cvw - 1);
-    return static_cast<int>(src[y * cw + x]);
-  };
+// libjpeg's default "fancy" upsampling (jdsample.c) by 2 horizontally and vs vertically: a
+// triangle filter, 3/4 of the nearer and 1/4 of the farther input sample in each upsampled
+// direction, with its integer rounding. Neighbours past the valid (cvh, cvw) region repeat the
+// edge, which reproduces libjpeg's edge special cases. Each output row is built from one row of
+// column sums (3 x nearer row + farther row when vs = 2) padded with its edge values, so the loop
+// over output pairs has no bounds checks.
+void upsample(const Plane& src, std::int64_t cw, std::int64_t cvh, std::int64_t cvw, int vs, Plane& dst,
+              std::int64_t h, std::int64_t w, std::int64_t wp) {
+  std::vector<std::int32_t> sums(static_cast<std::size_t>(cvw + 2));
+  std::int32_t* s = sums.data() + 1;  // s[-1] and s[cvw] repeat the edges
+  const std::int64_t pairs = w / 2;
   for (std::int64_t y = 0; y < h; ++y) {
     const std::int64_t iy = y / vs;
-    const std::int64_t ny = vs == 2 ? (y % 2 == 0 ? iy - 1 : iy + 1) : iy;
-    for (std::int64_t x = 0; x < w; ++x) {
-      const std::int64_t ix = x / hs;
-      int v;
-      if (hs == 1) {
-        v = at(iy, ix);
-      } else if (vs == 1) {
-        const std::int64_t nx = x % 2 == 0 ? ix - 1 : ix + 1;
-        v = (3 * at(iy, ix) + at(iy, nx) + (x % 2 == 0 ? 1 : 2)) >> 2;
-      } else {
-        const std::int64_t nx = x % 2 == 0 ? ix - 1 : ix + 1;
-        const int near = 3 * at(iy, ix) + at(ny, ix);
-        const int far = 3 * at(iy, nx) + at(ny, nx);
-        v = (3 * near + far + (x % 2 == 0 ? 8 : 7)) >> 4;
+    const float* nearer = src.data() + iy * cw;
+    if (vs == 1) {
+      for (std::int64_t x = 0; x < cvw; ++x) s[x] = static_cast<std::int32_t>(nearer[x]);
+    } else {
+      const std::int64_t ny = std::clamp<std::int64_t>(y % 2 == 0 ? iy - 1 : iy + 1, 0, cvh - 1);
+      const float* farther = src.data() + ny * cw;
+      for (std::int64_t x = 0; x < cvw; ++x) {
+        s[x] = 3 * static_cast<std::int32_t>(nearer[x]) + static_cast<std::int32_t>(farther[x]);
       }
-      dst[y * wp + x] = static_cast<float>(v);
     }
+    s[-1] = s[0];
+    s[cvw] = s[cvw - 1];
+    // (3 near + far + 1 or 2) >> 2 with one row; with two, (3 near + far + 8 or 7) >> 4.
+    const int shift = vs == 1 ? 2 : 4;
+    const std::int32_t even = vs == 1 ? 1 : 8, odd = vs == 1 ? 2 : 7;
+    float* d = dst.data() + y * wp;
+    for (std::int64_t i = 0; i < pairs; ++i) {
+      d[2 * i] = static_cast<float>((3 * s[i] + s[i - 1] + even) >> shift);
+      d[2 * i + 1] = static_cast<float>((3 * s[i] + s[i + 1] + odd) >> shift);
+    }
+    if (w % 2 != 0) d[w - 1] = static_cast<float>((3 * s[pairs] + s[pairs - 1] + even) >> shift);
   }
 }
 
+// YCbCr back to RGB (T.871), as the other paths evaluate it in double (y + 1402 cr / 10^3, ...,
+// rounded half away from zero, clamped), in 32-bit integers: the planes hold whole numbers here
+// (the block round trip's output, upsampled by integer filters), so rgb_to_ycc_whole's argument
+// holds. A numerator offset by a multiple of its divisor is never negative; rounding it ties up
+// differs from ties away from zero only below zero, which the clamp makes 0 either way.
 void ycc_to_rgb(Plane& y_r, Plane& cb_g, Plane& cr_b) {
+  // Multiples of the divisors that keep the numerators >= 0 (at least -179456, -134400544, -226816).
+  constexpr std::int32_t kR = 180, kG = 135, kB = 227;
+  auto clamped = [](std::uint32_t v, std::int32_t offset) {
+    return static_cast<float>(std::clamp(static_cast<std::int32_t>(v) - offset, 0, 255));
+  };
   for (std::size_t i = 0; i < y_r.size(); ++i) {
-    const double y = y_r[i], cb = cb_g[i] - 128.0, cr = cr_b[i] - 128.0;
-    y_r[i] = clamp255(round_half_away(y + 1402.0 * cr / 1e3));
-    cb_g[i] = clamp255(round_half_away(y - (344136.0 * cb + 714136.0 * cr) / 1e6));
-    cr_b[i] = clamp255(round_half_away(y + 1772.0 * cb / 1e3));
+    const auto y = static_cast<std::int32_t>(y_r[i]), cb = static_cast<std::int32_t>(cb_g[i]) - 128,
+               cr = static_cast<std::int32_t>(cr_b[i]) - 128;
+    const std::uint32_t r = div_round(static_cast<std::uint32_t>(1000 * y + 1402 * cr + kR * 1000), 1000);
+    const std::uint32_t g =
+        div_round(static_cast<std::uint32_t>(1000000 * y - 344136 * cb - 714136 * cr + kG * 1000000), 1000000);
+    const std::uint32_t b = div_round(static_cast<std::uint32_t>(1000 * y + 1772 * cb + kB * 1000), 1000);
+    y_r[i] = clamped(r, kR);
+    cb_g[i] = clamped(g, kG);
+    cr_b[i] = clamped(b, kB);
   }
 }
 
@@ -430,22 +480,26 @@ bool roundtrip_ycc_image(const ImageView& in, std::int64_t img, void* out,
     rgb[c] = planes[c].data();
   }
   const bool in_range = load_rows(in, *kernel.io, img, 0, hp, rgb, wp);
-  rgb_to_ycc(planes[0], planes[1], planes[2]);
+  if (in.is_float) {
+    rgb_to_ycc(planes[0], planes[1], planes[2]);
+  } else {
+    rgb_to_ycc_whole(planes[0], planes[1], planes[2]);
+  }
   if (hs == 1 && vs == 1) {
     run_kernel({{planes[0].data(), hp, wp, &qts[0]},
                 {planes[1].data(), hp, wp, &qts[1]},
                 {planes[2].data(), hp, wp, &qts[2]}},
                threads, kernel);
   } else {
-    Plane cb = downsample(planes[1], hp, wp, hs, vs);
-    Plane cr = downsample(planes[2], hp, wp, hs, vs);
+    Plane cb = downsample(planes[1], hp, wp, vs);
+    Plane cr = downsample(planes[2], hp, wp, vs);
     run_kernel({{planes[0].data(), hp, wp, &qts[0]},
                 {cb.data(), ch, cw, &qts[1]},
                 {cr.data(), ch, cw, &qts[2]}},
                threads, kernel);
     const std::int64_t cvh = (in.h + vs - 1) / vs, cvw = (in.w + hs - 1) / hs;
-    upsample(cb, cw, cvh, cvw, hs, vs, planes[1], in.h, in.w, wp);
-    upsample(cr, cw, cvh, cvw, hs, vs, planes[2], in.h, in.w, wp);
+    upsample(cb, cw, cvh, cvw, vs, planes[1], in.h, in.w, wp);
+    upsample(cr, cw, cvh, cvw, vs, planes[2], in.h, in.w, wp);
   }
   ycc_to_rgb(planes[0], planes[1], planes[2]);
   store_rows(rgb, wp, in, *kernel.io, img, 0, in.h, out);
