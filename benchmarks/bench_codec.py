@@ -422,6 +422,15 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_report(json_path: str, report: dict, md: str) -> Path:
+    """The report as JSON at json_path, and its Markdown beside it (.md); returns the JSON's path."""
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    path.with_suffix(".md").write_text(md + "\n")
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -438,10 +447,7 @@ def main() -> int:
     md = markdown(report)
     print()
     print(md)
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
-    path.with_suffix(".md").write_text(md + "\n")
+    path = write_report(args.json, report, md)
     print(f"\nkernel: {report['environment']['build_info']['kernel']}; wrote {path} and {path.with_suffix('.md')}")
     return 0
 

@@ -15,16 +15,14 @@ does both): python3 benchmarks/bench_cuda.py [--repeats 5] [--json build/gpu/rep
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import nnjpeg
-from bench_codec import TABLE, looped_call, natural_crops
+from bench_codec import TABLE, looped_call, natural_crops, write_report
 
 MODES = {
     "NN-favored table, rgb": lambda images, **kw: nnjpeg.compress(images, TABLE, **kw),
@@ -82,11 +80,8 @@ def main() -> int:
     md = markdown(rows, threads)
     print()
     print(md)
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
     report = {"results": rows, "threads": threads, "build_info": info, "cores": os.cpu_count()}
-    path.write_text(json.dumps(report, indent=2))
-    path.with_suffix(".md").write_text(md + "\n")
+    path = write_report(args.json, report, md)
     print(f"\nwrote {path} and {path.with_suffix('.md')}")
     return 0
 
