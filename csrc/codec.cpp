@@ -41,14 +41,6 @@ struct CacheAligned {
 
 using Plane = std::vector<float, CacheAligned<float>>;
 
-template <class T>
-inline T round_half_away(T x) {
-  const T t = std::trunc(x);
-  return std::fabs(x - t) >= T(0.5) ? t + std::copysign(T(1), x) : t;
-}
-
-inline float clamp255(double v) { return static_cast<float>(v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v)); }
-
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
 // Worker threads shared by every call in the process, started on first use and kept: a call hands
@@ -350,11 +342,18 @@ bool roundtrip_planar(const ImageView& in, void* out, const std::vector<QuantTab
 // k + 1/2 stays a tie and rounds away from zero every time. Used for float32 images, whose
 // samples (v * 255) need not be whole; uint8 images take rgb_to_ycc_whole.
 void rgb_to_ycc(Plane& r_y, Plane& g_cb, Plane& b_cr) {
+  // round_half_away for these sums, which lie in [0, 256): truncation through int32 (a packed
+  // conversion even in baseline x86-64, where std::trunc is not) and a compare, so the loop
+  // vectorizes; the divisions stay IEEE divisions.
+  auto round_clamp = [](double x) {
+    const double t = static_cast<double>(static_cast<std::int32_t>(x));
+    return static_cast<float>(std::min(t + static_cast<double>(x - t >= 0.5), 255.0));
+  };
   for (std::size_t i = 0; i < r_y.size(); ++i) {
     const double r = r_y[i], g = g_cb[i], b = b_cr[i];
-    r_y[i] = clamp255(round_half_away((299.0 * r + 587.0 * g + 114.0 * b) / 1e3));
-    g_cb[i] = clamp255(round_half_away((-168736.0 * r - 331264.0 * g + 500000.0 * b) / 1e6 + 128.0));
-    b_cr[i] = clamp255(round_half_away((500000.0 * r - 418688.0 * g - 81312.0 * b) / 1e6 + 128.0));
+    r_y[i] = round_clamp((299.0 * r + 587.0 * g + 114.0 * b) / 1e3);
+    g_cb[i] = round_clamp((-168736.0 * r - 331264.0 * g + 500000.0 * b) / 1e6 + 128.0);
+    b_cr[i] = round_clamp((500000.0 * r - 418688.0 * g - 81312.0 * b) / 1e6 + 128.0);
   }
 }
 
