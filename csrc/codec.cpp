@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -414,6 +413,9 @@ void upsample(const Plane& src, std::int64_t cw, std::int64_t cvh, std::int64_t 
   std::vector<std::int32_t> sums(static_cast<std::size_t>(cvw + 2));
   std::int32_t* s = sums.data() + 1;  // s[-1] and s[cvw] repeat the edges
   const std::int64_t pairs = w / 2;
+  // (3 near + far + 1 or 2) >> 2 with one row; with two, (3 near + far + 8 or 7) >> 4.
+  const int shift = vs == 1 ? 2 : 4;
+  const std::int32_t even = vs == 1 ? 1 : 8, odd = vs == 1 ? 2 : 7;
   for (std::int64_t y = 0; y < h; ++y) {
     const std::int64_t iy = y / vs;
     const float* nearer = src.data() + iy * cw;
@@ -428,9 +430,6 @@ void upsample(const Plane& src, std::int64_t cw, std::int64_t cvh, std::int64_t 
     }
     s[-1] = s[0];
     s[cvw] = s[cvw - 1];
-    // (3 near + far + 1 or 2) >> 2 with one row; with two, (3 near + far + 8 or 7) >> 4.
-    const int shift = vs == 1 ? 2 : 4;
-    const std::int32_t even = vs == 1 ? 1 : 8, odd = vs == 1 ? 2 : 7;
     float* d = dst.data() + y * wp;
     for (std::int64_t i = 0; i < pairs; ++i) {
       d[2 * i] = static_cast<float>((3 * s[i] + s[i - 1] + even) >> shift);

@@ -70,6 +70,7 @@ def test_cleverhans_attacks_trace_the_model_once_per_batch_shape(data, name):
     attacks.attack(name, model, x, y, 0.03, batch_size=4)  # four batches of the same shape
     assert compute_gradient.experimental_get_tracing_count() == before
 
+
 @pytest.mark.parametrize("name", ["deepfool", "cw"])
 def test_l2_attacks_raise_the_loss_and_stay_in_range(data, name):
     model, x, y = data
