@@ -106,13 +106,17 @@ def _check_table(table, channels: int, color: str) -> np.ndarray:
     return np.ascontiguousarray(t64.reshape(planes, 64), dtype=np.float32)
 
 
+_MAX_THREADS = 2**31 - 1  # the native calls' (and the TensorFlow op attribute's) int32
+
+
 def _check_threads(threads) -> int:
     if threads is None:
         return default_threads()
+    expected = f"Expected threads to be None or an integer in 1...{_MAX_THREADS}"
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"Expected threads to be None or an integer >= 1. Received: {threads!r}")
-    if threads < 1:
-        raise ValueError(f"Expected threads to be None or an integer >= 1. Received: threads={threads}")
+        raise TypeError(f"{expected}. Received: {threads!r}")
+    if not 1 <= threads <= _MAX_THREADS:
+        raise ValueError(f"{expected}. Received: threads={threads}")
     return int(threads)
 
 
