@@ -25,7 +25,9 @@ class _CodecLayer(keras.layers.Layer):
     """What `Compression` and `JPEG` share: backend, gradient estimate, the call itself."""
 
     def __init__(self, *, color, subsampling, backend, gradient, threads=None, **kwargs):
-        super().__init__(**kwargs)
+        # The codec takes float32 (or uint8) as it comes: under a mixed-precision policy Keras would
+        # otherwise cast float32 inputs to float16 before `call`.
+        super().__init__(**{"autocast": False, **kwargs})
         self.color = color
         self.subsampling = subsampling
         self.backend = backend
@@ -71,6 +73,10 @@ class _CodecLayer(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, inputs):
+        # The inputs' dtype, as `call` returns it (Keras would say the policy's compute dtype).
+        return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+
     def get_config(self):
         base = super().get_config()
         return {**base, "subsampling": self.subsampling, "backend": self.backend, "gradient": self.gradient,
@@ -93,7 +99,9 @@ class Compression(_CodecLayer):
 
     Shape:
         inputs: (N, H, W, C) float32 in [0, 1], C in {1, 3}; or uint8 in a preprocessing pipeline
-            (`ds.map(layer)`), where no gradient is needed and no float conversion is paid.
+            (`ds.map(layer)`), where no gradient is needed and no float conversion is paid. Under a
+            mixed-precision policy the layer does not autocast: float32 inputs stay float32, and
+            float16 ones are refused (put the layer where its inputs are float32, e.g. first).
         outputs: same shape (static shape kept) and dtype.
 
     Args:
@@ -150,6 +158,7 @@ class JPEG(_CodecLayer):
 
     Shape:
         inputs: (N, H, W, C) float32 in [0, 1], C in {1, 3}; grey images use the luma table only.
+            uint8 and mixed precision as for `Compression`.
         outputs: same shape (static shape kept) and dtype.
 
     Args:

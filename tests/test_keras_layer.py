@@ -13,6 +13,8 @@ from nnjpeg.tables import nn_table, standard_tables  # noqa: E402
 pytestmark = pytest.mark.tf
 
 BACKENDS = ("native", "tf")
+
+
 def make(kind, backend, gradient="identity"):
     if kind == "compression":
         return Compression(nn_table(5), backend=backend, gradient=gradient)
@@ -171,9 +173,48 @@ def test_input_errors(images):
         Compression(nn_table(5), backend="tf", dtype="int32", autocast=False)(tf.zeros((1, 8, 8, 3), tf.int32))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]. Received: min=-1.0"):
         JPEG(backend="tf")(-tf.ones((1, 8, 8, 3)))
+    # Inputs reach the codec as they come: float64 is refused, not cast to float32.
+    with pytest.raises(TypeError, match=r"float32 inputs in \[0, 1\] \(or uint8 .*\). Received: dtype=float64"):
+        Compression(nn_table(5))(tf.zeros((1, 8, 8, 3), tf.float64))
 
 
-@pytest.mark.parametrize("backend", ["native", "tf"])
+@pytest.fixture
+def mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mixed_precision_policy(backend, images, mixed_float16):
+    # Keras casts a float16-computing layer's float32 inputs to float16; the codec layers keep them.
+    layer = make("compression", backend)
+    np.testing.assert_array_equal(layer(images).numpy(), reference("compression", images))
+    inputs = keras.Input((17, 33, 3))
+    x = keras.layers.Conv2D(2, 3, name="post")(make("jpeg", backend)(inputs))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse", jit_compile=False)
+    history = model.fit(images, np.ones((len(images), 2), np.float32), batch_size=len(images), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.layers[1].output.dtype == "float32" and model.get_layer("post").compute_dtype == "float16"
+    np.testing.assert_array_equal(keras.Model(inputs, model.layers[1].output).predict(images, verbose=0),
+                                  reference("jpeg", images))
+    with pytest.raises(TypeError, match=r"Received: dtype=float16"):  # after a float16 layer: said, not cast
+        layer(tf.cast(images, tf.float16))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uint8_inputs_in_a_model(backend):
+    inputs = keras.Input((16, 16, 3), dtype="uint8")
+    model = keras.Model(inputs, JPEG(60, backend=backend)(inputs))
+    assert model.output.dtype == "uint8"
+    batch = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    out = model.predict(batch, verbose=0)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, nnjpeg.jpeg(batch, 60))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_uint8_preprocessing_in_tf_data(backend):
     from skimage import data
 
