@@ -27,14 +27,23 @@ def _load_images(paths: list[str]) -> dict[str, np.ndarray]:
             raise SystemExit("nnjpeg compress: no images given and scikit-image (bundled sample photos) is not "
                              "installed. Pass image paths or `pip install scikit-image`.") from e
         return {name: np.ascontiguousarray(getattr(data, name)()[..., :3]) for name in SAMPLE_PHOTOS}
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
+    stems = [Path(p).stem for p in paths]
     images = {}
-    for p in paths:
+    for i, (p, stem) in enumerate(zip(paths, stems)):
         path = Path(p)
         if not path.is_file():
             raise SystemExit(f"nnjpeg compress: expected an image file. Received: {p!r} (not found)")
-        images[path.stem] = np.asarray(Image.open(path).convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise SystemExit(f"nnjpeg compress: expected an image file Pillow can read. Received: {p!r} ({e})") from e
+        # Labelled by file name, or by the path where two files share a name (and a count where a
+        # path repeats), so that every image given gets its row.
+        label, seen = (stem if stems.count(stem) == 1 else p), paths[: i + 1].count(p)
+        images[label if seen == 1 else f"{label} ({seen})"] = rgb
     return images
 
 
@@ -158,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compress", help="round-trip images through the NN-favored codec and standard JPEG; "
                                         "writes a side-by-side PNG and a PSNR table")
-    p.add_argument("images", nargs="*", help="image files (default: scikit-image's bundled photographs)")
+    p.add_argument("images", nargs="*", help="image files, read as RGB: grey repeated, alpha dropped "
+                                             "(default: scikit-image's bundled photographs)")
     p.add_argument("--table", default="nn:5", help="'nn:K', 'nn:K:OF:AF' or 'q:QUALITY' (default: nn:5)")
     p.add_argument("--color", choices=("rgb", "ycbcr"), default="rgb")
     p.add_argument("--quality", type=int, default=75, help="quality of the standard JPEG shown beside (default 75)")

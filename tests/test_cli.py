@@ -1,0 +1,53 @@
+"""`nnjpeg compress`: the round trip of image files from the command line."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nnjpeg
+from nnjpeg.cli import main
+
+pytest.importorskip("matplotlib")
+
+
+def psnr(a, b):
+    return 10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def test_compress_image_files(crops, tmp_path):
+    rgb = crops["61x75"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "a" / "photo.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "b" / "photo.png")  # grey, and the same file name
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])).save(tmp_path / "alpha.png")
+    paths = [str(tmp_path / "a" / "photo.png"), str(tmp_path / "b" / "photo.png"), str(tmp_path / "alpha.png"),
+             str(tmp_path / "alpha.png")]
+    out = tmp_path / "out"
+    assert main(["compress", *paths, "--table", "nn:4", "--quality", "60", "--out", str(out)]) == 0
+    rows = json.loads((out / "psnr.json").read_text())["rows"]
+    assert [r["image"] for r in rows] == [*paths[:3], f"{paths[3]} (2)"]  # every file its row
+    grey = np.repeat(rgb[..., :1], 3, axis=2)
+    for row, img in zip(rows, (rgb, grey, rgb, rgb), strict=True):
+        assert row["shape"] == [61, 75, 3]
+        assert row["psnr_nn:4_rgb"] == pytest.approx(psnr(nnjpeg.compress(img, nnjpeg.nn_table(4)), img))
+        assert row["psnr_jpeg_q60_420"] == pytest.approx(psnr(nnjpeg.jpeg(img, 60), img))
+    assert (out / "psnr.md").read_text().count("\n") == 2 + len(paths)
+    with Image.open(out / "comparison.png") as figure:
+        four = figure.size
+    assert main(["compress", paths[0], "--out", str(tmp_path / "one")]) == 0
+    with Image.open(tmp_path / "one" / "comparison.png") as figure:
+        one = figure.size
+    assert four[0] == one[0] and four[1] > 3 * one[1]  # a row of panels per image
+
+
+def test_compress_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"expected an image file. Received: '.*missing.png' \(not found\)"):
+        main(["compress", str(tmp_path / "missing.png"), "--out", str(tmp_path)])
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(SystemExit, match=r"expected an image file Pillow can read. Received: '.*notes.png' \(cannot "):
+        main(["compress", str(tmp_path / "notes.png"), "--out", str(tmp_path)])
+    assert main(["compress", "--quality", "0", "--out", str(tmp_path)]) == 2
+    assert "Expected quality to be an integer in 1...100. Received: quality=0" in capsys.readouterr().err
