@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnjpeg import _args
+
 DATASETS = ("fashion-mnist", "cifar10")
 
 
@@ -631,42 +633,42 @@ def add_parser(sub) -> None:
                                  "(the last three wrap --base; FD calibrates its table, nothing is trained)")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--epochs", type=_args.COUNT, default=30)
+    p.add_argument("--batch-size", type=_args.COUNT, default=128)
+    p.add_argument("--lr", type=_args.real(0, low_open=True), default=None,
                    help="classifiers: peak learning rate, 1 epoch warm-up then cosine decay (default 0.1); "
                         "ensemble: initial SGD rate (default 0.005, the paper's)")
-    p.add_argument("--width", type=int, default=32, help="classifier: channels of the first stage")
-    p.add_argument("--blocks", type=int, default=1, help="classifier: residual blocks per stage")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=10, help="early stopping patience on val_loss (epochs)")
+    p.add_argument("--width", type=_args.COUNT, default=32, help="classifier: channels of the first stage")
+    p.add_argument("--blocks", type=_args.COUNT, default=1, help="classifier: residual blocks per stage")
+    p.add_argument("--seed", type=_args.SEED, default=0)
+    p.add_argument("--patience", type=_args.integer(0), default=10, help="early stopping patience on val_loss (epochs)")
     p.add_argument("--no-augment", action="store_true", help="no flip / crop / random erasing")
     p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
-    p.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
-    p.add_argument("--steps-per-epoch", type=int, default=0, help="cap on steps per epoch (smoke runs)")
+    p.add_argument("--limit", type=_args.integer(0), default=0, help="use only the first N train and test images (smoke runs)")
+    p.add_argument("--steps-per-epoch", type=_args.integer(0), default=0, help="cap on steps per epoch (smoke runs)")
     p.add_argument("--base", default=None, help="ensemble and denoisers: the trained target classifier (.keras)")
-    p.add_argument("--sigma", type=float, default=0.05, help="ensemble: std of the Gaussian noise on x_q (images in [0, 1])")
-    p.add_argument("--xi", type=float, default=0.9, help="ensemble: weight of CE(x) in J' (paper Eq. 9)")
-    p.add_argument("--lr-decay", type=float, default=0.94, help="ensemble: learning-rate factor per epoch")
-    p.add_argument("--matrix-n", type=int, default=10000, help="ensemble: test images for the member x quality matrix")
-    p.add_argument("--matrix-adv-n", type=int, default=2000, help="ensemble: test images attacked for the Fig. 6b matrix")
-    p.add_argument("--matrix-eps", type=float, default=0.03, help="ensemble: I-FGSM eps of the Fig. 6b matrix")
-    p.add_argument("--eps", type=float, default=0.1, help="defense-vae: L-inf budget of its FGSM/PGD training examples")
+    p.add_argument("--sigma", type=_args.real(0), default=0.05, help="ensemble: std of the Gaussian noise on x_q (images in [0, 1])")
+    p.add_argument("--xi", type=_args.real(0, 1), default=0.9, help="ensemble: weight of CE(x) in J' (paper Eq. 9)")
+    p.add_argument("--lr-decay", type=_args.real(0, low_open=True), default=0.94, help="ensemble: learning-rate factor per epoch")
+    p.add_argument("--matrix-n", type=_args.COUNT, default=10000, help="ensemble: test images for the member x quality matrix")
+    p.add_argument("--matrix-adv-n", type=_args.COUNT, default=2000, help="ensemble: test images attacked for the Fig. 6b matrix")
+    p.add_argument("--matrix-eps", type=_args.EPS, default=0.03, help="ensemble: I-FGSM eps of the Fig. 6b matrix")
+    p.add_argument("--eps", type=_args.EPS, default=0.1, help="defense-vae: L-inf budget of its FGSM/PGD training examples")
     p.add_argument("--unet-widths", type=_widths, default=(64, 128, 256, 512),
                    help="vqunet / non-vq-unet: encoder widths per depth, comma-separated (default 64,128,256,512, "
                         "the paper's 2x2x512 deepest level)")
-    p.add_argument("--num-codes", type=int, default=256, help="vqunet: codebook size K at every depth")
-    p.add_argument("--tvm-iterations", type=int, default=30, help="tvm-classifier: TVM solver iterations")
-    p.add_argument("--restart-every", type=int, default=50,
+    p.add_argument("--num-codes", type=_args.COUNT, default=256, help="vqunet: codebook size K at every depth")
+    p.add_argument("--tvm-iterations", type=_args.COUNT, default=30, help="tvm-classifier: TVM solver iterations")
+    p.add_argument("--restart-every", type=_args.integer(0), default=50,
                    help="vqunet: restart dead codes every this many steps (0: never)")
-    p.add_argument("--adv-n", type=int, default=0,
+    p.add_argument("--adv-n", type=_args.integer(0), default=0,
                    help="defense-vae: train images attacked to make its (adversarial, clean) pairs (default: all)")
     p.add_argument("--restore-best", action="store_true",
                    help="denoisers: hold out the last 10 %% of the training images and keep the weights of the epoch "
                         "with the lowest reconstruction error on them (default: the last epoch's, all images trained on)")
-    p.add_argument("--classifier-epochs", type=int, default=1,
+    p.add_argument("--classifier-epochs", type=_args.integer(0), default=1,
                    help="denoisers: epochs fine-tuning --base on the denoiser's outputs (0: keep --base as is)")
-    p.add_argument("--classifier-lr", type=float, default=0.005, help="denoisers: SGD rate of that fine-tuning")
+    p.add_argument("--classifier-lr", type=_args.real(0, low_open=True), default=0.005, help="denoisers: SGD rate of that fine-tuning")
     p.add_argument("--classifier-schedule", default="constant", choices=("constant", "cosine"),
                    help="denoisers: that rate held constant, or decayed to 0 along a cosine over the fine-tuning")
     p.add_argument("--classifier-augment", action="store_true",
@@ -675,7 +677,7 @@ def add_parser(sub) -> None:
     p.add_argument("--denoiser", default=None,
                    help="denoisers: a denoiser trained before (e.g. models/weights/fmnist/vqunet.keras); its "
                         "training is skipped and only --base is fine-tuned on its outputs")
-    p.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
+    p.add_argument("--verbose", type=_args.integer(0, 2), default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
     p.add_argument("--export", default=None, help="save the final model here (.keras, no optimizer state) with a model card")
     p.set_defaults(func=_cmd)

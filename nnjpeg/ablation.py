@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _args
 from .codec import compress
 from .tables import nn_table, standard_tables
 
@@ -134,11 +135,11 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name of the undefended classifier")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--attack", action="append", default=None, help="repeatable (default fgsm and bim)")
-    p.add_argument("--eps", type=float, action="append", default=None, help="repeatable (default 0.05 and 0.1)")
+    p.add_argument("--eps", type=_args.EPS, action="append", default=None, help="repeatable (default 0.05 and 0.1)")
     p.add_argument("--quality", type=int, default=75, help="quality of the standard tables (default 75)")
     p.add_argument("--k", type=int, default=5, help="anti-diagonals in the NN table's OF band (default 5)")
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_args.COUNT, default=1000)
+    p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--out", default="out/ablation")
     p.set_defaults(func=_cmd)
 

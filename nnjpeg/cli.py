@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import codec, tables
+from . import _args, codec, tables
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default="nn:5", help="'nn:K', 'nn:K:OF:AF' or 'q:QUALITY' (default: nn:5)")
     p.add_argument("--color", choices=("rgb", "ycbcr"), default="rgb")
     p.add_argument("--quality", type=int, default=75, help="quality of the standard JPEG shown beside (default 75)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_args.COUNT, default=None)
     p.add_argument("--out", default="out/compress", help="output folder (default out/compress)")
     p.set_defaults(func=cmd_compress)
     p = sub.add_parser("info", help="version, compiled and active SIMD kernels, CUDA")
@@ -193,20 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name of the undefended classifier")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--attack", default="bim")
-    p.add_argument("--eps", type=float, default=0.03)
-    p.add_argument("--n-benign", type=int, default=1000)
-    p.add_argument("--n-adv", type=int, default=200)
-    p.add_argument("--of", type=float, default=16.0)
-    p.add_argument("--max-drop", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eps", type=_args.EPS, default=0.03)
+    p.add_argument("--n-benign", type=_args.COUNT, default=1000)
+    p.add_argument("--n-adv", type=_args.COUNT, default=200)
+    p.add_argument("--of", type=_args.real(0, low_open=True), default=16.0)
+    p.add_argument("--max-drop", type=_args.real(0, 1), default=0.01)
+    p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--out", default="out/search")
     p.set_defaults(func=cmd_search_table)
     p = sub.add_parser("frequency", help="DCT band statistics of benign images and adversarial perturbations (NN-JPEG Sec. 3.1)")
     p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name used to craft the perturbations")
     p.add_argument("--attack", default="fgsm")
-    p.add_argument("--eps", type=float, default=0.03)
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eps", type=_args.EPS, default=0.03)
+    p.add_argument("--n", type=_args.COUNT, default=1000)
+    p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--out", default="out/frequency")
     p.set_defaults(func=cmd_frequency)
     return parser

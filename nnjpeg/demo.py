@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _args
+
 DEFAULT_EPS = (0.05, 0.1)
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 
@@ -75,11 +77,11 @@ def run(out: Path, *, n: int = 1000, white_n: int = 250, eps=DEFAULT_EPS, attack
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="every available defense side by side under gray-box and adaptive attacks")
-    p.add_argument("--n", type=int, default=1000, help="test images (a seeded subset)")
-    p.add_argument("--white-n", type=int, default=250, help="of which the first WHITE_N are attacked white-box")
-    p.add_argument("--eps", type=float, action="append", default=None)
+    p.add_argument("--n", type=_args.COUNT, default=1000, help="test images (a seeded subset)")
+    p.add_argument("--white-n", type=_args.COUNT, default=250, help="of which the first WHITE_N are attacked white-box")
+    p.add_argument("--eps", type=_args.EPS, action="append", default=None)
     p.add_argument("--attack", action="append", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--out", default="out/demo")
     p.set_defaults(func=_cmd)
 

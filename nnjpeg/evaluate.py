@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from . import _args
+
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 TARGET = "fmnist/classifier"
 SURROGATES = ("fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c")
@@ -31,6 +33,8 @@ def _accuracy(model, x, y, batch_size: int = 500) -> float:
 def _subset(dataset: str, n: int, seed: int):
     from nnjpeg.models.train import load_dataset
 
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"Expected n, the number of test images, to be an integer >= 1. Received: n={n!r}")
     _, (x, y) = load_dataset(dataset)
     idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n]) if n < len(x) else np.arange(len(x))
     return x[idx].astype(np.float32) / 255.0, y[idx].astype(np.int64)
@@ -74,6 +78,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
 
         load = pretrained.load
     x, y = data if data is not None else _subset(dataset, n, seed)
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"Expected one image or more, with a label each. Received: {len(x)} images, {len(y)} labels")
     models = {d: load(d) for d in defenses}
     clean = {d: _accuracy(m, x, y) for d, m in models.items()}
     source = load(target) if scenario == "gray-box" else None
@@ -177,10 +183,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--defense", action="append", required=True, help="pretrained name; repeat for several")
     p.add_argument("--attack", action="append", required=True, help="attack name; repeat for several")
-    p.add_argument("--eps", type=float, action="append", default=None, help="L-inf budget; repeat for several (default 0.1)")
+    p.add_argument("--eps", type=_args.EPS, action="append", default=None, help="L-inf budget; repeat for several (default 0.1)")
     p.add_argument("--scenario", default="gray-box", choices=SCENARIOS)
-    p.add_argument("--n", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_args.COUNT, default=500)
+    p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--json", default=None, help="where to write the JSON (default OUT/results.json)")
     p.add_argument("--out", default="out/evaluate", help="report folder (Markdown table, plot)")
     p.set_defaults(func=_cmd)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _args
+
 # name -> (label in the tables, row of the papers it corresponds to)
 DEFENSES = {
     "fmnist/classifier": ("none", "No Defense"),
@@ -373,12 +375,12 @@ def plot_white_box(white: dict, path: Path) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="the papers' tables and figures on Fashion-MNIST with the shipped models")
-    p.add_argument("--n", type=int, default=1000, help="test images (a seeded subset; 10000 for all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eps", type=float, action="append", default=None, help="L-inf budgets (default 0.03, 0.1, 0.2)")
-    p.add_argument("--white-eps", type=float, default=0.1)
-    p.add_argument("--eot", type=int, default=4, help="EOT draws for randomized defenses in the white-box attack")
-    p.add_argument("--white-n", type=int, default=None,
+    p.add_argument("--n", type=_args.COUNT, default=1000, help="test images (a seeded subset; 10000 for all)")
+    p.add_argument("--seed", type=_args.SEED, default=0)
+    p.add_argument("--eps", type=_args.EPS, action="append", default=None, help="L-inf budgets (default 0.03, 0.1, 0.2)")
+    p.add_argument("--white-eps", type=_args.EPS, default=0.1)
+    p.add_argument("--eot", type=_args.COUNT, default=4, help="EOT draws for randomized defenses in the white-box attack")
+    p.add_argument("--white-n", type=_args.COUNT, default=None,
                    help="attack only the first WHITE_N images white-box (the slow scenario; default all n)")
     p.add_argument("--out", default="reports/fmnist")
     p.set_defaults(func=_cmd)

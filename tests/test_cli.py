@@ -51,3 +51,37 @@ def test_compress_errors(tmp_path, capsys):
         main(["compress", str(tmp_path / "notes.png"), "--out", str(tmp_path)])
     assert main(["compress", "--quality", "0", "--out", str(tmp_path)]) == 2
     assert "Expected quality to be an integer in 1...100. Received: quality=0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["evaluate", "--defense", "fmnist/ensemble", "--attack", "fgsm", "--n", "0"],
+     "argument --n: expected an integer >= 1. Received: '0'"),
+    (["evaluate", "--defense", "fmnist/ensemble", "--attack", "fgsm", "--n", "-3"],
+     "argument --n: expected an integer >= 1. Received: '-3'"),
+    (["evaluate", "--defense", "fmnist/ensemble", "--attack", "fgsm", "--eps", "nan"],
+     "argument --eps: expected a finite number > 0. Received: 'nan'"),
+    (["report", "--eot", "2.5"], "argument --eot: expected an integer >= 1. Received: '2.5'"),
+    (["demo", "--seed", "-1"], "argument --seed: expected an integer >= 0. Received: '-1'"),
+    (["search-table", "--max-drop", "1.5"], "argument --max-drop: expected a finite number >= 0 and <= 1. Received: '1.5'"),
+    (["search-table", "--of", "0"], "argument --of: expected a finite number > 0. Received: '0'"),
+    (["frequency", "--eps", "-0.1"], "argument --eps: expected a finite number > 0. Received: '-0.1'"),
+    (["ablation", "--n", "many"], "argument --n: expected an integer >= 1. Received: 'many'"),
+    (["compress", "--threads", "0"], "argument --threads: expected an integer >= 1. Received: '0'"),
+    (["train", "classifier", "--epochs", "0"], "argument --epochs: expected an integer >= 1. Received: '0'"),
+    (["train", "ensemble", "--xi", "1.1"], "argument --xi: expected a finite number >= 0 and <= 1. Received: '1.1'"),
+    (["train", "classifier", "--lr", "inf"], "argument --lr: expected a finite number > 0. Received: 'inf'"),
+    (["train", "classifier", "--verbose", "3"], "argument --verbose: expected an integer in 0...2. Received: '3'"),
+])
+def test_numbers_out_of_range_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_subset_refuses_a_count_below_one():
+    from nnjpeg.evaluate import _subset
+
+    for n in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match=r"Expected n, the number of test images, to be an integer >= 1. Received"):
+            _subset("fashion-mnist", n, 0)

@@ -67,6 +67,11 @@ def test_errors(zoo):
         evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], "grey", data=data, load=models.__getitem__)
     with pytest.raises(ValueError, match=r"Received: defenses=\['nn-jpeg'\], attacks=\['bogus'\]"):
         evaluate.evaluate(["nn-jpeg"], ["bogus"], [0.1], data=data, load=models.__getitem__)
+    x, y = data
+    with pytest.raises(ValueError, match=r"one image or more, with a label each. Received: 0 images, 0 labels"):
+        evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], data=(x[:0], y[:0]), load=models.__getitem__)
+    with pytest.raises(ValueError, match=r"Received: 3 images, 2 labels"):
+        evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], data=(x[:3], y[:2]), load=models.__getitem__)
 
 
 def test_report_tables_reading_and_plots(zoo, tmp_path):
