@@ -39,8 +39,28 @@ def _check(x, y):
     return x, y.astype(np.int64)
 
 
-def _batched(fn, x, y, batch_size: int, progress, desc: str) -> np.ndarray:
+def _check_counts(**counts) -> None:
+    """Iterations, restarts, batch sizes: integers >= 1 (0 iterations would divide a budget by zero)."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
+
+
+def _check_labels(model, y) -> None:
+    """Labels within the model's classes, where its output shape says how many there are."""
+    try:
+        classes = model.output_shape[-1]
+    except (AttributeError, TypeError, ValueError, IndexError):  # a model not built, or without one output
+        return
+    if isinstance(classes, int) and len(y) and not (y.min() >= 0 and y.max() < classes):
+        raise ValueError(f"Expected labels in 0...{classes - 1} ({classes} classes in the model's output). "
+                         f"Received: min={y.min()}, max={y.max()}")
+
+
+def _batched(fn, model, x, y, batch_size: int, progress, desc: str) -> np.ndarray:
     x, y = _check(x, y)
+    _check_counts(batch_size=batch_size)
+    _check_labels(model, y)
     out = np.empty_like(x)
     starts = range(0, len(x), batch_size)
     if progress:
@@ -73,25 +93,27 @@ def fgsm(model, x, y, eps: float, *, batch_size: int = 256, progress: bool = Fal
 
     logits = _logits_fn(model)
     return _batched(lambda xb, yb: fast_gradient_method(logits, xb, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yb),
-                    x, y, batch_size, progress, "FGSM")
+                    model, x, y, batch_size, progress, "FGSM")
 
 
 def bim(model, x, y, eps: float, *, nb_iter: int = 10, eps_iter: float | None = None, batch_size: int = 256,
         progress: bool = False) -> np.ndarray:
     """Basic Iterative Method / I-FGSM (Kurakin et al., 2017), via cleverhans; eps_iter defaults to eps / nb_iter * 1.25."""
+    _check_counts(nb_iter=nb_iter)
     from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
 
     step = eps_iter if eps_iter is not None else 1.25 * eps / nb_iter
     logits = _logits_fn(model)
     return _batched(lambda xb, yb: basic_iterative_method(logits, xb, eps, step, nb_iter, np.inf, clip_min=0.0,
                                                           clip_max=1.0, y=yb, sanity_checks=False),
-                    x, y, batch_size, progress, "BIM")
+                    model, x, y, batch_size, progress, "BIM")
 
 
 def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
         batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
     """PGD with a random start (Madry et al., 2018), via cleverhans; with `restarts` > 1 each example keeps
     the first restart that fools the model (else the last). eps_iter defaults to 2.5 * eps / nb_iter."""
+    _check_counts(nb_iter=nb_iter, restarts=restarts)
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
     step = eps_iter if eps_iter is not None else 2.5 * eps / nb_iter
@@ -110,18 +132,20 @@ def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = 
             best = np.where(fooled[:, None, None, None], best, adv)
         return best
 
-    return _batched(run, x, y, batch_size, progress, "PGD")
+    return _batched(run, model, x, y, batch_size, progress, "PGD")
 
 
 def mifgsm(model, x, y, eps: float, *, nb_iter: int = 10, decay: float = 1.0, batch_size: int = 256,
            progress: bool = False) -> np.ndarray:
     """Momentum Iterative FGSM (Dong et al., 2018), via cleverhans."""
+    _check_counts(nb_iter=nb_iter)
     from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 
     logits = _logits_fn(model)
     return _batched(lambda xb, yb: momentum_iterative_method(logits, xb, eps, eps / nb_iter, nb_iter, np.inf,
                                                              clip_min=0.0, clip_max=1.0, y=yb, decay_factor=decay,
-                                                             sanity_checks=False), x, y, batch_size, progress, "MI-FGSM")
+                                                             sanity_checks=False),
+                    model, x, y, batch_size, progress, "MI-FGSM")
 
 
 def _gradient(model, x, y, transform=None):
@@ -161,6 +185,7 @@ def ti_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, kernel_size: int = 5,
     """Translation-Invariant MI-FGSM (Dong et al., 2019): the gradient is smoothed by a Gaussian kernel
     before each step, which approximates attacking an ensemble of translated images. `kernel_size`
     scales with image size (the paper used 15 on 299x299 ImageNet; 5 suits 28x28)."""
+    _check_counts(nb_iter=nb_iter, kernel_size=kernel_size)
     sigma = sigma if sigma is not None else kernel_size / (2.0 * math.sqrt(3.0))
     kernel = tf.constant(_gaussian_kernel(kernel_size, sigma, np.shape(x)[-1]))
 
@@ -170,7 +195,7 @@ def ti_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, kernel_size: int = 5,
 
         return _momentum_iterations(model, xb, yb, eps, nb_iter, decay, grad_fn)
 
-    return _batched(run, x, y, batch_size, progress, "TI-FGSM")
+    return _batched(run, model, x, y, batch_size, progress, "TI-FGSM")
 
 
 def di_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, prob: float = 0.5, max_scale: float = 1.1,
@@ -178,6 +203,7 @@ def di_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, prob: float = 0.5, ma
     """Diverse-Inputs MI-FGSM (Xie et al., 2019): with probability `prob` per step the gradient is taken
     through a random resize (to between H and max_scale * H) and random zero padding back to
     max_scale * H, which is then resized to the model's input size."""
+    _check_counts(nb_iter=nb_iter)
     rng = np.random.default_rng(seed)
     h, w = np.shape(x)[1:3]
     big = int(round(h * max_scale)), int(round(w * max_scale))
@@ -196,7 +222,7 @@ def di_fgsm(model, x, y, eps: float, *, nb_iter: int = 10, prob: float = 0.5, ma
     def run(xb, yb):
         return _momentum_iterations(model, xb, yb, eps, nb_iter, decay, lambda adv: _gradient(model, adv, yb, transform))
 
-    return _batched(run, x, y, batch_size, progress, "DI-FGSM")
+    return _batched(run, model, x, y, batch_size, progress, "DI-FGSM")
 
 
 def deepfool(model, x, y, *, num_classes: int = 10, overshoot: float = 0.02, max_iter: int = 50,
@@ -204,6 +230,7 @@ def deepfool(model, x, y, *, num_classes: int = 10, overshoot: float = 0.02, max
     """DeepFool, L2 (Moosavi-Dezfooli et al., 2016): repeatedly steps to the nearest linearized decision
     boundary among the `num_classes` highest-scoring classes, then overshoots by (1 + overshoot).
     Examples already misclassified are returned unchanged. Not bounded by an eps."""
+    _check_counts(max_iter=max_iter, num_classes=num_classes)
 
     def run(xb, yb):
         x0 = tf.convert_to_tensor(xb)
@@ -239,7 +266,7 @@ def deepfool(model, x, y, *, num_classes: int = 10, overshoot: float = 0.02, max
             r_total = r_total + tf.constant(best_step * active[:, None, None, None])
         return tf.clip_by_value(x0 + (1.0 + overshoot) * r_total, 0.0, 1.0).numpy()
 
-    return _batched(run, x, y, batch_size, progress, "DeepFool")
+    return _batched(run, model, x, y, batch_size, progress, "DeepFool")
 
 
 def cw_l2(model, x, y, *, confidence: float = 0.0, initial_const: float = 1.0, binary_steps: int = 6,
@@ -247,6 +274,7 @@ def cw_l2(model, x, y, *, confidence: float = 0.0, initial_const: float = 1.0, b
     """Carlini & Wagner L2 (2017): minimizes ||delta||_2^2 + c * max(Z_y - max_{i != y} Z_i, -kappa) in
     tanh space with Adam, binary-searching c per example; returns the smallest successful
     perturbation found (the input itself where none succeeds). Not bounded by an eps."""
+    _check_counts(binary_steps=binary_steps, max_iter=max_iter)
 
     def run(xb, yb):
         n = len(yb)
@@ -285,7 +313,7 @@ def cw_l2(model, x, y, *, confidence: float = 0.0, initial_const: float = 1.0, b
             c = np.where(np.isinf(hi), c * 10.0, (lo + hi) / 2.0).astype(np.float32)
         return best
 
-    return _batched(run, x, y, batch_size, progress, "C&W-L2")
+    return _batched(run, model, x, y, batch_size, progress, "C&W-L2")
 
 
 ATTACKS: dict[str, Callable] = {

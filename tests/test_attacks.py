@@ -150,3 +150,28 @@ def test_errors(data):
         attacks.fgsm(model, x + 1, y, 0.1)
     with pytest.raises(ValueError, match=r"integer labels of shape \(16,\)"):
         attacks.fgsm(model, x, y[:3], 0.1)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("bim", {"nb_iter": 0}, r"nb_iter to be an integer >= 1. Received: nb_iter=0"),
+    ("pgd", {"restarts": 0}, r"restarts to be an integer >= 1. Received: restarts=0"),
+    ("mifgsm", {"nb_iter": 2.5}, r"nb_iter to be an integer >= 1. Received: nb_iter=2.5"),
+    ("ti-fgsm", {"kernel_size": 0}, r"kernel_size to be an integer >= 1. Received: kernel_size=0"),
+    ("di-fgsm", {"nb_iter": -1}, r"nb_iter to be an integer >= 1. Received: nb_iter=-1"),
+    ("deepfool", {"max_iter": 0}, r"max_iter to be an integer >= 1. Received: max_iter=0"),
+    ("cw", {"binary_steps": True}, r"binary_steps to be an integer >= 1. Received: binary_steps=True"),
+    ("fgsm", {"batch_size": 0}, r"batch_size to be an integer >= 1. Received: batch_size=0"),
+])
+def test_counts_below_one_are_refused(data, name, kwargs, message):
+    model, x, y = data
+    with pytest.raises(ValueError, match=message):
+        attacks.attack(name, model, x, y, 0.1, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw"])
+def test_labels_outside_the_models_classes_are_refused(data, name):
+    model, x, y = data
+    with pytest.raises(ValueError, match=r"labels in 0...2 \(3 classes in the model's output\). Received: min=0, max=12"):
+        attacks.attack(name, model, x, np.where(np.arange(len(y)) == 3, 12, 0), 0.1)
+    with pytest.raises(ValueError, match=r"Received: min=-1, max=0"):
+        attacks.attack(name, model, x, -np.eye(1, len(y), 5, dtype=np.int64)[0], 0.1)
