@@ -42,7 +42,9 @@ def _check(x, y):
 def _check_counts(**counts) -> None:
     """Iterations, restarts, batch sizes: integers >= 1 (0 iterations would divide a budget by zero)."""
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
+        if value < 1:
             raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
 
 

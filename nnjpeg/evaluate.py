@@ -33,8 +33,11 @@ def _accuracy(model, x, y, batch_size: int = 500) -> float:
 def _subset(dataset: str, n: int, seed: int):
     from nnjpeg.models.train import load_dataset
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"Expected n, the number of test images, to be an integer >= 1. Received: n={n!r}")
+    expected = "Expected n, the number of test images, to be an integer >= 1"
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{expected}. Received: n={n!r}")
+    if n < 1:
+        raise ValueError(f"{expected}. Received: n={n!r}")
     _, (x, y) = load_dataset(dataset)
     idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n]) if n < len(x) else np.arange(len(x))
     return x[idx].astype(np.float32) / 255.0, y[idx].astype(np.int64)

@@ -152,19 +152,19 @@ def test_errors(data):
         attacks.fgsm(model, x, y[:3], 0.1)
 
 
-@pytest.mark.parametrize(("name", "kwargs", "message"), [
-    ("bim", {"nb_iter": 0}, r"nb_iter to be an integer >= 1. Received: nb_iter=0"),
-    ("pgd", {"restarts": 0}, r"restarts to be an integer >= 1. Received: restarts=0"),
-    ("mifgsm", {"nb_iter": 2.5}, r"nb_iter to be an integer >= 1. Received: nb_iter=2.5"),
-    ("ti-fgsm", {"kernel_size": 0}, r"kernel_size to be an integer >= 1. Received: kernel_size=0"),
-    ("di-fgsm", {"nb_iter": -1}, r"nb_iter to be an integer >= 1. Received: nb_iter=-1"),
-    ("deepfool", {"max_iter": 0}, r"max_iter to be an integer >= 1. Received: max_iter=0"),
-    ("cw", {"binary_steps": True}, r"binary_steps to be an integer >= 1. Received: binary_steps=True"),
-    ("fgsm", {"batch_size": 0}, r"batch_size to be an integer >= 1. Received: batch_size=0"),
+@pytest.mark.parametrize(("name", "kwargs", "error", "message"), [
+    ("bim", {"nb_iter": 0}, ValueError, r"nb_iter to be an integer >= 1. Received: nb_iter=0"),
+    ("pgd", {"restarts": 0}, ValueError, r"restarts to be an integer >= 1. Received: restarts=0"),
+    ("mifgsm", {"nb_iter": 2.5}, TypeError, r"nb_iter to be an integer >= 1. Received: nb_iter=2.5"),
+    ("ti-fgsm", {"kernel_size": 0}, ValueError, r"kernel_size to be an integer >= 1. Received: kernel_size=0"),
+    ("di-fgsm", {"nb_iter": -1}, ValueError, r"nb_iter to be an integer >= 1. Received: nb_iter=-1"),
+    ("deepfool", {"max_iter": 0}, ValueError, r"max_iter to be an integer >= 1. Received: max_iter=0"),
+    ("cw", {"binary_steps": True}, TypeError, r"binary_steps to be an integer >= 1. Received: binary_steps=True"),
+    ("fgsm", {"batch_size": 0}, ValueError, r"batch_size to be an integer >= 1. Received: batch_size=0"),
 ])
-def test_counts_below_one_are_refused(data, name, kwargs, message):
+def test_counts_below_one_are_refused(data, name, kwargs, error, message):
     model, x, y = data
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         attacks.attack(name, model, x, y, 0.1, **kwargs)
 
 

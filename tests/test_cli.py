@@ -77,11 +77,3 @@ def test_numbers_out_of_range_are_refused_before_any_work(argv, message, capsys)
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-
-
-def test_subset_refuses_a_count_below_one():
-    from nnjpeg.evaluate import _subset
-
-    for n in (0, -3, 2.0, True):
-        with pytest.raises(ValueError, match=r"Expected n, the number of test images, to be an integer >= 1. Received"):
-            _subset("fashion-mnist", n, 0)

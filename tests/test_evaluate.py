@@ -74,6 +74,12 @@ def test_errors(zoo):
         evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], data=(x[:3], y[:2]), load=models.__getitem__)
 
 
+def test_subset_refuses_a_count_below_one():
+    for n, error in ((0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=rf"Expected n, the number of test images, to be an integer >= 1. Received: n={n!r}"):
+            evaluate._subset("fashion-mnist", n, 0)
+
+
 def test_report_tables_reading_and_plots(zoo, tmp_path):
     from nnjpeg import report
 
