@@ -10,6 +10,7 @@ gradient for float inputs.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -527,12 +528,14 @@ def _op_message(message: str) -> str:
     return message.split(" [Op:", 1)[0].split("\n", 1)[0]
 
 
-def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backend: str = "native", threads=None):
+def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backend: str = "native", threads=None,
+                key: str = "image"):
     """A `tf.data` map function that round-trips images through the codec.
 
     `ds.map(tf_compress(table), num_parallel_calls=tf.data.AUTOTUNE)` compresses every element;
     for elements that are tuples (`(image, label)`, `(image, *rest)`) only the first item is
-    compressed and the rest passes through. dtype and static shape are kept.
+    compressed, and for dicts (as TensorFlow Datasets yields them) only `element[key]`; the rest
+    passes through. dtype and static shape are kept.
 
     Shape:
         image: (H, W, C) or a batch (N, H, W, C), C in {1, 3}; uint8, or float32 in [0, 1].
@@ -549,16 +552,19 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
             differentiable, not XLA-compilable) or "tf" (`compress_tf`).
         threads: worker threads of the native codec per call; None uses every core. Only with
             backend="native".
+        key: the images' key in dict elements.
 
     Returns:
-        A function `fn(image)` / `fn(image, *rest)` returning the same structure.
+        A function `fn(image)` / `fn(image, *rest)` / `fn(element_dict)` returning the same structure.
 
     Raises:
-        TypeError: non-numeric table, non-integer quality or threads.
+        TypeError: non-numeric table, non-integer quality or threads, a key that is not a string.
         ValueError: neither or both of table and quality, unknown backend/color/subsampling,
-            bad table, threads with backend="tf".
+            bad table, threads with backend="tf"; when called, a dict element without `key`.
     """
     _check_choice("backend", backend, _BACKENDS)
+    if not isinstance(key, str):
+        raise TypeError(f"Expected key to be a string (a dict element's key). Received: {key!r}")
     if quality is not None:
         if table is not None:
             raise ValueError("Expected either table or quality, not both (quality selects the standard JPEG "
@@ -595,6 +601,11 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
         return _native_op(images, tables, mode, threads)
 
     def fn(image, *rest):
+        if not rest and isinstance(image, Mapping):
+            if key not in image:
+                raise ValueError(f"Expected dict elements holding the images under key={key!r}. "
+                                 f"Received: keys {sorted(image)}")
+            return {**image, key: compress_one(image[key])}
         if not rest and isinstance(image, (tuple, list)):
             return type(image)((compress_one(image[0]), *image[1:]))
         return (compress_one(image), *rest) if rest else compress_one(image)

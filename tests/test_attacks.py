@@ -171,7 +171,8 @@ def test_counts_below_one_are_refused(data, name, kwargs, error, message):
 @pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw"])
 def test_labels_outside_the_models_classes_are_refused(data, name):
     model, x, y = data
-    with pytest.raises(ValueError, match=r"labels in 0...2 \(3 classes in the model's output\). Received: min=0, max=12"):
+    with pytest.raises(ValueError,
+                       match=r"labels in 0...2 \(3 classes in the model's output\). Received: min=0, max=12"):
         attacks.attack(name, model, x, np.where(np.arange(len(y)) == 3, 12, 0), 0.1)
     with pytest.raises(ValueError, match=r"Received: min=-1, max=0"):
         attacks.attack(name, model, x, -np.eye(1, len(y), 5, dtype=np.int64)[0], 0.1)

@@ -76,7 +76,8 @@ def test_errors(zoo):
 
 def test_subset_refuses_a_count_below_one():
     for n, error in ((0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)):
-        with pytest.raises(error, match=rf"Expected n, the number of test images, to be an integer >= 1. Received: n={n!r}"):
+        with pytest.raises(error,
+                           match=rf"Expected n, the number of test images, to be an integer >= 1. Received: n={n!r}"):
             evaluate._subset("fashion-mnist", n, 0)
 
 

@@ -160,6 +160,22 @@ def test_tf_data_pipeline_matches_native(backend, crops):
     np.testing.assert_array_equal(np.concatenate(list(batched.as_numpy_iterator())), nnjpeg.jpeg(floats, 60))
 
 
+@pytest.mark.parametrize("backend", ["native", "tf"])
+def test_tf_data_dict_elements(backend, crops):
+    # As TensorFlow Datasets yields them: only the images' entry is coded, the rest passes through.
+    images = np.stack([crops["17x33"], crops["17x33"][::-1]])
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": np.array([3, 5])})
+    got = list(ds.map(tf_compress(quality=40, backend=backend)).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack([g["image"] for g in got]), nnjpeg.jpeg(images, 40))
+    assert [g["label"] for g in got] == [3, 5]
+    renamed = tf.data.Dataset.from_tensor_slices({"pixels": images, "label": np.array([3, 5])})
+    got = next(renamed.map(tf_compress(nn_table(5), key="pixels", backend=backend)).as_numpy_iterator())
+    np.testing.assert_array_equal(got["pixels"], nnjpeg.compress(images[0], nn_table(5)))
+    with pytest.raises(ValueError,
+                       match=r"dict elements holding the images under key='image'. Received: keys \['label', 'pixels'\]"):
+        renamed.map(tf_compress(nn_table(5), backend=backend))
+
+
 def test_tf_compress_direct_calls(crops):
     x = crops["7x9"]
     fn = tf_compress(nn_table(4), backend="tf")
@@ -223,5 +239,7 @@ def test_tf_compress_errors():
         tf_compress(LUMA, threads=1.5)
     with pytest.raises(ValueError, match=r"Received: shape=\(4, 4\)"):
         tf_compress(np.ones((4, 4)))
+    with pytest.raises(TypeError, match=r"key to be a string \(a dict element's key\). Received: 0"):
+        tf_compress(LUMA, key=0)
     with pytest.raises(ValueError, match=r"for 1-channel images .* Received: shape=\(3, 8, 8\)"):
         tf_compress(np.stack([LUMA] * 3))(np.zeros((8, 8, 1), np.uint8))
