@@ -27,6 +27,9 @@ def names() -> list[str]:
 
 
 def _path(name: str, suffix: str) -> Path:
+    if not names():
+        raise ValueError(f"Expected a pretrained model name, but this nnjpeg was installed without its weights "
+                         f"(built with -DNNJPEG_SHIP_WEIGHTS=OFF; {WEIGHTS} holds none). Received: {name!r}")
     if not isinstance(name, str) or name not in names():
         raise ValueError(f"Expected a pretrained model name in {names()}. Received: {name!r}")
     return WEIGHTS / f"{name}{suffix}"
@@ -44,12 +47,13 @@ def load(name: str, *, compile: bool = False):
         A `keras.Model`.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name, or an install without the weights.
     """
+    path = _path(name, ".keras")  # checked first: a bad name is said without Keras at hand
     import keras
 
     register_serializables()
-    return keras.saving.load_model(_path(name, ".keras"), compile=compile)
+    return keras.saving.load_model(path, compile=compile)
 
 
 def register_serializables() -> None:

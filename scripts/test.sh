@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: setup, the pytest suite against the installed wheel, then the native checks
-# (codec tests under AddressSanitizer + UBSan and under ThreadSanitizer, and a compile of the CUDA
-# kernel when nvcc exists).
+# The test command: setup, the pytest suite against the installed package, the wheels as users get
+# them (scripts/build_wheels.sh), then the native checks (codec tests under AddressSanitizer + UBSan
+# and under ThreadSanitizer, the CUDA kernels under a host emulation, and a compile of them when
+# nvcc exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -19,4 +20,5 @@ if [ "$rc" = 5 ]; then
 fi
 [ "$rc" = 0 ] || exit "$rc"
 
+bash scripts/build_wheels.sh
 bash scripts/check_native.sh .venv/bin/python

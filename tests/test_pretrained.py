@@ -37,6 +37,15 @@ def test_unknown_name():
         pretrained.load("fmnist/nope")
 
 
+def test_an_install_without_weights_says_so(tmp_path, monkeypatch):
+    # As a wheel built with -DNNJPEG_SHIP_WEIGHTS=OFF is installed: the weights folder holds none.
+    monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path)
+    assert pretrained.names() == []
+    with pytest.raises(ValueError, match=r"installed without its weights \(built with -DNNJPEG_SHIP_WEIGHTS=OFF; "
+                                         r".* holds none\). Received: 'fmnist/classifier'"):
+        pretrained.load("fmnist/classifier")
+
+
 def test_every_classifier_loads_by_name_in_a_fresh_process():
     pytest.importorskip("keras")
     # A fresh interpreter: loading must register nnjpeg's layers itself, whatever was imported before.
