@@ -40,7 +40,7 @@ build() {  # build OUT_DIR [config settings...]
 check() {  # check WHEEL EXPECT_WEIGHTS(0|1)
   local wheel=$1 weights=$2
   rm -rf "$work/venv"
-  python3 -m venv "$work/venv"
+  .venv/bin/python -m venv "$work/venv"  # the same Python the wheel was built for
   "$work/venv/bin/python" -m pip install -q "$wheel"
   for scalar in 0 1; do
     (cd "$work" && NNJPEG_FORCE_SCALAR=$scalar WEIGHTS=$weights "$work/venv/bin/python" - <<'EOF'
