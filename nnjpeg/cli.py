@@ -163,7 +163,10 @@ def cmd_info(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="nnjpeg", description="Compression defenses for image classifiers.")
+    parser.add_argument("--version", action="version", version=f"nnjpeg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compress", help="round-trip images through the NN-favored codec and standard JPEG; "
                                         "writes a side-by-side PNG and a PSNR table")

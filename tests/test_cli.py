@@ -78,3 +78,10 @@ def test_numbers_out_of_range_are_refused_before_any_work(argv, message, capsys)
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"nnjpeg {nnjpeg.__version__}\n"
