@@ -180,9 +180,10 @@ def test_input_errors(images):
 
 @pytest.fixture
 def mixed_float16():
+    before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     yield
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(before)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
