@@ -39,6 +39,18 @@ def band_std(images: np.ndarray) -> np.ndarray:
     return dctn(blocks, axes=(2, 3), norm="ortho").std(axis=1)
 
 
+def _check_images(name: str, images) -> None:
+    a = np.asarray(images)
+    expected = (f"Expected {name} images, float (N, H, W, C) in [0, 1] with N >= 1, H, W >= 8 (one 8x8 block at "
+                f"least) and C in {{1, 3}}. Received: dtype={a.dtype}, shape={a.shape}")
+    if a.dtype.kind != "f":
+        raise TypeError(expected)
+    if a.ndim != 4 or a.shape[-1] not in (1, 3) or min(a.shape[1:3]) < 8 or not len(a):
+        raise ValueError(expected)
+    if not (np.isfinite(a).all() and a.min() >= 0.0 and a.max() <= 1.0):
+        raise ValueError(f"Expected {name} images with finite values in [0, 1]. Received: min={a.min()}, max={a.max()}")
+
+
 def analyse(benign: np.ndarray, adversarial: np.ndarray | None = None, *, label: str = "") -> dict:
     """delta (benign, and perturbation when `adversarial` is given) for RGB and YCbCr channels
     (colour images) or the single grey channel.
@@ -48,10 +60,21 @@ def analyse(benign: np.ndarray, adversarial: np.ndarray | None = None, *, label:
         adversarial: same shape, or None.
         label: what the images are (recorded in the output).
 
+    Raises:
+        TypeError: images that are not floats.
+        ValueError: images that are not (N, H, W, C) in [0, 1], N >= 1, H, W >= 8, C in {1, 3}, or
+            adversarial examples of another shape.
+
     Returns:
         dict: per channel, `benign` (8x8), `perturbation` (8x8) and `ratio` (8x8) as nested lists,
         and `ratio_sorted`: the bands ordered by delta' (largest first) with their zig-zag anti-diagonal.
     """
+    _check_images("benign", benign)
+    if adversarial is not None:
+        _check_images("adversarial", adversarial)
+        if np.shape(adversarial) != np.shape(benign):
+            raise ValueError(f"Expected adversarial examples of the benign images' shape {np.shape(benign)}. "
+                             f"Received: shape={np.shape(adversarial)}")
     x = np.asarray(benign, np.float64) * 255.0
     d = None if adversarial is None else np.asarray(adversarial, np.float64) * 255.0 - x
     spaces = {"grey": (("grey",), lambda a: a)} if x.shape[-1] == 1 else {

@@ -28,12 +28,26 @@ def search_table(model, x_benign, y_benign, x_adv, y_adv, *, ks=range(1, 16), af
     Shape:
         x_benign, x_adv: (N, H, W, C) float32 in [0, 1]; y_*: (N,) integer labels.
 
+    Raises:
+        ValueError: images not float32 (N, H, W, C) in [0, 1], labels not one integer per image, no
+            images or no grid, max_drop outside [0, 1], a (k, af) that `nn_table` refuses.
+
     Returns:
         dict with `grid_defense` and `grid_drop` (len(ks) x len(afs) nested lists: accuracy on the
         compressed adversarial examples; benign accuracy drop), `best` ({k, af, of, defense, drop}, or
         None when no point meets the constraint), `clean_accuracy`, `undefended_adv_accuracy`.
     """
+    from .attacks import _check
+
+    x_benign, y_benign = _check(x_benign, y_benign)
+    x_adv, y_adv = _check(x_adv, y_adv)
     ks, afs = list(ks), list(afs)
+    if not (len(x_benign) and len(x_adv) and ks and afs):
+        raise ValueError(f"Expected benign images, adversarial examples, ks and afs, one or more of each. Received: "
+                         f"{len(x_benign)} benign, {len(x_adv)} adversarial, {len(ks)} ks, {len(afs)} afs")
+    if not 0.0 <= max_drop <= 1.0:
+        raise ValueError("Expected max_drop, a share of the benign accuracy, in [0, 1]. "
+                         f"Received: max_drop={max_drop!r}")
     clean = _accuracy(model, x_benign, y_benign)
     defense = np.zeros((len(ks), len(afs)))
     drop = np.zeros((len(ks), len(afs)))

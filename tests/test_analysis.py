@@ -57,3 +57,41 @@ def test_table_search_respects_the_drop_constraint(photos):
     assert first_row in text
     res["best"] = None
     assert "No table keeps the clean accuracy drop below 1 %" in search.markdown(res)
+
+
+def test_analyse_errors(photos):
+    import pytest
+
+    x = photos["coffee"][None, :16, :16].astype(np.float32) / 255.0
+    with pytest.raises(TypeError, match=r"Expected benign images, float \(N, H, W, C\).* Received: dtype=uint8"):
+        analysis.analyse(photos["coffee"][None, :16, :16])
+    with pytest.raises(ValueError,
+                       match=r"H, W >= 8 \(one 8x8 block at least\).* Received: dtype=float32, shape=\(1, 7, 16, 3\)"):
+        analysis.analyse(x[:, :7])
+    with pytest.raises(ValueError, match=r"Received: dtype=float32, shape=\(0, 16, 16, 3\)"):
+        analysis.analyse(x[:0])
+    with pytest.raises(ValueError, match=r"Expected adversarial images with finite values in \[0, 1\]. Received: min="):
+        analysis.analyse(x, x + 1)
+    with pytest.raises(ValueError,
+                       match=r"of the benign images' shape \(1, 16, 16, 3\). Received: shape=\(1, 16, 8, 3\)"):
+        analysis.analyse(x, x[:, :, :8])
+
+
+def test_table_search_errors(photos):
+    import pytest
+
+    keras = pytest.importorskip("keras")
+    from nnjpeg import search
+
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
+    x = photos["coffee"][None, :16, :16, :1].astype(np.float32) / 255.0
+    y = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"integer labels of shape \(1,\). Received: dtype=int64, shape=\(2,\)"):
+        search.search_table(model, x, np.zeros(2, np.int64), x, y, progress=False)
+    with pytest.raises(ValueError, match=r"one or more of each. Received: 1 benign, 0 adversarial, 15 ks, 25 afs"):
+        search.search_table(model, x, y, x[:0], y[:0], progress=False)
+    with pytest.raises(ValueError,
+                       match=r"max_drop, a share of the benign accuracy, in \[0, 1\]. Received: max_drop=5"):
+        search.search_table(model, x, y, x, y, max_drop=5, progress=False)
+
