@@ -9,6 +9,9 @@ decoded (no sampling), so the defense is deterministic.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import keras
 from keras import layers, ops
 
@@ -34,6 +37,7 @@ class DefenseVAE(keras.Model):
         self.latent_dim = latent_dim
         self.widths = tuple(widths)
         self.kl_weight = kl_weight
+        self._check_params()
         h, w, c = self.image_shape
         self.encoder = keras.Sequential([
             layers.Conv2D(self.widths[0], 4, strides=2, padding="same", activation="relu"),
@@ -52,7 +56,26 @@ class DefenseVAE(keras.Model):
         self.rec_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
 
+    def _check_params(self):
+        def integer(value) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        shape = self.image_shape
+        if len(shape) != 3 or not all(integer(d) and d >= 1 for d in shape) or shape[0] % 4 or shape[1] % 4:
+            raise ValueError(f"Expected image_shape (H, W, C) of positive integers, H and W divisible by 4. "
+                             f"Received: image_shape={shape!r}")
+        if not integer(self.latent_dim) or self.latent_dim < 1:
+            raise ValueError(f"Expected latent_dim, an integer >= 1. Received: latent_dim={self.latent_dim!r}")
+        if len(self.widths) != 2 or not all(integer(w) and w >= 1 for w in self.widths):
+            raise ValueError(f"Expected widths, two integers >= 1 (the strided convolutions' channels). "
+                             f"Received: widths={self.widths!r}")
+        if not (isinstance(self.kl_weight, numbers.Real) and math.isfinite(self.kl_weight) and self.kl_weight >= 0):
+            raise ValueError(f"Expected kl_weight, a finite number >= 0. Received: kl_weight={self.kl_weight!r}")
+
     def encode(self, x):
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"Expected inputs (N, {', '.join(map(str, self.image_shape))}) (the model's image_shape). "
+                             f"Received: shape={tuple(x.shape)}")
         stats = self.encoder(x)
         return stats[:, : self.latent_dim], stats[:, self.latent_dim :]
 

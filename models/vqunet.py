@@ -12,6 +12,9 @@ with the quantized features of the level above. Loss (paper Eq. 5): alpha * L_re
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import keras
 from keras import layers, ops
 
@@ -110,8 +113,9 @@ class VQUNet(keras.Model):
         self.vq = vq
         self.alpha = alpha
         self.beta = beta
-        self.restart_every = int(restart_every)
-        self.usage_decay = float(usage_decay)
+        self.restart_every = restart_every
+        self.usage_decay = usage_decay
+        self._check_params()
         self.enc_down = [layers.Conv2D(w, 3, strides=2, padding="same", activation="relu", name=f"e{d + 1}_down")
                          for d, w in enumerate(self.widths)]
         self.enc_res = [_res_block(w, f"e{d + 1}_res") for d, w in enumerate(self.widths)]
@@ -132,8 +136,38 @@ class VQUNet(keras.Model):
         self.usage_trackers = [keras.metrics.Mean(name=f"codes_used_{d + 1}") for d in range(len(self.widths))] if vq else []
         self.restart_trackers = [keras.metrics.Sum(name=f"restarts_{d + 1}") for d in range(len(self.widths))] if vq else []
 
+    def _check_params(self):
+        def integer(value) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        if not integer(self.channels) or self.channels < 1:
+            raise ValueError(f"Expected channels, an integer >= 1. Received: channels={self.channels!r}")
+        if not self.widths or not all(integer(w) and w >= 2 for w in self.widths):
+            raise ValueError(f"Expected widths, one integer >= 2 per depth (the last decoder stage has "
+                             f"widths[0] // 2 channels). Received: widths={self.widths!r}")
+        if not integer(self.num_codes) or self.num_codes < 1:
+            raise ValueError(f"Expected num_codes, an integer >= 1. Received: num_codes={self.num_codes!r}")
+        if not integer(self.restart_every) or self.restart_every < 0:
+            raise ValueError(f"Expected restart_every, an integer >= 0 (0: never). Received: "
+                             f"restart_every={self.restart_every!r}")
+        for name, value, ok in (("alpha", self.alpha, "a finite number >= 0"),
+                                ("beta", self.beta, "a finite number >= 0"),
+                                ("usage_decay", self.usage_decay, "a number in [0, 1)")):
+            good = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            good = good and value >= 0 and (name != "usage_decay" or value < 1)
+            if not good:
+                raise ValueError(f"Expected {name}, {ok}. Received: {name}={value!r}")
+
+    def _check_inputs(self, x):
+        shape = tuple(x.shape)
+        step = 2 ** len(self.widths)
+        if len(shape) != 4 or shape[-1] != self.channels or any(d is not None and d % step for d in shape[1:3]):
+            raise ValueError(f"Expected inputs (N, H, W, {self.channels}) with H and W divisible by {step} "
+                             f"(2 ** len(widths)). Received: shape={shape}")
+
     def encode(self, x, training=False):
         """Runs the encoder. Returns per depth: (a_d pre-quantization, q_d codes or None, indices or None)."""
+        self._check_inputs(x)
         levels = []
         h = x
         for d in range(len(self.widths)):

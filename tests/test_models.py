@@ -94,6 +94,49 @@ def test_vqunet_and_non_vq_save_load(tmp_path):
         _roundtrip(model, x, tmp_path)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"channels": 0}, r"channels, an integer >= 1. Received: channels=0"),
+    ({"widths": ()}, r"widths, one integer >= 2 per depth .* Received: widths=\(\)"),
+    ({"widths": (8, 1)}, r"Received: widths=\(8, 1\)"),
+    ({"num_codes": 0}, r"num_codes, an integer >= 1. Received: num_codes=0"),
+    ({"restart_every": -1}, r"restart_every, an integer >= 0 \(0: never\). Received: restart_every=-1"),
+    ({"alpha": float("nan")}, r"alpha, a finite number >= 0. Received: alpha=nan"),
+    ({"usage_decay": 1.0}, r"usage_decay, a number in \[0, 1\). Received: usage_decay=1.0"),
+])
+def test_vqunet_parameter_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VQUNet(**{"channels": 1, "widths": (8, 16), "num_codes": 16, **kwargs})
+
+
+def test_vqunet_input_errors():
+    model = VQUNet(channels=1, widths=(8, 16), num_codes=16)
+    with pytest.raises(ValueError, match=r"inputs \(N, H, W, 1\) with H and W divisible by 4 \(2 \*\* len\(widths\)\). "
+                                         r"Received: shape=\(1, 32, 32, 3\)"):
+        model(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"Received: shape=\(1, 30, 32, 1\)"):
+        model(np.zeros((1, 30, 32, 1), np.float32))
+    assert model(np.zeros((1, 28, 32, 1), np.float32)).shape == (1, 28, 32, 1)
+
+
+def test_defense_vae_parameter_and_input_errors():
+    from nnjpeg.models.defense_vae import DefenseVAE
+
+    with pytest.raises(ValueError,
+                       match=r"image_shape \(H, W, C\) .* divisible by 4. Received: image_shape=\(30, 32, 1\)"):
+        DefenseVAE(image_shape=(30, 32, 1))
+    with pytest.raises(ValueError, match=r"latent_dim, an integer >= 1. Received: latent_dim=0"):
+        DefenseVAE(latent_dim=0)
+    with pytest.raises(ValueError, match=r"widths, two integers >= 1 .* Received: widths=\(8,\)"):
+        DefenseVAE(widths=(8,))
+    with pytest.raises(ValueError, match=r"kl_weight, a finite number >= 0. Received: kl_weight=-1"):
+        DefenseVAE(kl_weight=-1)
+    vae = DefenseVAE(image_shape=(16, 16, 1), latent_dim=4, widths=(4, 8))
+    with pytest.raises(ValueError,
+                       match=r"inputs \(N, 16, 16, 1\) \(the model's image_shape\). Received: shape=\(1, 16, 16, 3\)"):
+        vae(np.zeros((1, 16, 16, 3), np.float32))
+    assert vae(np.zeros((2, 16, 16, 1), np.float32)).shape == (2, 16, 16, 1)
+
+
 @pytest.mark.parametrize("which", ["classifier", "a", "b", "c"])
 def test_classifiers_save_load(which, tmp_path):
     x = tiny_images(2, 28)
