@@ -9,11 +9,10 @@ decoded (no sampling), so the defense is deterministic.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import keras
 from keras import layers, ops
+
+from nnjpeg import _checks
 
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
@@ -43,7 +42,7 @@ class DefenseVAE(keras.Model):
             layers.Conv2D(self.widths[0], 4, strides=2, padding="same", activation="relu"),
             layers.Conv2D(self.widths[1], 4, strides=2, padding="same", activation="relu"),
             layers.Flatten(),
-            layers.Dense(2 * latent_dim),
+            layers.Dense(2 * self.latent_dim),
         ], name="encoder")
         self.decoder = keras.Sequential([
             layers.Dense((h // 4) * (w // 4) * self.widths[1], activation="relu"),
@@ -57,20 +56,21 @@ class DefenseVAE(keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl")
 
     def _check_params(self):
-        def integer(value) -> bool:
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
+        """Checks the parameters, and stores them as plain ints and floats (for get_config)."""
         shape = self.image_shape
-        if len(shape) != 3 or not all(integer(d) and d >= 1 for d in shape) or shape[0] % 4 or shape[1] % 4:
-            raise ValueError(f"Expected image_shape (H, W, C) of positive integers, H and W divisible by 4. "
+        if len(shape) != 3:
+            raise ValueError(f"Expected image_shape (H, W, C). Received: image_shape={shape!r}")
+        self.image_shape = shape = tuple(_checks.integer(f"image_shape's {name}", value, 1)
+                                         for name, value in zip(("H", "W", "C"), shape))
+        if shape[0] % 4 or shape[1] % 4:
+            raise ValueError(f"Expected image_shape's H and W divisible by 4 (two stride-2 convolutions). "
                              f"Received: image_shape={shape!r}")
-        if not integer(self.latent_dim) or self.latent_dim < 1:
-            raise ValueError(f"Expected latent_dim, an integer >= 1. Received: latent_dim={self.latent_dim!r}")
-        if len(self.widths) != 2 or not all(integer(w) and w >= 1 for w in self.widths):
-            raise ValueError(f"Expected widths, two integers >= 1 (the strided convolutions' channels). "
+        self.latent_dim = _checks.integer("latent_dim", self.latent_dim, 1)
+        if len(self.widths) != 2:
+            raise ValueError("Expected widths, the two strided convolutions' channels. "
                              f"Received: widths={self.widths!r}")
-        if not (isinstance(self.kl_weight, numbers.Real) and math.isfinite(self.kl_weight) and self.kl_weight >= 0):
-            raise ValueError(f"Expected kl_weight, a finite number >= 0. Received: kl_weight={self.kl_weight!r}")
+        self.widths = tuple(_checks.integer("each of widths", w, 1) for w in self.widths)
+        self.kl_weight = _checks.real("kl_weight", self.kl_weight, 0)
 
     def encode(self, x):
         if tuple(x.shape[1:]) != self.image_shape:

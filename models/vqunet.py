@@ -12,11 +12,10 @@ with the quantized features of the level above. Loss (paper Eq. 5): alpha * L_re
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import keras
 from keras import layers, ops
+
+from nnjpeg import _checks
 
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
@@ -119,7 +118,8 @@ class VQUNet(keras.Model):
         self.enc_down = [layers.Conv2D(w, 3, strides=2, padding="same", activation="relu", name=f"e{d + 1}_down")
                          for d, w in enumerate(self.widths)]
         self.enc_res = [_res_block(w, f"e{d + 1}_res") for d, w in enumerate(self.widths)]
-        self.quantizers = [VectorQuantizer(num_codes, w, name=f"vq{d + 1}") for d, w in enumerate(self.widths)] if vq else []
+        self.quantizers = ([VectorQuantizer(self.num_codes, w, name=f"vq{d + 1}") for d, w in enumerate(self.widths)]
+                           if vq else [])
         out_widths = list(self.widths[:-1][::-1]) + [self.widths[0] // 2]
         self.dec_conv = [layers.Conv2D(w, 3, padding="same", activation="relu", name=f"d{len(self.widths) - i}_conv")
                          for i, w in enumerate(self.widths[::-1])]
@@ -127,7 +127,7 @@ class VQUNet(keras.Model):
                         for i, w in enumerate(self.widths[::-1])]
         self.dec_up = [layers.Conv2DTranspose(w, 3, strides=2, padding="same", activation="relu",
                                               name=f"d{len(self.widths) - i}_up") for i, w in enumerate(out_widths)]
-        self.head = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="head")
+        self.head = layers.Conv2D(self.channels, 3, padding="same", activation="sigmoid", name="head")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconst_tracker = keras.metrics.Mean(name="reconstruction")
         self.enc_tracker = keras.metrics.Mean(name="encoder_loss")
@@ -137,26 +137,17 @@ class VQUNet(keras.Model):
         self.restart_trackers = [keras.metrics.Sum(name=f"restarts_{d + 1}") for d in range(len(self.widths))] if vq else []
 
     def _check_params(self):
-        def integer(value) -> bool:
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-        if not integer(self.channels) or self.channels < 1:
-            raise ValueError(f"Expected channels, an integer >= 1. Received: channels={self.channels!r}")
-        if not self.widths or not all(integer(w) and w >= 2 for w in self.widths):
-            raise ValueError(f"Expected widths, one integer >= 2 per depth (the last decoder stage has "
-                             f"widths[0] // 2 channels). Received: widths={self.widths!r}")
-        if not integer(self.num_codes) or self.num_codes < 1:
-            raise ValueError(f"Expected num_codes, an integer >= 1. Received: num_codes={self.num_codes!r}")
-        if not integer(self.restart_every) or self.restart_every < 0:
-            raise ValueError(f"Expected restart_every, an integer >= 0 (0: never). Received: "
-                             f"restart_every={self.restart_every!r}")
-        for name, value, ok in (("alpha", self.alpha, "a finite number >= 0"),
-                                ("beta", self.beta, "a finite number >= 0"),
-                                ("usage_decay", self.usage_decay, "a number in [0, 1)")):
-            good = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            good = good and value >= 0 and (name != "usage_decay" or value < 1)
-            if not good:
-                raise ValueError(f"Expected {name}, {ok}. Received: {name}={value!r}")
+        """Checks the parameters, and stores them as plain ints and floats (for get_config)."""
+        self.channels = _checks.integer("channels", self.channels, 1)
+        if not self.widths:
+            raise ValueError(f"Expected widths, one integer >= 2 per depth. Received: widths={self.widths!r}")
+        # >= 2: the last decoder stage has widths[0] // 2 channels.
+        self.widths = tuple(_checks.integer("each of widths", w, 2) for w in self.widths)
+        self.num_codes = _checks.integer("num_codes", self.num_codes, 1)
+        self.restart_every = _checks.integer("restart_every", self.restart_every, 0, meaning=" (0: never)")
+        self.alpha = _checks.real("alpha", self.alpha, 0)
+        self.beta = _checks.real("beta", self.beta, 0)
+        self.usage_decay = _checks.real("usage_decay", self.usage_decay, 0, 1, high_open=True)
 
     def _check_inputs(self, x):
         shape = tuple(x.shape)

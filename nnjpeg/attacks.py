@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import _checks
 from .tf_ops import straight_through
 
 __all__ = ["ATTACKS", "BPDA", "EOT", "attack", "bim", "bpda_layer", "cw_l2", "deepfool", "di_fgsm", "fgsm", "mifgsm", "pgd",
@@ -42,10 +43,7 @@ def _check(x, y):
 def _check_counts(**counts) -> None:
     """Iterations, restarts, batch sizes: integers >= 1 (0 iterations would divide a budget by zero)."""
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
-        if value < 1:
-            raise ValueError(f"Expected {name} to be an integer >= 1. Received: {name}={value!r}")
+        _checks.integer(name, value, 1)
 
 
 def _check_labels(model, y) -> None:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _args
+from . import _args, _checks
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 TARGET = "fmnist/classifier"
@@ -33,11 +33,7 @@ def _accuracy(model, x, y, batch_size: int = 500) -> float:
 def _subset(dataset: str, n: int, seed: int):
     from nnjpeg.models.train import load_dataset
 
-    expected = "Expected n, the number of test images, to be an integer >= 1"
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{expected}. Received: n={n!r}")
-    if n < 1:
-        raise ValueError(f"{expected}. Received: n={n!r}")
+    _checks.integer("n", n, 1, meaning=", the number of test images,")
     _, (x, y) = load_dataset(dataset)
     idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n]) if n < len(x) else np.arange(len(x))
     return x[idx].astype(np.float32) / 255.0, y[idx].astype(np.int64)

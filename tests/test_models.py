@@ -94,17 +94,20 @@ def test_vqunet_and_non_vq_save_load(tmp_path):
         _roundtrip(model, x, tmp_path)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"channels": 0}, r"channels, an integer >= 1. Received: channels=0"),
-    ({"widths": ()}, r"widths, one integer >= 2 per depth .* Received: widths=\(\)"),
-    ({"widths": (8, 1)}, r"Received: widths=\(8, 1\)"),
-    ({"num_codes": 0}, r"num_codes, an integer >= 1. Received: num_codes=0"),
-    ({"restart_every": -1}, r"restart_every, an integer >= 0 \(0: never\). Received: restart_every=-1"),
-    ({"alpha": float("nan")}, r"alpha, a finite number >= 0. Received: alpha=nan"),
-    ({"usage_decay": 1.0}, r"usage_decay, a number in \[0, 1\). Received: usage_decay=1.0"),
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"channels": 0}, ValueError, r"channels to be an integer >= 1. Received: channels=0"),
+    ({"channels": 1.0}, TypeError, r"channels to be an integer >= 1. Received: channels=1.0"),
+    ({"widths": ()}, ValueError, r"widths, one integer >= 2 per depth. Received: widths=\(\)"),
+    ({"widths": (8, 1)}, ValueError, r"each of widths to be an integer >= 2. Received: each of widths=1"),
+    ({"num_codes": 0}, ValueError, r"num_codes to be an integer >= 1. Received: num_codes=0"),
+    ({"restart_every": -1}, ValueError,
+     r"restart_every \(0: never\) to be an integer >= 0. Received: restart_every=-1"),
+    ({"alpha": float("nan")}, ValueError, r"alpha to be a finite number >= 0. Received: alpha=nan"),
+    ({"beta": "1"}, TypeError, r"beta to be a finite number >= 0. Received: beta='1'"),
+    ({"usage_decay": 1.0}, ValueError, r"usage_decay to be a finite number in \[0, 1\). Received: usage_decay=1.0"),
 ])
-def test_vqunet_parameter_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_vqunet_parameter_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
         VQUNet(**{"channels": 1, "widths": (8, 16), "num_codes": 16, **kwargs})
 
 
@@ -121,14 +124,16 @@ def test_vqunet_input_errors():
 def test_defense_vae_parameter_and_input_errors():
     from nnjpeg.models.defense_vae import DefenseVAE
 
-    with pytest.raises(ValueError,
-                       match=r"image_shape \(H, W, C\) .* divisible by 4. Received: image_shape=\(30, 32, 1\)"):
+    with pytest.raises(ValueError, match=r"image_shape's H and W divisible by 4 \(two stride-2 convolutions\). "
+                                         r"Received: image_shape=\(30, 32, 1\)"):
         DefenseVAE(image_shape=(30, 32, 1))
-    with pytest.raises(ValueError, match=r"latent_dim, an integer >= 1. Received: latent_dim=0"):
+    with pytest.raises(TypeError, match=r"image_shape's C to be an integer >= 1. Received: image_shape's C=1.5"):
+        DefenseVAE(image_shape=(32, 32, 1.5))
+    with pytest.raises(ValueError, match=r"latent_dim to be an integer >= 1. Received: latent_dim=0"):
         DefenseVAE(latent_dim=0)
-    with pytest.raises(ValueError, match=r"widths, two integers >= 1 .* Received: widths=\(8,\)"):
+    with pytest.raises(ValueError, match=r"widths, the two strided convolutions' channels. Received: widths=\(8,\)"):
         DefenseVAE(widths=(8,))
-    with pytest.raises(ValueError, match=r"kl_weight, a finite number >= 0. Received: kl_weight=-1"):
+    with pytest.raises(ValueError, match=r"kl_weight to be a finite number >= 0. Received: kl_weight=-1"):
         DefenseVAE(kl_weight=-1)
     vae = DefenseVAE(image_shape=(16, 16, 1), latent_dim=4, widths=(4, 8))
     with pytest.raises(ValueError,
