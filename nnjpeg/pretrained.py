@@ -27,11 +27,12 @@ def names() -> list[str]:
 
 
 def _path(name: str, suffix: str) -> Path:
-    if not names():
+    known = names()  # one walk of the weights folder
+    if not known:
         raise ValueError(f"Expected a pretrained model name, but this nnjpeg was installed without its weights "
                          f"(built with -DNNJPEG_SHIP_WEIGHTS=OFF; {WEIGHTS} holds none). Received: {name!r}")
-    if not isinstance(name, str) or name not in names():
-        raise ValueError(f"Expected a pretrained model name in {names()}. Received: {name!r}")
+    if not isinstance(name, str) or name not in known:
+        raise ValueError(f"Expected a pretrained model name in {known}. Received: {name!r}")
     return WEIGHTS / f"{name}{suffix}"
 
 
