@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args
+from . import _args, _checks
 from .codec import compress
 from .tables import nn_table, standard_tables
 
@@ -61,10 +61,7 @@ def run(model, x: np.ndarray, y: np.ndarray, *, attacks=("fgsm", "bim"), eps=(0.
     """
     from . import attacks as A
 
-    x = np.asarray(x)
-    if x.ndim != 4 or x.shape[-1] not in (1, 3) or x.dtype != np.float32:
-        raise ValueError(f"Expected images float32 (N, H, W, C) in [0, 1] with C in {{1, 3}}. "
-                         f"Received: dtype={x.dtype}, shape={x.shape}")
+    x = _checks.unit_images("images", x, channels=(1, 3))
     inputs = {"clean": x}
     for a in attacks:
         for e in eps:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dctn
 
+from . import _checks
+
 CHANNELS_RGB = ("R", "G", "B")
 CHANNELS_YCC = ("Y", "Cb", "Cr")
 
@@ -40,15 +42,8 @@ def band_std(images: np.ndarray) -> np.ndarray:
 
 
 def _check_images(name: str, images) -> None:
-    a = np.asarray(images)
-    expected = (f"Expected {name} images, float (N, H, W, C) in [0, 1] with N >= 1, H, W >= 8 (one 8x8 block at "
-                f"least) and C in {{1, 3}}. Received: dtype={a.dtype}, shape={a.shape}")
-    if a.dtype.kind != "f":
-        raise TypeError(expected)
-    if a.ndim != 4 or a.shape[-1] not in (1, 3) or min(a.shape[1:3]) < 8 or not len(a):
-        raise ValueError(expected)
-    if not (np.isfinite(a).all() and a.min() >= 0.0 and a.max() <= 1.0):
-        raise ValueError(f"Expected {name} images with finite values in [0, 1]. Received: min={a.min()}, max={a.max()}")
+    # H, W >= 8: one 8x8 block at least.
+    _checks.unit_images(f"{name} images", images, dtypes=("float32", "float64"), channels=(1, 3), min_side=8)
 
 
 def analyse(benign: np.ndarray, adversarial: np.ndarray | None = None, *, label: str = "") -> dict:
@@ -61,7 +56,7 @@ def analyse(benign: np.ndarray, adversarial: np.ndarray | None = None, *, label:
         label: what the images are (recorded in the output).
 
     Raises:
-        TypeError: images that are not floats.
+        TypeError: images that are not float32 or float64.
         ValueError: images that are not (N, H, W, C) in [0, 1], N >= 1, H, W >= 8, C in {1, 3}, or
             adversarial examples of another shape.
 

@@ -29,11 +29,7 @@ __all__ = ["ATTACKS", "BPDA", "EOT", "attack", "bim", "bpda_layer", "cw_l2", "de
 
 
 def _check(x, y):
-    x = np.asarray(x)
-    if x.dtype != np.float32 or x.ndim != 4:
-        raise ValueError(f"Expected images float32 (N, H, W, C) in [0, 1]. Received: dtype={x.dtype}, shape={x.shape}")
-    if x.size and not (x.min() >= 0.0 and x.max() <= 1.0):
-        raise ValueError(f"Expected images in [0, 1]. Received: min={x.min()}, max={x.max()}")
+    x = _checks.unit_images("images", x, empty=True)
     y = np.asarray(y)
     if y.shape != (len(x),) or y.dtype.kind not in "iu":
         raise ValueError(f"Expected integer labels of shape ({len(x)},). Received: dtype={y.dtype}, shape={y.shape}")

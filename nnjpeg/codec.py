@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 
 import numpy as np
 
-from . import _codec
+from . import _checks, _codec
 from .tables import check_quality, standard_tables
 
 __all__ = ["build_info", "compress", "default_threads", "jpeg"]
@@ -112,12 +111,7 @@ _MAX_THREADS = 2**31 - 1  # the native calls' (and the TensorFlow op attribute's
 def _check_threads(threads) -> int:
     if threads is None:
         return default_threads()
-    expected = f"Expected threads to be None or an integer in 1...{_MAX_THREADS}"
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"{expected}. Received: {threads!r}")
-    if not 1 <= threads <= _MAX_THREADS:
-        raise ValueError(f"{expected}. Received: threads={threads}")
-    return int(threads)
+    return _checks.integer("threads", threads, 1, _MAX_THREADS, or_none=True)
 
 
 def _check_choice(name: str, value, choices) -> str:

@@ -29,8 +29,9 @@ def search_table(model, x_benign, y_benign, x_adv, y_adv, *, ks=range(1, 16), af
         x_benign, x_adv: (N, H, W, C) float32 in [0, 1]; y_*: (N,) integer labels.
 
     Raises:
-        ValueError: images not float32 (N, H, W, C) in [0, 1], labels not one integer per image, no
-            images or no grid, max_drop outside [0, 1], a (k, af) that `nn_table` refuses.
+        TypeError: images that are not float32.
+        ValueError: images not (N, H, W, C) with finite values in [0, 1], labels not one integer per
+            image, no images or no grid, max_drop outside [0, 1], a (k, af) that `nn_table` refuses.
 
     Returns:
         dict with `grid_defense` and `grid_drop` (len(ks) x len(afs) nested lists: accuracy on the

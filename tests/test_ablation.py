@@ -72,6 +72,10 @@ def test_run_on_colour_photographs_tells_the_transforms_apart(photos, tmp_path):
 
 
 def test_bad_images():
-    with pytest.raises(ValueError, match=r"Expected images float32 \(N, H, W, C\) in \[0, 1\] with C in \{1, 3\}. "
-                                         r"Received: dtype=uint8, shape=\(2, 8, 8, 1\)"):
+    with pytest.raises(TypeError, match=r"Expected images float32 \(N, H, W, C\) in \[0, 1\] with N >= 1 and C in "
+                                        r"\{1, 3\}. Received: dtype=uint8, shape=\(2, 8, 8, 1\)"):
         ablation.run(None, np.zeros((2, 8, 8, 1), np.uint8), np.zeros(2, int))
+    with pytest.raises(ValueError, match=r"C in \{1, 3\}. Received: dtype=float32, shape=\(2, 8, 8, 2\)"):
+        ablation.run(None, np.zeros((2, 8, 8, 2), np.float32), np.zeros(2, int))
+    with pytest.raises(ValueError, match=r"Expected images with values in \[0, 1\]. Received: min=2.0, max=2.0"):
+        ablation.run(None, np.full((2, 8, 8, 1), 2, np.float32), np.zeros(2, int))

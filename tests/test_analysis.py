@@ -63,15 +63,19 @@ def test_analyse_errors(photos):
     import pytest
 
     x = photos["coffee"][None, :16, :16].astype(np.float32) / 255.0
-    with pytest.raises(TypeError, match=r"Expected benign images, float \(N, H, W, C\).* Received: dtype=uint8"):
+    with pytest.raises(TypeError,
+                       match=r"Expected benign images float32 or float64 \(N, H, W, C\).* Received: dtype=uint8"):
         analysis.analyse(photos["coffee"][None, :16, :16])
-    with pytest.raises(ValueError,
-                       match=r"H, W >= 8 \(one 8x8 block at least\).* Received: dtype=float32, shape=\(1, 7, 16, 3\)"):
+    with pytest.raises(ValueError, match=r"H, W >= 8 and C in \{1, 3\}. Received: dtype=float32, shape=\(1, 7, 16, 3\)"):
         analysis.analyse(x[:, :7])
     with pytest.raises(ValueError, match=r"Received: dtype=float32, shape=\(0, 16, 16, 3\)"):
         analysis.analyse(x[:0])
-    with pytest.raises(ValueError, match=r"Expected adversarial images with finite values in \[0, 1\]. Received: min="):
+    with pytest.raises(ValueError, match=r"Expected adversarial images with values in \[0, 1\]. Received: min="):
         analysis.analyse(x, x + 1)
+    bad = x.copy()
+    bad[0, 3, 5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Expected benign images with finite values in \[0, 1\]. Received: 1 NaN/Inf"):
+        analysis.analyse(bad)
     with pytest.raises(ValueError,
                        match=r"of the benign images' shape \(1, 16, 16, 3\). Received: shape=\(1, 16, 8, 3\)"):
         analysis.analyse(x, x[:, :, :8])

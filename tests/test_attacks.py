@@ -144,10 +144,16 @@ def test_errors(data):
         attacks.attack("nope", model, x, y, 0.1)
     with pytest.raises(ValueError, match=r"eps > 0 for attack 'pgd'. Received: eps=None"):
         attacks.attack("pgd", model, x, y)
-    with pytest.raises(ValueError, match=r"float32 \(N, H, W, C\) in \[0, 1\]. Received: dtype=float64"):
+    with pytest.raises(TypeError, match=r"Expected images float32 \(N, H, W, C\) in \[0, 1\]. Received: dtype=float64"):
         attacks.fgsm(model, x.astype(np.float64), y, 0.1)
-    with pytest.raises(ValueError, match=r"in \[0, 1\]. Received: min="):
+    with pytest.raises(ValueError, match=r"Expected images float32 .* Received: dtype=float32, shape=\(2, 3\)"):
+        attacks.fgsm(model, x[:2, 0, :3, 0], y[:2], 0.1)
+    with pytest.raises(ValueError, match=r"Expected images with values in \[0, 1\]. Received: min="):
         attacks.fgsm(model, x + 1, y, 0.1)
+    bad = x.copy()
+    bad[0, 0, 0, 0], bad[1, 1, 1, 0] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"Expected images with finite values in \[0, 1\]. Received: 2 NaN/Inf values"):
+        attacks.fgsm(model, bad, y, 0.1)
     with pytest.raises(ValueError, match=r"integer labels of shape \(16,\)"):
         attacks.fgsm(model, x, y[:3], 0.1)
 

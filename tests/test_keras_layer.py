@@ -156,7 +156,7 @@ def test_parameter_errors():
         Compression("standard")
     with pytest.raises(ValueError, match=r"threads to be None or an integer in 1\.\.\.2147483647. Received: threads=0"):
         Compression(nn_table(5), threads=0)
-    with pytest.raises(TypeError, match=r"threads to be None or an integer in 1\.\.\.2147483647. Received: 2.0"):
+    with pytest.raises(TypeError, match=r"threads to be None or an integer in 1\.\.\.2147483647. Received: threads=2.0"):
         JPEG(threads=2.0)
     with pytest.raises(ValueError, match=r"threads=None with backend='tf'.*Received: threads=1"):
         JPEG(backend="tf", threads=1)
