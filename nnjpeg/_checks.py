@@ -49,9 +49,12 @@ def unit_images(name: str, images, *, dtypes=("float32",), channels=None, min_si
     if (a.ndim != 4 or (not empty and not len(a)) or min(a.shape[1:3]) < min_side
             or (channels and a.shape[-1] not in channels)):
         raise ValueError(expected)
-    nonfinite = int(np.count_nonzero(~np.isfinite(a)))
-    if nonfinite:
+    if not a.size:
+        return a
+    lo, hi = a.min(), a.max()  # NaN propagates into both, and an Inf shows in one
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        nonfinite = np.count_nonzero(~np.isfinite(a))
         raise ValueError(f"Expected {name} with finite values in [0, 1]. Received: {nonfinite} NaN/Inf values")
-    if a.size and not (a.min() >= 0.0 and a.max() <= 1.0):
-        raise ValueError(f"Expected {name} with values in [0, 1]. Received: min={a.min()}, max={a.max()}")
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError(f"Expected {name} with values in [0, 1]. Received: min={lo}, max={hi}")
     return a
