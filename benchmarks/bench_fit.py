@@ -11,7 +11,7 @@ each with its own model and pipeline:
 - "layer in the model": the layer as the model's first layer, on the float32 batch inside the
   training step, every core per call (the defended-model shape of `nnjpeg.keras`).
 
-Each configuration's pipeline is checked first (the layer's batches equal `nnjpeg.compress`). Then,
+The layer's `tf.data` pipeline is checked first (its batches equal `nnjpeg.compress`). Then,
 in each of `--repeats` rounds, every configuration fits one call of two epochs of `--steps` steps:
 the first (a fresh iterator starting, the model warming up) untimed, the second timed by a callback.
 Reported: the median ms per step with its spread, and the difference from "no codec", beside the
