@@ -25,7 +25,6 @@ Run: .venv/bin/python benchmarks/bench_fit.py [--size 32] [--batch 256] [--steps
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import nnjpeg
-from bench_codec import TABLE, environment, looped_call, natural_crops
+from bench_codec import TABLE, environment, looped_call, natural_crops, write_report
 from nnjpeg import _args
 
 
@@ -116,7 +115,7 @@ def markdown(report: dict) -> str:
     env = report["environment"]
     lines += ["", f"Kernel `{env['build_info']['kernel']}`, {env['cpu']}, {env['cores']} cores; "
                   f"TensorFlow {env['tensorflow']} (layer's native route: {env.get('tf_native_route')})."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -126,15 +125,13 @@ def main() -> None:
     p.add_argument("--batch", type=_args.COUNT, default=256, help="images per step (default 256)")
     p.add_argument("--steps", type=_args.COUNT, default=64, help="timed steps per configuration and round (default 64)")
     p.add_argument("--repeats", type=_args.COUNT, default=7, help="rounds (default 7)")
-    p.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "fit.json")
+    p.add_argument("--json", default=str(Path(__file__).parent / "results" / "fit.json"))
     args = p.parse_args()
     report = run(args.size, args.batch, args.steps, args.repeats)
     text = markdown(report)
     print(text)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    args.json.with_suffix(".md").write_text(text)
-    print(f"wrote {args.json} and {args.json.with_suffix('.md')}")
+    path = write_report(args.json, report, text)
+    print(f"\nwrote {path} and {path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
