@@ -163,7 +163,7 @@ def compress(images, table, *, color: str = "rgb", subsampling: str = "4:4:4", t
     """JPEG-like round trip with an arbitrary quantization table, without entropy coding.
 
     Per 8x8 block and plane: level shift by -128, orthonormal DCT-II, quantize
-    `round(coef / table)` (exact ties away from zero, as libjpeg; see the README), dequantize,
+    `round(coef / table)` (exact ties away from zero, as libjpeg; see docs/codec.md), dequantize,
     inverse DCT, +128, round, clamp to [0, 255]. `color="rgb"` works on each channel
     independently, as the NN-favored JPEG of the NN-JPEG paper (Sec. 3.2) does; `color="ycbcr"` wraps the round trip in the JFIF BT.601
     full-range transform with chroma subsampling (box-filter down, libjpeg "fancy" triangle up).
