@@ -190,6 +190,88 @@ def train(args: argparse.Namespace) -> dict:
     return metrics
 
 
+ADVERSARIAL = {"pgd-at": "pgd", "fast-at": "fast", "free-at": "free"}
+
+
+def train_adversarial(args: argparse.Namespace) -> dict:
+    """Adversarial training of the Madry et al. CNN (models/adversarial.py): PGD, Fast or Free.
+    The last --val-n of the training images are held out; the epoch kept is the one whose
+    classifier holds best under PGD on the first 1000 of them (RobustValidation)."""
+    import keras
+    import tensorflow as tf
+
+    from .adversarial import AdversarialTrainer, RobustValidation, build_madry_cnn, pgd_examples
+
+    out, train_data, test_data, steps = _prepare(args)
+    (x_all, y_all), (x_test_u8, y_test) = train_data, test_data
+    if not 0 < args.val_n < len(x_all):
+        raise ValueError(f"Expected --val-n in 1...{len(x_all) - 1} (held out of {len(x_all)} training images). "
+                         f"Received: {args.val_n}")
+    x_fit, y_fit = x_all[: -args.val_n], y_all[: -args.val_n]
+    x_val, y_val = _unit(x_all[-args.val_n :][:1000]), y_all[-args.val_n :][:1000].astype(np.int32)
+    steps = len(x_fit) // args.batch_size
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    method = ADVERSARIAL[args.model]
+    classifier = build_madry_cnn(x_all.shape[1:], int(y_all.max()) + 1)
+    trainer = AdversarialTrainer(classifier, method=method, eps=args.eps, steps=args.at_steps,
+                                 step_size=args.step_size, replays=args.replays, batch_size=args.batch_size)
+    # Free AT takes `replays` optimizer steps per minibatch: its schedule runs over all of them.
+    updates = steps * (args.replays if method == "free" else 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, updates * (args.epochs - 1)), warmup_target=args.lr, warmup_steps=updates)
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule))
+    trainer.build((None, *x_all.shape[1:]))
+    train_ds, test_ds = make_datasets((x_fit, y_fit), test_data, args.batch_size, args.seed, augment=not args.no_augment)
+    best_path = out / "best.keras"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        RobustValidation(x_val, y_val, args.eps, steps=10, best_path=best_path, seed=args.seed),
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    print(f"{args.model}: {method} adversarial training, eps {args.eps}, {args.epochs} epochs of {steps} steps",
+          flush=True)
+    t0 = time.time()
+    history = trainer.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps, validation_data=test_ds,
+                          callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    wall = time.time() - t0
+    timing = out / "training_s.json"  # training time summed over resumed invocations
+    total = (json.loads(timing.read_text())["training_s"] if timing.is_file() else 0.0) + wall
+    timing.write_text(json.dumps({"training_s": total}))
+    model = keras.saving.load_model(best_path) if best_path.is_file() else classifier
+    model.name = args.model.replace("-", "_")
+    best = json.loads(Path(str(best_path) + ".json").read_text()) if best_path.is_file() else None
+    x_test = _unit(x_test_u8)
+    attack = tf.function(lambda xb, yb: pgd_examples(model, xb, yb, args.eps, 20, args.eps / 8.0), reduce_retracing=True)
+    clean = robust = 0
+    for s in range(0, len(x_test), 500):
+        xb, yb = tf.constant(x_test[s : s + 500]), tf.constant(y_test[s : s + 500].astype(np.int32))
+        clean += int(np.sum(model.predict_on_batch(xb).argmax(-1) == yb.numpy()))
+        robust += int(np.sum(model.predict_on_batch(attack(xb, yb)).argmax(-1) == yb.numpy()))
+    metrics = {**_base_metrics(args, args.model, model, train_data, test_data, wall),
+               "epochs_run": len(history.history.get("loss", [])),
+               "test_accuracy": clean / len(x_test), "test_loss": None, "test_images": int(len(x_test)),
+               "test_pgd20_accuracy": robust / len(x_test), "method": method, "eps": args.eps,
+               "attack_steps": args.at_steps if method == "pgd" else 1,
+               "step_size": trainer.step_size, "replays": args.replays if method == "free" else 1,
+               "optimizer": f"Adam, peak lr {args.lr}, 1 epoch warm-up then cosine decay",
+               "training_s_total": total, "epoch_kept": best["epoch"] if best else args.epochs,
+               "val_images": int(len(x_val)), "val_pgd_accuracy_kept": best["val_pgd_accuracy"] if best else None,
+               "note": f"Madry et al. CNN; trained on the first {len(x_fit)} training images; the epoch kept is the one "
+                       f"with the best PGD-10 accuracy (eps {args.eps}) on {len(x_val)} held-out training images; "
+                       f"test PGD-20 (step eps/8, one random start) measured at the end of training"}
+    if (out / "log.csv").is_file():
+        metrics["epochs_logged"] = max(0, len((out / "log.csv").read_text().strip().splitlines()) - 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(out / "final.keras")
+    if args.export:
+        export(out / "final.keras", metrics, Path(args.export), out / "log.csv")
+    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "test_pgd20_accuracy", "epoch_kept",
+                                              "training_s_total")}))
+    return metrics
+
+
 def clone_member(model, name: str):
     """A fresh copy of `model` (architecture and weights) under a new name."""
     import keras
@@ -603,6 +685,10 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
          + (f"; target classifier {metrics['target_test_accuracy']:.4f}, drop {100 * metrics['accuracy_drop']:.2f} points"
             if "accuracy_drop" in metrics else "")
          if metrics["test_accuracy"] is not None else "- No test accuracy of its own"),
+        *([f"- Adversarial training ({metrics['method']}, eps {metrics['eps']}): test PGD-20 accuracy "
+           f"{metrics['test_pgd20_accuracy']:.4f}; epoch kept {metrics['epoch_kept']}; training time "
+           f"{metrics['training_s_total']:.0f} s in all (resumed invocations summed)"]
+          if "test_pgd20_accuracy" in metrics else []),
         *([f"- Note: {metrics['note']}"] if metrics.get("note") else []),
         *(["- Fine-tuning time of the members (may span resumed invocations): "
            + ", ".join(f"{k} {v:.0f} s" for k, v in metrics["members_training_s"].items())]
@@ -629,7 +715,8 @@ def _widths(spec: str) -> tuple[int, ...]:
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
     p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble | vqunet | "
-                                 "non-vq-unet | defense-vae | jpeg75-classifier | fd-classifier | tvm-classifier "
+                                 "non-vq-unet | defense-vae | pgd-at | fast-at | free-at | jpeg75-classifier | fd-classifier | "
+                                 "tvm-classifier "
                                  "(the last three wrap --base; FD calibrates its table, nothing is trained)")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
@@ -653,7 +740,14 @@ def add_parser(sub) -> None:
     p.add_argument("--matrix-n", type=_args.COUNT, default=10000, help="ensemble: test images for the member x quality matrix")
     p.add_argument("--matrix-adv-n", type=_args.COUNT, default=2000, help="ensemble: test images attacked for the Fig. 6b matrix")
     p.add_argument("--matrix-eps", type=_args.EPS, default=0.03, help="ensemble: I-FGSM eps of the Fig. 6b matrix")
-    p.add_argument("--eps", type=_args.EPS, default=0.1, help="defense-vae: L-inf budget of its FGSM/PGD training examples")
+    p.add_argument("--eps", type=_args.EPS, default=0.1,
+                   help="defense-vae, pgd-at, fast-at, free-at: L-inf budget of the training examples")
+    p.add_argument("--at-steps", type=_args.COUNT, default=10, help="pgd-at: PGD steps per training example")
+    p.add_argument("--step-size", type=_args.real(0, low_open=True), default=None,
+                   help="pgd-at: PGD step (default eps/4); fast-at: FGSM step (default 1.25 eps)")
+    p.add_argument("--replays", type=_args.COUNT, default=4, help="free-at: times each minibatch is replayed")
+    p.add_argument("--val-n", type=_args.COUNT, default=5000,
+                   help="pgd-at, fast-at, free-at: training images held out to pick the epoch kept")
     p.add_argument("--unet-widths", type=_widths, default=(64, 128, 256, 512),
                    help="vqunet / non-vq-unet: encoder widths per depth, comma-separated (default 64,128,256,512, "
                         "the paper's 2x2x512 deepest level)")
@@ -686,9 +780,12 @@ def add_parser(sub) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
-        args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "defense-vae": 1e-3}.get(args.model, 0.1)
+        args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "defense-vae": 1e-3,
+                   **{name: 1e-3 for name in ADVERSARIAL}}.get(args.model, 0.1)
     if args.model in ("vqunet", "non-vq-unet", "defense-vae"):
         train_denoiser(args)
+    elif args.model in ADVERSARIAL:
+        train_adversarial(args)
     elif args.model in PREPROCESSING:
         build_preprocessing(args)
     elif args.model == "ensemble":
