@@ -24,7 +24,7 @@ import tensorflow as tf
 from . import _checks
 from .tf_ops import straight_through
 
-__all__ = ["ATTACKS", "BPDA", "EOT", "attack", "bim", "bpda_layer", "cw_l2", "deepfool", "di_fgsm", "fgsm", "mifgsm", "pgd",
+__all__ = ["ATTACKS", "BPDA", "EOT", "attack", "autoattack", "bim", "bpda_layer", "cw_l2", "deepfool", "di_fgsm", "fgsm", "mifgsm", "pgd",
            "ti_fgsm"]
 
 
@@ -312,9 +312,23 @@ def cw_l2(model, x, y, *, confidence: float = 0.0, initial_const: float = 1.0, b
     return _batched(run, model, x, y, batch_size, progress, "C&W-L2")
 
 
+def autoattack(model, x, y, eps: float, *, batch_size: int = 250, square_queries: int = 5000,
+               progress: bool = False) -> np.ndarray:
+    """AutoAttack, standard version, L-inf (Croce and Hein, 2020), through IBM's Adversarial
+    Robustness Toolbox: APGD-CE, APGD-T and Square, each on what the earlier ones left
+    (`nnjpeg.art.autoattack`). Needs the `art` extra. `model` is attacked as given: wrap a randomized
+    model in `EOT` first."""
+    x, y = _check(x, y)
+    _check_labels(model, y)
+    from . import art
+
+    return art.autoattack(art.classifier(model, eot=0), x, y, eps, batch_size=batch_size,
+                          square_queries=square_queries, progress=progress)
+
+
 ATTACKS: dict[str, Callable] = {
     "fgsm": fgsm, "bim": bim, "ifgsm": bim, "pgd": pgd, "mifgsm": mifgsm, "ti-fgsm": ti_fgsm, "di-fgsm": di_fgsm,
-    "deepfool": deepfool, "cw": cw_l2,
+    "deepfool": deepfool, "cw": cw_l2, "autoattack": autoattack,
 }
 UNBOUNDED = {"deepfool", "cw"}
 
