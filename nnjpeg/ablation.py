@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _args, _checks
+from ._predict import accuracy
 from .codec import compress
 from .tables import nn_table, standard_tables
 
@@ -40,10 +41,6 @@ def round_trip(x: np.ndarray, spec: dict) -> np.ndarray:
     if x.shape[-1] == 1:
         return compress(np.repeat(x, 3, axis=-1), spec["table"], color=spec["color"])[..., :1]
     return compress(x, spec["table"], color=spec["color"])
-
-
-def _accuracy(model, x, y) -> float:
-    return float(np.mean(model.predict(x, batch_size=500, verbose=0).argmax(-1) == y))
 
 
 def run(model, x: np.ndarray, y: np.ndarray, *, attacks=("fgsm", "bim"), eps=(0.05, 0.1), quality: int = 75,
@@ -70,12 +67,12 @@ def run(model, x: np.ndarray, y: np.ndarray, *, attacks=("fgsm", "bim"), eps=(0.
     rows, same = {}, {}
     for label, spec in combos.items():
         outs = {c: round_trip(v, spec) for c, v in inputs.items()}
-        rows[label] = {c: _accuracy(model, o, y) for c, o in outs.items()}
+        rows[label] = {c: accuracy(model, o, y) for c, o in outs.items()}
         same[label] = outs
     labels = list(combos)
     coincide = [[a, b] for i, a in enumerate(labels) for b in labels[i + 1:]
                 if all(np.array_equal(same[a][c], same[b][c]) for c in inputs)]
-    return {"columns": list(inputs), "rows": rows, "undefended": {c: _accuracy(model, v, y) for c, v in inputs.items()},
+    return {"columns": list(inputs), "rows": rows, "undefended": {c: accuracy(model, v, y) for c, v in inputs.items()},
             "coincide": coincide, "n": int(len(x)), "channels": int(x.shape[-1]), "quality": quality, "k": k}
 
 

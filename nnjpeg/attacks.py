@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import _checks
+from . import _checks, _predict
 from .tf_ops import straight_through
 
 __all__ = ["ATTACKS", "BPDA", "EOT", "attack", "autoattack", "bim", "bpda_layer", "cw_l2", "deepfool", "di_fgsm", "fgsm", "mifgsm", "pgd",
@@ -108,7 +108,8 @@ def bim(model, x, y, eps: float, *, nb_iter: int = 10, eps_iter: float | None = 
 def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
         batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
     """PGD with a random start (Madry et al., 2018), via cleverhans; with `restarts` > 1 each example keeps
-    the first restart that fools the model (else the last). eps_iter defaults to 2.5 * eps / nb_iter."""
+    the first restart that fools the model (else the last), and later restarts run only on the
+    examples no earlier one fooled. eps_iter defaults to 2.5 * eps / nb_iter."""
     _check_counts(nb_iter=nb_iter, restarts=restarts)
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
@@ -116,16 +117,17 @@ def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = 
     logits = _logits_fn(model)
 
     def run(xb, yb):
-        best = None
+        best = xb.copy()
+        alive = np.arange(len(xb))  # the images no restart has fooled yet
         for r in range(restarts):
             tf.random.set_seed(seed + r)
-            adv = projected_gradient_descent(logits, xb, eps, step, nb_iter, np.inf, clip_min=0.0,
-                                             clip_max=1.0, y=yb, rand_init=True, rand_minmax=eps).numpy()
-            if best is None:
-                best = adv
-                continue
-            fooled = np.argmax(model.predict(best, verbose=0), -1) != yb
-            best = np.where(fooled[:, None, None, None], best, adv)
+            adv = projected_gradient_descent(logits, xb[alive], eps, step, nb_iter, np.inf, clip_min=0.0,
+                                             clip_max=1.0, y=yb[alive], rand_init=True, rand_minmax=eps).numpy()
+            best[alive] = adv  # the last restart's where none fools the model
+            fooled = _predict.logits(model, adv).argmax(-1) != yb[alive]
+            alive = alive[~fooled]
+            if not len(alive):
+                break
         return best
 
     return _batched(run, model, x, y, batch_size, progress, "PGD")

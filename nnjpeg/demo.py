@@ -54,25 +54,68 @@ def defended_view(model, x):
 
 
 def run(out: Path, *, n: int = 1000, white_n: int = 250, eps=DEFAULT_EPS, attacks=DEFAULT_ATTACKS, seed: int = 0,
-        command: str = "nnjpeg demo") -> dict:
+        command: str = "nnjpeg demo", progress: bool = True) -> dict:
     """Every shipped defense under gray-box, black-box and white-box (adaptive) attacks, through
     `nnjpeg.report.run` with settings sized for a few minutes, plus a grid of example images."""
     from nnjpeg import attacks as A, datasets, report
 
     t0 = time.time()
     res = report.run(out, n=n, seed=seed, eps=tuple(eps), gray_attacks=tuple(attacks), l2_attacks=(), ablation_attacks=(),
-                     black_attacks=tuple(attacks),
-                     white_attack="pgd", white_eps=max(eps), white_n=white_n, eot=2, pgd_steps=10, command=command)
+                     black_attacks=tuple(attacks), paper_grid=False, robust=False,
+                     white_attack="pgd", white_eps=max(eps), white_n=white_n, eot=2, pgd_steps=10, command=command,
+                     progress=progress)
     models, (x, y) = res["models"], res["data"]
     adv = A.attack("pgd", models["fmnist/classifier"], x[:6], y[:6], max(eps), nb_iter=10)
     views = {report._label(d): defended_view(m, adv) for d, m in models.items() if d in res["results"]["gray-box"]["clean"]}
     example_grid(x, adv, {k: v for k, v in views.items() if v is not None},
                  [datasets.FASHION_MNIST_CLASSES[i] for i in y[:6]], out / "examples.png")
+    wall = time.time() - t0
     with (out / "README.md").open("a") as f:
         f.write(f"\n## Examples (PGD, gray-box, eps {max(eps)})\n\n![examples](examples.png)\n\n"
-                f"Demo wall time, examples included: {time.time() - t0:.0f} s.\n")
-    print((out / "README.md").read_text())
+                f"Demo wall time, examples included: {wall:.0f} s.\n")
+    print(summary(res["results"], res["meta"], out, wall))
     return res
+
+
+def summary(results: dict, meta: dict, out: Path, wall: float) -> str:
+    """The run as the terminal shows it: aligned tables (accuracy, %), the reading, and where the
+    files went."""
+    from nnjpeg import report
+    from nnjpeg._console import text_table
+
+    gray, black, white = results["gray-box"], results.get("black-box"), results["white-box"]
+    wa, we = white["config"]["attacks"][0], white["config"]["eps"][0]
+    ds = gray["config"]["defenses"]
+
+    def keys(res):
+        return list(dict.fromkeys((r["attack"], r["eps"]) for r in res["records"]))
+
+    def head(res):
+        return [a if e is None else f"{a} {e:g}" for a, e in keys(res)]
+
+    def cells(res, d):
+        return [report._pct(report._acc(res, d, a, e)) for a, e in keys(res)]
+
+    text = [text_table(["defense", "clean", *head(gray), f"white-box {wa} {we:g}"],
+                       [[report._label(d), report._pct(gray["clean"][d]), *cells(gray, d),
+                         report._pct(report._acc(white, d, wa, we))] for d in ds],
+                       title=f"Gray-box (made on the target) and white-box (through the whole defended model, BPDA, "
+                             f"EOT for TVM; first {meta['white_n']} images): accuracy (%) on {meta['n']} test images"), ""]
+    if black:
+        text += [text_table(["defense", *head(black)], [[report._label(d), *cells(black, d)] for d in ds],
+                            title="Black-box (transferred from the three surrogates): accuracy (%)"), ""]
+    text += ["Reading:", *[_plain(line) for line in report.reading(results)], "",
+             f"Wrote in {wall:.0f} s:",
+             f"  report   {out / 'README.md'} (Markdown tables in the papers' layouts), {out / 'results.json'}",
+             f"  plots    {out / 'fig2_vqunet_protocol.png'}, {out / 'table3_white_box.png'}, "
+             f"{out}/<scenario>/accuracy_vs_eps.png",
+             f"  images   {out / 'examples.png'} (clean, adversarial and defended examples)"]
+    return "\n".join(text)
+
+
+def _plain(line: str) -> str:
+    """A Markdown reading line for the terminal: no emphasis marks."""
+    return line.replace("**", "")
 
 
 def add_parser(sub) -> None:
@@ -83,12 +126,16 @@ def add_parser(sub) -> None:
     p.add_argument("--attack", action="append", default=None)
     p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--out", default="out/demo")
+    p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
     import shlex
 
+    from nnjpeg import _console
+
+    _console.quiet_tensorflow(args.verbose)
     run(Path(args.out), n=args.n, white_n=args.white_n, eps=args.eps or DEFAULT_EPS, attacks=args.attack or DEFAULT_ATTACKS, seed=args.seed,
         command="nnjpeg demo " + " ".join(shlex.quote(a) for a in args.argv))
     return 0

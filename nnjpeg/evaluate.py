@@ -13,21 +13,19 @@ Every record holds (defense, attack, eps, scenario, accuracy, n); accuracies are
 from __future__ import annotations
 
 import json
+import numbers
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import _args, _checks
+from . import _args, _checks, _console
+from ._predict import accuracy
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 TARGET = "fmnist/classifier"
 SURROGATES = ("fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c")
-
-
-def _accuracy(model, x, y, batch_size: int = 500) -> float:
-    return float(np.mean(model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == y))
 
 
 def _subset(dataset: str, n: int, seed: int):
@@ -42,7 +40,7 @@ def _subset(dataset: str, n: int, seed: int):
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
              dataset: str = "fashion-mnist", data=None, load: Callable | None = None, target: str = TARGET,
              surrogates=SURROGATES, attack_kwargs: dict | None = None, eot: dict | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, desc: str | None = None, pairs=None) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
 
     Args:
@@ -57,12 +55,17 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         attack_kwargs: per-attack keyword arguments, e.g. {"pgd": {"nb_iter": 40}}.
         eot: defense name -> samples, for randomized defenses: white-box attacks then run on
             `nnjpeg.attacks.EOT(model, samples)` (gradients averaged over the randomness).
+        progress: one progress bar for the whole run (one step per defense, attack and eps), with
+            what runs now and an ETA; the attacks' own per-batch bars only under `--verbose`.
+        desc: the bar's label (default: the scenario).
+        pairs: (attack, eps) pairs to run instead of every attack at every eps (eps None for the
+            unbounded attacks), e.g. the NN-JPEG paper's grid of FGSM and I-FGSM budgets.
 
     Returns:
         dict with `records`, `clean` (accuracy of each defense on the benign subset) and `config`.
 
     Raises:
-        ValueError: unknown scenario, attack or empty lists.
+        ValueError: unknown scenario, attack or defense, empty lists, or an eps that is not > 0.
     """
     from nnjpeg import attacks as A
 
@@ -72,6 +75,9 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     if unknown or not attacks or not defenses:
         raise ValueError(f"Expected one or more defenses and attacks from {sorted(A.ATTACKS)}. "
                          f"Received: defenses={list(defenses)}, attacks={list(attacks)}")
+    for e in [e for _, e in pairs] if pairs is not None else eps_list:
+        if e is not None and (isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < float("inf")):
+            raise ValueError(f"Expected every eps to be a finite number > 0. Received: eps={e!r}")
     if load is None:
         from nnjpeg import pretrained
 
@@ -80,7 +86,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"Expected one image or more, with a label each. Received: {len(x)} images, {len(y)} labels")
     models = {d: load(d) for d in defenses}
-    clean = {d: _accuracy(m, x, y) for d, m in models.items()}
+    clean = {d: accuracy(m, x, y) for d, m in models.items()}
     source = load(target) if scenario == "gray-box" else None
     subs = [load(s) for s in surrogates] if scenario in ("black-box", "mixed") else []
     kwargs = attack_kwargs or {}
@@ -88,7 +94,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     t0 = time.time()
 
     def run(name, model, xs, ys, e):
-        return A.attack(name, model, xs, ys, None if name in A.UNBOUNDED else e, progress=progress, **kwargs.get(name, {}))
+        return A.attack(name, model, xs, ys, None if name in A.UNBOUNDED else e, progress=progress and _console.verbose(),
+                        **kwargs.get(name, {}))
 
     def transfer(name, xs, ys, e):
         parts = np.array_split(np.arange(len(xs)), len(subs))
@@ -99,27 +106,32 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
 
     eot = eot or {}
     attacked = {d: (A.EOT(m, eot[d]) if d in eot else m) for d, m in models.items()}
-    for name in attacks:
-        for e in ([None] if name in A.UNBOUNDED else eps_list):
-            shared = None
-            if scenario == "gray-box":
-                shared = run(name, source, x, y, e)
-            elif scenario == "black-box":
-                shared = transfer(name, x, y, e)
-            for d, model in models.items():
-                if scenario == "white-box":
-                    adv = run(name, attacked[d], x, y, e)
-                elif scenario == "mixed":
-                    half = len(x) // 2
-                    adv = np.concatenate([run(name, attacked[d], x[:half], y[:half], e),
-                                          transfer(name, x[half:], y[half:], e)])
-                else:
-                    adv = shared
-                linf = float(np.abs(adv - x).max()) if len(x) else 0.0
-                l2 = float(np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1)).mean()) if len(x) else 0.0
-                records.append({"defense": d, "attack": name, "eps": e, "scenario": scenario,
-                                "accuracy": _accuracy(model, adv, y), "clean_accuracy": clean[d], "n": int(len(x)),
-                                "mean_l2": l2, "max_linf": linf})
+    runs = ([(name, None if name in A.UNBOUNDED else e) for name, e in pairs] if pairs is not None else
+            [(name, e) for name in attacks for e in ([None] if name in A.UNBOUNDED else eps_list)])
+    bar = _console.stage(len(runs) * len(models), desc or scenario, enabled=progress)
+    for name, e in runs:
+        label = name if e is None else f"{name} eps {e:g}"
+        shared = None
+        if scenario in ("gray-box", "black-box"):
+            bar.set_postfix_str(f"{label}: made on {'the target' if scenario == 'gray-box' else 'the surrogates'}")
+            shared = run(name, source, x, y, e) if scenario == "gray-box" else transfer(name, x, y, e)
+        for d, model in models.items():
+            bar.set_postfix_str(f"{label}: {d}")
+            if scenario == "white-box":
+                adv = run(name, attacked[d], x, y, e)
+            elif scenario == "mixed":
+                half = len(x) // 2
+                adv = np.concatenate([run(name, attacked[d], x[:half], y[:half], e),
+                                      transfer(name, x[half:], y[half:], e)])
+            else:
+                adv = shared
+            linf = float(np.abs(adv - x).max()) if len(x) else 0.0
+            l2 = float(np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1)).mean()) if len(x) else 0.0
+            records.append({"defense": d, "attack": name, "eps": e, "scenario": scenario,
+                            "accuracy": accuracy(model, adv, y), "clean_accuracy": clean[d], "n": int(len(x)),
+                            "mean_l2": l2, "max_linf": linf})
+            bar.update()
+    bar.close()
     config = {"defenses": list(defenses), "attacks": list(attacks), "eps": list(eps_list), "scenario": scenario,
               "n": int(len(x)), "seed": seed, "dataset": dataset, "target": target, "surrogates": list(surrogates),
               "attack_kwargs": kwargs, "eot": eot, "wall_time_s": time.time() - t0}
@@ -187,13 +199,42 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=_args.COUNT, default=500)
     p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--json", default=None, help="where to write the JSON (default OUT/results.json)")
+    p.add_argument("--steps", type=_args.COUNT, default=None, help="iterations of the iterative attacks (PGD: 20, BIM: 10)")
+    p.add_argument("--restarts", type=_args.COUNT, default=1, help="PGD random restarts")
+    p.add_argument("--eot", type=_args.integer(0), default=0,
+                   help="white-box and mixed: average a randomized defense over this many draws (0: none)")
     p.add_argument("--out", default="out/evaluate", help="report folder (Markdown table, plot)")
+    p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
+    from . import _console
+
+    _console.quiet_tensorflow(args.verbose)
+    kwargs = {"pgd": {"restarts": args.restarts}}
+    if args.steps is not None:
+        for name in ("pgd", "bim", "mifgsm", "ti-fgsm", "di-fgsm"):
+            kwargs.setdefault(name, {})["nb_iter"] = args.steps
     result = evaluate(args.defense, args.attack, args.eps or [0.1], args.scenario, n=args.n, seed=args.seed,
-                      dataset=args.dataset)
+                      dataset=args.dataset, attack_kwargs={k: v for k, v in kwargs.items() if k in args.attack},
+                      eot={d: args.eot for d in args.defense} if args.eot > 1 else None)
     write_report(result, Path(args.out), Path(args.json) if args.json else None)
-    print(markdown(result))
+    print(text(result))
+    print(f"\nWrote {Path(args.json) if args.json else Path(args.out) / 'results.json'}, "
+          f"{Path(args.out) / 'results.md'} and {Path(args.out) / 'accuracy_vs_eps.png'}.")
     return 0
+
+
+def text(result: dict) -> str:
+    """`markdown`'s table as aligned text for a terminal."""
+    from ._console import text_table
+
+    defenses = result["config"]["defenses"]
+    keys = list(dict.fromkeys((r["attack"], r["eps"]) for r in result["records"]))
+    rows = [["none (clean)", "–", *(f"{100 * result['clean'][d]:.1f}" for d in defenses)]]
+    for a, e in keys:
+        acc = {r["defense"]: r["accuracy"] for r in result["records"] if r["attack"] == a and r["eps"] == e}
+        rows.append([a, "–" if e is None else f"{e:g}", *(f"{100 * acc[d]:.1f}" for d in defenses)])
+    return text_table(["attack", "eps", *defenses], rows,
+                      title=f"{result['config']['scenario']}, {result['config']['n']} test images, accuracy (%)")

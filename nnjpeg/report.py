@@ -31,6 +31,9 @@ from . import _args
 # name -> (label in the tables, row of the papers it corresponds to)
 DEFENSES = {
     "fmnist/classifier": ("none", "No Defense"),
+    "fmnist/pgd-at": ("PGD-AT", None),
+    "fmnist/fast-at": ("Fast-AT", "Fast"),
+    "fmnist/free-at": ("Free-AT", "Free"),
     "fmnist/jpeg75-classifier": ("JPEG (75)", "JPEG (75)"),
     "fmnist/fd-classifier": ("FD", "FD"),
     "fmnist/tvm-classifier": ("TVM", "TVM"),
@@ -57,11 +60,34 @@ PAPER = {
                  "TVM": [58.2, 44.7, 33.7, 22.7, 55.1, 51.9, 48.8, 57.6, 58.8],
                  "Proposed": [66.5, 56.4, 43.1, 28.2, 68.0, 65.2, 64.8, 67.1, 65.4]},
     },
+    "nnjpeg_table2_black": {
+        "source": "NN-JPEG paper, Table 2, black-box (ImageNet, transferred from ResNet-v2-101 to ResNet-v2-50; eps in "
+                  "grey levels of 255)",
+        "columns": ["No attack", "FGSM 2", "FGSM 4", "FGSM 8", "I-FGSM 2", "I-FGSM 3", "I-FGSM 4", "TI-FGSM 2", "TI-FGSM 4",
+                    "DI-FGSM 2", "DI-FGSM 4"],
+        "rows": {"No Defense": [65.4, 45.0, 34.6, 25.3, 53.5, 55.8, 54.7, 56.1, 48.4, 45.6, 38.4],
+                 "JPEG (75)": [60.5, 50.9, 40.1, 28.7, 55.8, 56.8, 56.2, 52.9, 47.0, 51.4, 42.3],
+                 "FD": [59.5, 50.9, 41.2, 28.5, 56.5, 56.7, 55.6, 51.3, 46.9, 50.4, 44.1],
+                 "TVM": [58.2, 59.3, 42.9, 32.6, 52.3, 55.7, 55.7, 51.5, 47.0, 52.1, 45.1],
+                 "Proposed": [66.5, 62.1, 50.7, 34.9, 62.0, 63.1, 66.7, 55.1, 48.0, 52.0, 45.3]},
+    },
+    "nnjpeg_table1": {
+        "source": "NN-JPEG paper, Table 1 (ImageNet; accuracies in %)",
+        "rows": [("Fast", 2, 15, 60.90, 43.46, 43.43, 12.14), ("Free", 2, 15, 64.37, 43.31, 43.28, 52.20),
+                 ("Proposed", 2, 14, 65.10, 40.06, 40.01, 11.51), ("Proposed", 2, 28, 63.10, 42.23, 42.17, 22.11),
+                 ("Fast", 4, 15, 55.45, 30.28, 30.18, 12.14), ("Free", 4, 15, 60.42, 31.22, 31.08, 52.20),
+                 ("Proposed", 4, 14, 64.02, 28.43, 28.40, 11.51), ("Proposed", 4, 28, 63.01, 30.89, 30.85, 22.11)],
+    },
     "nnjpeg_table3": {
         "source": "NN-JPEG paper, Table 3, white-box BPDA (ImageNet, Inception-v4, 1000 iterations)",
         "rows": {"No Defense": (78, 0), "JPEG (75)": (74, 1), "FD": (73, 2), "TVM": (74, 0), "Proposed": (78, 60)},
     },
 }
+
+
+# The NN-JPEG paper's own eps grid (Table 2), in grey levels of 255.
+PAPER_GRID_GRAY = (("fgsm", 2), ("fgsm", 4), ("fgsm", 8), ("bim", 2), ("bim", 3), ("bim", 4))
+PAPER_GRID_BLACK = PAPER_GRID_GRAY + (("ti-fgsm", 2), ("ti-fgsm", 4), ("di-fgsm", 2), ("di-fgsm", 4))
 
 
 def shipped_defenses() -> list[str]:
@@ -77,14 +103,20 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
         gray_attacks=("fgsm", "bim", "pgd"), l2_attacks=("deepfool", "cw"), l2_n: int = 200,
         black_attacks=("fgsm", "bim", "ti-fgsm", "di-fgsm"),
         white_attack: str = "pgd", white_n: int | None = None, eot: int = 4, pgd_steps: int = 20, vq_n: int = 500,
-        ablation_attacks=("fgsm", "bim"), progress: bool = True,
+        ablation_attacks=("fgsm", "bim"), paper_grid: bool = True, robust: bool = True, robust_n: int | None = None,
+        robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
     set; `defenses` (names, "fmnist/classifier" among them), `load` (name -> model), `data`
-    ((x, y) in [0, 1]) and `available` (names loadable, for the surrogates) replace them."""
-    from nnjpeg import evaluate, pretrained
+    ((x, y) in [0, 1]) and `available` (names loadable, for the surrogates) replace them. Each
+    stage shows one progress bar. `paper_grid` adds the NN-JPEG paper's own eps grid (Table 2);
+    `robust` the strong white-box evaluation at `white_eps` (PGD-`robust_steps` x `robust_restarts`,
+    AutoAttack where ART is installed and `autoattack`, the gradient-masking checks) on the first
+    `robust_n` images (default: `white_n`)."""
+    from nnjpeg import _console, evaluate, pretrained
+    from nnjpeg import robust as R
 
     t0 = time.time()
     defenses = list(defenses) if defenses is not None else shipped_defenses()
@@ -98,41 +130,71 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
                                 "cw": {"binary_steps": 4, "max_iter": 25}}}
     gray = evaluate.evaluate(defenses, list(gray_attacks), list(eps), "gray-box", **common)
     if l2_attacks:  # the slow unbounded attacks on the first l2_n images only (each record keeps its n)
-        l2 = evaluate.evaluate(defenses, list(l2_attacks), list(eps), "gray-box", **{**common, "data": (x[:l2_n], y[:l2_n])})
+        l2 = evaluate.evaluate(defenses, list(l2_attacks), list(eps), "gray-box", desc="gray-box, L2 attacks",
+                               **{**common, "data": (x[:l2_n], y[:l2_n])})
         gray["records"] += l2["records"]
         gray["config"]["attacks"] += list(l2_attacks)
     results = {"gray-box": gray}
     surrogates = [s for s in evaluate.SURROGATES if s in models]
     if len(surrogates) == len(evaluate.SURROGATES):
         results["black-box"] = evaluate.evaluate(defenses, list(black_attacks), list(eps), "black-box", **common)
+    if paper_grid:
+        grid = [(a, e / 255.0) for a, e in PAPER_GRID_GRAY]
+        results["paper-grid gray-box"] = evaluate.evaluate(
+            defenses, sorted({a for a, _ in grid}), [], "gray-box", pairs=grid, desc="gray-box, the NN-JPEG paper's eps",
+            **common)
+        if "black-box" in results:
+            grid = [(a, e / 255.0) for a, e in PAPER_GRID_BLACK]
+            results["paper-grid black-box"] = evaluate.evaluate(
+                defenses, sorted({a for a, _ in grid}), [], "black-box", pairs=grid,
+                desc="black-box, the NN-JPEG paper's eps", **common)
     white_n = len(x) if white_n is None else min(white_n, len(x))  # the adaptive attack is the slow one
-    results["white-box"] = evaluate.evaluate(defenses, [white_attack], [white_eps], "white-box",
-                                             eot={d: eot for d in defenses if "tvm" in d},
+    randomized = {d: eot for d in defenses if "tvm" in d}
+    results["white-box"] = evaluate.evaluate(defenses, [white_attack], [white_eps], "white-box", eot=randomized,
                                              **{**common, "data": (x[:white_n], y[:white_n])})
+    if robust:
+        robust_n = white_n if robust_n is None else min(robust_n, len(x))
+        results["robust"] = R.run(defenses, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps,
+                                  steps=robust_steps, restarts=robust_restarts, autoattack=autoattack, eot=randomized)
+        results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _trained_defense(d)}
     out.mkdir(parents=True, exist_ok=True)
     for scenario, res in results.items():
-        evaluate.write_report(res, out / scenario)
+        if scenario in ("gray-box", "black-box", "white-box"):
+            evaluate.write_report(res, out / scenario)
     if "black-box" in results:
         plot_protocol(results["gray-box"], results["black-box"], out / "fig2_vqunet_protocol.png")
     plot_white_box(results["white-box"], out / "table3_white_box.png")
+    if robust:
+        R.plot_sweep(results["robust"], out / "masking_check.png", _label)
     denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/vqunet-k256", "fmnist/non-vq-unet") if n in names}
     if denoisers:
-        results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], eps)
+        with _console.stage(1, "VQUNet analyses (Figs. 3-6)", enabled=progress) as bar:
+            results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], eps)
+            bar.update()
         from nnjpeg import vq_analysis as V
 
         V.plot(results["vq-analysis"], out / "vqunet_analyses.png")
     if ablation_attacks:
         from nnjpeg import ablation
 
-        results["ablation"] = ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks), eps=tuple(eps),
-                                           progress=progress)
+        with _console.stage(1, "ablation: table x colour transform (Fig. 5)", enabled=progress) as bar:
+            results["ablation"] = ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks),
+                                               eps=tuple(eps), progress=progress and _console.verbose())
+            bar.update()
         ablation.plot(results["ablation"], out / "ablation.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "white_n": white_n, "eot": eot,
             "pgd_steps": pgd_steps, "l2_n": min(l2_n, len(x)) if l2_attacks else 0,
+            "robust_n": results["robust"]["pgd"]["config"]["n"] if robust else 0,
             "wall_time_s": time.time() - t0, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
     (out / "README.md").write_text(markdown(results, meta) + "\n")
     return {"meta": meta, "results": results, "models": models, "data": (x, y)}
+
+
+def _trained_defense(d: str) -> bool:
+    """Defenses whose training the NN-JPEG paper's Table 1 compares: adversarial training and the
+    noisy fine-tuning chain of the ensemble."""
+    return d.endswith("-at") or d == "fmnist/ensemble"
 
 
 def vq_analysis(denoisers: dict, target, x, y, eps) -> dict:
@@ -209,6 +271,25 @@ def table2(res: dict) -> list[str]:
     return lines
 
 
+def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) -> list[str]:
+    """The NN-JPEG paper's Table 2 layout on its own eps grid (grey levels of 255): each of our cells
+    with the paper's beside it, "ours (paper)", for the defenses the paper has a row for.
+    `extra`: column name -> (attack, eps) records taken from `res` for the unbounded attacks."""
+    extra = extra or {}
+    columns = ["No attack"] + [f"{'I-FGSM' if a == 'bim' else a.upper()} {e}" for a, e in grid] + list(extra)
+    keys = [(a, e / 255.0) for a, e in grid] + list(extra.values())
+    lines = ["| defense | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for d in res["config"]["defenses"]:
+        ours = [res["clean"][d]] + [_acc(res, d, a, e) for a, e in keys]
+        theirs = paper["rows"].get(DEFENSES.get(d, (d, None))[1])
+        cells = []
+        for i, v in enumerate(ours):
+            j = paper["columns"].index(columns[i]) if theirs is not None and columns[i] in paper["columns"] else None
+            cells.append(_pct(v) + (f" ({theirs[j]:.1f})" if j is not None else ""))
+        lines.append(f"| {_label(d)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def table3(white: dict) -> list[str]:
     ds = white["config"]["defenses"]
     a, e = white["config"]["attacks"][0], white["config"]["eps"][0]
@@ -259,6 +340,76 @@ def reading(results: dict) -> list[str]:
                        f"{_pct(low['accuracy'])} % ({low['attack']}, eps {low['eps']}), and the white-box attack through "
                        f"the denoiser leaves {_pct(_acc(white, vq, a, e))} %.")
     out += _codebook_tradeoff(gray)
+    out += _paper_claims(results)
+    if "robust" in results:
+        out += _robust_reading(results)
+    return out
+
+
+def _paper_claims(results: dict) -> list[str]:
+    """Which of the papers' claims hold here, and by how much, from the numbers."""
+    gray = results["gray-box"]
+    out = []
+    grid = results.get("paper-grid gray-box")
+    ens, others = "fmnist/ensemble", [d for d in ("fmnist/jpeg75-classifier", "fmnist/fd-classifier", "fmnist/tvm-classifier")
+                                      if d in gray["clean"]]
+    if grid is not None and ens in grid["clean"] and others:
+        keys = [(a, e / 255.0) for a, e in PAPER_GRID_GRAY]
+        mean = {d: float(np.mean([_acc(grid, d, a, e) for a, e in keys])) for d in [ens, *others]}
+        best = max(others, key=mean.get)
+        margin = 100 * (mean[ens] - mean[best])
+        out.append(f"- NN-JPEG paper, Table 2: its ensemble beats JPEG (75), FD and TVM under gray-box FGSM and I-FGSM "
+                   f"at 2-8/255 (by about 10 points on ImageNet). Here, averaged over those six columns, the ensemble "
+                   f"keeps {100 * mean[ens]:.1f} % against {100 * mean[best]:.1f} % for the best of the three "
+                   f"({_label(best)}): " + ("**reproduced**" if margin > 0 else "**not reproduced**")
+                   + f" ({margin:+.1f} points).")
+    vae = "fmnist/defense-vae-classifier"
+    if vae in gray["clean"]:
+        drop = 100 * (gray["clean"]["fmnist/classifier"] - gray["clean"][vae])
+        paper_drop = PAPER["vqunet_table1"]["target"] - PAPER["vqunet_table1"]["rows"]["Defense_VAE"]
+        out.append(f"- VQUNet paper, Table 1: Defense-VAE costs {paper_drop:.2f} points of clean accuracy; here "
+                   f"{drop:.1f} points: " + ("**reproduced**" if drop <= paper_drop + 1.0 else "**not reproduced**")
+                   + " (within 1 point of the paper's drop counts as reproduced).")
+    return out
+
+
+def _robust_reading(results: dict) -> list[str]:
+    from nnjpeg import robust as R
+
+    rb = results["robust"]
+    checks = R.checks(rb, results.get("black-box"))
+    worst = {d: R.worst(rb, d) for d in rb["pgd"]["config"]["defenses"]}
+    clean = rb["pgd"]["clean"]
+    best = max(worst, key=lambda d: -1.0 if worst[d] is None else worst[d])
+    met = worst[best] is not None and worst[best] >= 0.5 and clean[best] >= 0.85
+    attacks = f"PGD-{rb['steps']} x {rb['restarts']}" + (" and AutoAttack" if "autoattack" in rb else "")
+    out = [f"- **Strongest white-box evaluation** ({attacks}, eps {rb['eps']}): the best defense is {_label(best)}, "
+           f"{_pct(worst[best])} % (clean {_pct(clean[best])} %); the goal of at least 50 % with at least 85 % clean is "
+           + ("**met**." if met else "**not met**.")]
+    holding = [d for d in worst if worst[d] is not None and worst[d] >= 0.5]
+    falling = [d for d in worst if worst[d] is not None and worst[d] < 0.1]
+    if falling:
+        out.append("- Below 10 % under the strongest white-box attack: " + ", ".join(_label(d) for d in falling) + ".")
+    if holding:
+        out.append("- At least 50 %: " + ", ".join(f"{_label(d)} ({_pct(worst[d])} %)" for d in holding) + ".")
+    failed = {d: [name for name, key in (("accuracy does not fall with eps", "falls"),
+                                         ("white-box beats black-box", "white_le_black"),
+                                         ("unbounded eps does not reach 0 %", "unbounded")) if c[key] is False]
+              for d, c in checks.items()}
+    flagged = {d: f for d, f in failed.items() if f}
+    out.append("- Gradient-masking checks: " + ("every defense passes all three." if not flagged else
+               "; ".join(f"{_label(d)}: {', '.join(f)}" for d, f in flagged.items())
+               + ". Numbers that fail a check are not evidence of robustness."))
+    ens = "fmnist/ensemble"
+    at = [d for d in ("fmnist/fast-at", "fmnist/free-at") if d in worst]
+    if ens in worst and at and results.get("training"):
+        hours = {d: R.training_hours(results["training"][d]) for d in [ens, *at] if d in results["training"]}
+        out.append(f"- NN-JPEG paper, Table 1: its noisy fine-tuning reaches about the robustness of Fast and Free "
+                   f"adversarial training in less time. Here the ensemble keeps {_pct(worst[ens])} % white-box "
+                   + ", ".join(f"against {_label(d)}'s {_pct(worst[d])} %" for d in at)
+                   + (" (training " + ", ".join(f"{_label(d)} {h:.2f} h" for d, h in hours.items()) + ")" if hours else "")
+                   + ": " + ("**reproduced**" if all(worst[ens] >= worst[d] - 0.05 for d in at) else "**not reproduced**")
+                   + ".")
     return out
 
 
@@ -313,6 +464,22 @@ def markdown(results: dict, meta: dict) -> str:
     lines += [f"*paper* gray-box rows ({p2['source']}):", "", "| | " + " | ".join(p2["columns"]) + " |",
               "|---|" + "---:|" * len(p2["columns"])]
     lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for k, vals in p2["rows"].items()]
+    if "paper-grid gray-box" in results:
+        l2 = {"DeepFool": ("deepfool", None), "C&W(L2)": ("cw", None)}
+        pg = {**results["paper-grid gray-box"],
+              "records": results["paper-grid gray-box"]["records"]  # the unbounded attacks, from the gray-box run
+              + [r for r in gray["records"] if r["eps"] is None and r["attack"] in ("deepfool", "cw")]}
+        lines += ["## The NN-JPEG paper's own grid (Table 2 layout)", "",
+                  "Its budgets, in grey levels of 255 (eps 2 = 2/255 on images in [0, 1]); I-FGSM runs 10 steps. Each "
+                  "cell is ours, with the paper's ImageNet number in brackets where the paper has that defense. "
+                  f"DeepFool and C&W-L2 from the gray-box run above (first {meta['l2_n']} images).", "",
+                  "Gray-box:", "", *paper_grid_table(pg, PAPER_GRID_GRAY, PAPER["nnjpeg_table2_gray"],
+                                                    {k: v for k, v in l2.items() if meta.get("l2_n")}), ""]
+        if "paper-grid black-box" in results:
+            lines += ["Black-box (transferred from the surrogates):", "",
+                      *paper_grid_table(results["paper-grid black-box"], PAPER_GRID_BLACK, PAPER["nnjpeg_table2_black"]),
+                      "", f"*paper*: {PAPER['nnjpeg_table2_gray']['source']}; {PAPER['nnjpeg_table2_black']['source']}.",
+                      ""]
     lines += ["", "## White-box, adaptive (NN-JPEG paper, Table 3 layout)", "",
               f"{meta['white_attack'].upper()}"
               + (f" ({meta['pgd_steps']} steps)" if meta["white_attack"] == "pgd" else "")
@@ -320,8 +487,33 @@ def markdown(results: dict, meta: dict) -> str:
               f"straight-through estimator, EOT over {meta['eot']} draws for TVM, the ensemble attacked as one model"
               + (f"; on the first {meta['white_n']} of the {meta['n']} images, Acc_raw on the same images."
                  if meta.get("white_n", meta["n"]) < meta["n"] else "."), "", *table3(results["white-box"]), "",
-              f"*paper*: {PAPER['nnjpeg_table3']['source']}.", "", "![table3](table3_white_box.png)", "",
-              "## Reading", "", *reading(results), ""]
+              f"*paper*: {PAPER['nnjpeg_table3']['source']}.", "", "![table3](table3_white_box.png)", ""]
+    if "robust" in results:
+        from nnjpeg import robust as R
+
+        rb = results["robust"]
+        lines += ["## White-box, strong: which defense holds", "",
+                  f"Every attack runs through the whole defended model (BPDA/straight-through gradients, EOT over "
+                  f"{meta['eot']} draws for TVM) at eps {rb['eps']}, on the first {meta['robust_n']} images: PGD with "
+                  f"{rb['steps']} steps and {rb['restarts']} random restarts (a restart runs on the images no earlier "
+                  "one fooled)"
+                  + (", and AutoAttack's standard version (APGD-CE, APGD-T over the 9 other classes, Square with 5000 "
+                     "queries; IBM's ART, `nnjpeg.art`; ART has no FAB)" if "autoattack" in rb else
+                     "; AutoAttack was not run (ART is not installed)")
+                  + ". A defense is credited with its worst white-box number. Gradient-masking checks: accuracy must "
+                  f"fall as eps grows (PGD-{rb['sweep_steps']} over eps, within 1 point), white-box must not beat "
+                  f"the lowest black-box accuracy at eps {rb['eps']} (the black-box table above, on all "
+                  f"{meta['n']} images), and eps 1 (unbounded) must reach 0 %.", "",
+                  *R.table(rb, results.get("black-box"), _label), "",
+                  f"White-box PGD-{rb['sweep_steps']} against eps:", "", *R.sweep_table(rb, _label), "",
+                  "![masking](masking_check.png)", ""]
+        if results.get("training"):
+            lines += ["## Training cost (NN-JPEG paper, Table 1 layout)", "",
+                      "Training time of each trained defense, from its model card, beside its accuracy above (all on "
+                      "this project's 2-core CPU; the adversarially trained models are the Madry et al. CNN, the "
+                      "ensemble's members the WRN target, so the times compare recipes on different networks).", "",
+                      *R.training_table(rb, results["training"], _label, PAPER["nnjpeg_table1"]), ""]
+    lines += ["## Reading", "", *reading(results), ""]
     if "vq-analysis" in results:
         lines += ["## VQUNet analyses (VQUNet paper, Figs. 3-6)", "",
                   "FGSM examples of the target at each eps, through the shipped denoisers alone: the l1 error of the "
@@ -382,15 +574,59 @@ def add_parser(sub) -> None:
     p.add_argument("--eot", type=_args.COUNT, default=4, help="EOT draws for randomized defenses in the white-box attack")
     p.add_argument("--white-n", type=_args.COUNT, default=None,
                    help="attack only the first WHITE_N images white-box (the slow scenario; default all n)")
+    p.add_argument("--robust-n", type=_args.COUNT, default=None,
+                   help="images for the strong white-box evaluation (PGD with restarts, AutoAttack, masking checks; "
+                        "default WHITE_N)")
+    p.add_argument("--robust-steps", type=_args.COUNT, default=100, help="PGD steps of the strong evaluation")
+    p.add_argument("--restarts", type=_args.COUNT, default=5, help="PGD restarts of the strong evaluation")
+    p.add_argument("--no-autoattack", action="store_true", help="skip AutoAttack (it needs the art extra)")
     p.add_argument("--out", default="reports/fmnist")
+    p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
     import shlex
 
-    res = run(Path(args.out), n=args.n, seed=args.seed, eps=tuple(args.eps or (0.03, 0.1, 0.2)),
-              white_eps=args.white_eps, eot=args.eot, white_n=args.white_n,
+    from nnjpeg import _console
+
+    _console.quiet_tensorflow(args.verbose)
+    out = Path(args.out)
+    res = run(out, n=args.n, seed=args.seed, eps=tuple(args.eps or (0.03, 0.1, 0.2)),
+              white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
+              robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
               command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv))
-    print(markdown(res["results"], res["meta"]))
+    print(text_summary(res["results"], res["meta"]))
+    print(f"\nWrote {out / 'README.md'} (the report), {out / 'results.json'}, the plots (*.png) and one folder per "
+          f"scenario in {out}, in {res['meta']['wall_time_s']:.0f} s.")
     return 0
+
+
+def text_summary(results: dict, meta: dict) -> str:
+    """The report's headline for a terminal: clean, gray-box and white-box accuracy at the white-box
+    eps, and the strong white-box evaluation with its checks, as aligned text."""
+    from nnjpeg import robust as R
+    from nnjpeg._console import text_table
+
+    gray, white = results["gray-box"], results["white-box"]
+    e, a = meta["white_eps"], meta["white_attack"]
+    rb = results.get("robust")
+    checks = R.checks(rb, results.get("black-box")) if rb else {}
+    header = ["defense", "clean", f"gray {a} {e:g}", f"white {a} {e:g}"] + (
+        [f"PGD-{rb['steps']}x{rb['restarts']}", *(["AutoAttack"] if "autoattack" in rb else []), "masking checks"]
+        if rb else [])
+    rows = []
+    for d in gray["config"]["defenses"]:
+        row = [_label(d), _pct(gray["clean"][d]), _pct(_acc(gray, d, a, e)), _pct(_acc(white, d, a, e))]
+        if rb:
+            row.append(_pct(R._acc(rb["pgd"], d, "pgd", rb["eps"])))
+            if "autoattack" in rb:
+                row.append(_pct(R._acc(rb["autoattack"], d, "autoattack", rb["eps"])))
+            c = checks[d]
+            row.append("pass" if c["falls"] and c["unbounded"] and c["white_le_black"] is not False else "FAIL")
+        rows.append(row)
+    lines = [text_table(header, rows, title=f"Accuracy (%) on {meta['n']} Fashion-MNIST test images; white-box on the "
+                                            f"first {meta['white_n']}" + (f", strong white-box on the first "
+                                                                         f"{meta['robust_n']}" if rb else "")), "",
+             "Reading:", *[line.replace("**", "") for line in reading(results)]]
+    return "\n".join(lines)

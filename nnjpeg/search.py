@@ -13,12 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._predict import accuracy
 from .codec import compress
 from .tables import nn_table
-
-
-def _accuracy(model, x, y) -> float:
-    return float(np.mean(model.predict(x, batch_size=500, verbose=0).argmax(-1) == y))
 
 
 def search_table(model, x_benign, y_benign, x_adv, y_adv, *, ks=range(1, 16), afs=range(1, 122, 5), of: float = 16.0,
@@ -49,7 +46,7 @@ def search_table(model, x_benign, y_benign, x_adv, y_adv, *, ks=range(1, 16), af
     if not 0.0 <= max_drop <= 1.0:
         raise ValueError("Expected max_drop, a share of the benign accuracy, in [0, 1]. "
                          f"Received: max_drop={max_drop!r}")
-    clean = _accuracy(model, x_benign, y_benign)
+    clean = accuracy(model, x_benign, y_benign)
     defense = np.zeros((len(ks), len(afs)))
     drop = np.zeros((len(ks), len(afs)))
     cells = [(i, j) for i in range(len(ks)) for j in range(len(afs))]
@@ -59,15 +56,15 @@ def search_table(model, x_benign, y_benign, x_adv, y_adv, *, ks=range(1, 16), af
         cells = tqdm(cells, desc="table search", unit="table")
     for i, j in cells:
         table = nn_table(ks[i], of, afs[j])
-        drop[i, j] = clean - _accuracy(model, compress(x_benign, table), y_benign)
-        defense[i, j] = _accuracy(model, compress(x_adv, table), y_adv)
+        drop[i, j] = clean - accuracy(model, compress(x_benign, table), y_benign)
+        defense[i, j] = accuracy(model, compress(x_adv, table), y_adv)
     ok = drop < max_drop
     best = None
     if ok.any():
         i, j = np.unravel_index(np.argmax(np.where(ok, defense, -1.0)), defense.shape)
         best = {"k": ks[i], "af": afs[j], "of": of, "defense": float(defense[i, j]), "drop": float(drop[i, j])}
     return {"ks": ks, "afs": afs, "of": of, "max_drop": max_drop, "clean_accuracy": clean,
-            "undefended_adv_accuracy": _accuracy(model, x_adv, y_adv), "grid_defense": defense.tolist(),
+            "undefended_adv_accuracy": accuracy(model, x_adv, y_adv), "grid_defense": defense.tolist(),
             "grid_drop": drop.tolist(), "best": best, "n_benign": int(len(y_benign)), "n_adv": int(len(y_adv))}
 
 

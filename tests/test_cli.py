@@ -72,6 +72,14 @@ def test_compress_errors(tmp_path, capsys):
     (["train", "ensemble", "--xi", "1.1"], "argument --xi: expected a finite number >= 0 and <= 1. Received: '1.1'"),
     (["train", "classifier", "--lr", "inf"], "argument --lr: expected a finite number > 0. Received: 'inf'"),
     (["train", "classifier", "--verbose", "3"], "argument --verbose: expected an integer in 0...2. Received: '3'"),
+    (["evaluate", "--defense", "fmnist/ensemble", "--attack", "pgd", "--steps", "0"],
+     "argument --steps: expected an integer >= 1. Received: '0'"),
+    (["evaluate", "--defense", "fmnist/ensemble", "--attack", "pgd", "--eps", "-0.1"],
+     "argument --eps: expected a finite number > 0. Received: '-0.1'"),
+    (["report", "--restarts", "0"], "argument --restarts: expected an integer >= 1. Received: '0'"),
+    (["report", "--robust-steps", "-5"], "argument --robust-steps: expected an integer >= 1. Received: '-5'"),
+    (["train", "pgd-at", "--at-steps", "0"], "argument --at-steps: expected an integer >= 1. Received: '0'"),
+    (["train", "free-at", "--replays", "0"], "argument --replays: expected an integer >= 1. Received: '0'"),
 ])
 def test_numbers_out_of_range_are_refused_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -85,3 +93,34 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"nnjpeg {nnjpeg.__version__}\n"
+
+
+def test_unknown_attack_or_defense_is_named(capsys):
+    pytest.importorskip("tensorflow")
+    assert main(["evaluate", "--defense", "fmnist/ensemble", "--attack", "bogus", "--n", "2"]) == 2
+    assert "Received: defenses=['fmnist/ensemble'], attacks=['bogus']" in capsys.readouterr().err
+    assert main(["evaluate", "--defense", "fmnist/nothing", "--attack", "fgsm", "--n", "2"]) == 2
+    assert "Received: 'fmnist/nothing'" in capsys.readouterr().err
+
+
+def test_tensorflow_starts_quietly(tmp_path):
+    """The long commands import TensorFlow through _console.quiet_tensorflow: nothing reaches standard
+    error (TensorFlow's C++ start-up lines went there), and the process's stderr works afterwards."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    code = ("from nnjpeg import _console; _console.quiet_tensorflow(); import tensorflow as tf; "
+            "tf.config.list_physical_devices(); print(int(tf.constant(2) + 1)); import sys; print('after', file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "3\n" and done.stderr == "after\n"
+
+
+def test_text_table_aligns_columns():
+    from nnjpeg._console import text_table
+
+    lines = text_table(["defense", "clean", "pgd 0.1"], [["none", "93.8", "0.0"], ["NN-JPEG ensemble", "93.3", "12.5"]],
+                       title="t").splitlines()
+    assert lines == ["t", "defense           clean  pgd 0.1", "----------------  -----  -------",
+                     "none               93.8      0.0", "NN-JPEG ensemble   93.3     12.5"]

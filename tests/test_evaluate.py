@@ -92,9 +92,21 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     models = {**models, "fmnist/vqunet": vq}
     res = report.run(tmp_path, eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
                      progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
-                     available=list(models), vq_n=8, white_n=16)
-    assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis", "ablation"}
+                     available=list(models), vq_n=8, white_n=16, robust_n=12, robust_steps=5, robust_restarts=2,
+                     white_eps=0.1)
+    assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis", "ablation", "paper-grid gray-box",
+                                   "paper-grid black-box", "robust", "training"}
     assert {r["n"] for r in res["results"]["white-box"]["records"]} == {16}
+    robust = res["results"]["robust"]
+    assert {r["n"] for r in robust["pgd"]["records"] + robust["sweep"]["records"]} == {12}
+    assert {r["attack"] for r in robust["autoattack"]["records"]} == {"autoattack"}
+    # The undefended stand-in has no defense to mask gradients: every check passes, and eps 1 leaves nothing.
+    from nnjpeg import robust as R
+
+    c = R.checks(robust, res["results"]["black-box"])["fmnist/classifier"]
+    assert c["unbounded"] and c["falls"] and c["curve"][-1] == 0.0
+    grid = res["results"]["paper-grid black-box"]
+    assert {(r["attack"], round(r["eps"] * 255)) for r in grid["records"]} == set(report.PAPER_GRID_BLACK)
     assert {r["n"] for r in res["results"]["gray-box"]["records"]} == {32}
     vq_rows = res["results"]["vq-analysis"]["fmnist/vqunet"]
     assert set(vq_rows) == {"0.05", "0.2"} and len(vq_rows["0.2"]["index_change"]) == 2
@@ -111,9 +123,27 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     assert "| fmnist/vqunet | 0.2 |" in text
     assert "on the first 16 of the 32 images" in text
     assert "quantization table x colour transform" in text and "| no compression | 100.0 |" in text
+    # The paper's own grid: our cell, the paper's ImageNet number in brackets (No Defense, FGSM 2: 17.5).
+    pg = {(r["defense"], r["attack"], round(r["eps"] * 255)): r["accuracy"]
+          for r in saved["results"]["paper-grid gray-box"]["records"]}
+    assert f"| none | 100.0 (65.4) | {100 * pg['fmnist/classifier', 'fgsm', 2]:.1f} (17.5) |" in text
+    assert "## White-box, strong: which defense holds" in text and "Strongest white-box evaluation" in text
+    assert "AutoAttack" in text.split("## White-box, strong")[1]
     for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
-              "vqunet_analyses.png", "ablation.png"):
+              "vqunet_analyses.png", "ablation.png", "masking_check.png"):
         assert (tmp_path / f).stat().st_size > 0
+    # What the terminal shows: aligned tables, the reading without Markdown marks, and where files went.
+    from nnjpeg import demo
+
+    shown = demo.summary(res["results"], res["meta"], tmp_path, 12.0).splitlines()
+    head = next(i for i, line in enumerate(shown) if line.startswith("defense"))
+    assert shown[head + 1].replace(" ", "").strip("-") == ""
+    row = shown[head + 2]
+    assert row.startswith("none ") and len(row) == len(shown[head])
+    assert "**" not in "\n".join(shown) and shown[-3].startswith("  report   ") and str(tmp_path / "README.md") in shown[-3]
+    assert shown[-1].startswith("  images   ") and shown[-4] == "Wrote in 12 s:"
+    summary = report.text_summary(res["results"], res["meta"])
+    assert "masking checks" in summary and "Reading:" in summary
 
 
 def _gray(clean: dict, adv: dict) -> dict:
@@ -135,3 +165,31 @@ def test_codebook_tradeoff_sentence_follows_the_numbers():
                                                                         coarse: {"bim": 0.8, "pgd": 0.8}}))
     assert "does not trade" in both[0]
     assert report._codebook_tradeoff(_gray({fine: 0.93}, {fine: {"bim": 0.6}})) == []
+
+
+def _robust(curves: dict, white: dict, black: dict) -> tuple:
+    grid = (0.03, 0.1, 0.3, 1.0)
+    sweep = {"config": {"eps": list(grid), "defenses": list(curves)}, "clean": {d: c[0] for d, c in curves.items()},
+             "records": [{"defense": d, "attack": "pgd", "eps": e, "accuracy": v}
+                         for d, c in curves.items() for e, v in zip(grid, c[1:])]}
+    pgd = {"config": {"defenses": list(curves)}, "clean": sweep["clean"],
+           "records": [{"defense": d, "attack": "pgd", "eps": 0.1, "accuracy": v} for d, v in white.items()]}
+    blk = {"records": [{"defense": d, "attack": "fgsm", "eps": 0.1, "accuracy": v} for d, v in black.items()]}
+    return {"eps": 0.1, "steps": 100, "restarts": 5, "sweep_steps": 20, "pgd": pgd, "sweep": sweep}, blk
+
+
+def test_masking_checks_flag_each_symptom():
+    from nnjpeg import robust as R
+
+    rb, black = _robust({"honest": [0.9, 0.7, 0.5, 0.1, 0.0], "rises": [0.9, 0.4, 0.6, 0.1, 0.0],
+                         "floor": [0.9, 0.7, 0.5, 0.3, 0.2], "beats-black": [0.9, 0.8, 0.7, 0.1, 0.0]},
+                        {"honest": 0.5, "rises": 0.6, "floor": 0.5, "beats-black": 0.8},
+                        {"honest": 0.6, "rises": 0.7, "floor": 0.6, "beats-black": 0.4})
+    c = R.checks(rb, black)
+    assert c["honest"] == {**c["honest"], "falls": True, "unbounded": True, "white_le_black": True}
+    assert c["rises"]["falls"] is False and c["floor"]["unbounded"] is False
+    assert c["beats-black"]["white_le_black"] is False and c["beats-black"]["falls"] and c["beats-black"]["unbounded"]
+    assert R.checks(rb, None)["honest"]["white_le_black"] is None
+    table = "\n".join(R.table(rb, black, str))
+    assert "| rises | 90.0 | 60.0 | **60.0** | 70.0 | **NO** | yes | yes |" in table
+    assert R.worst(rb, "floor") == 0.5
