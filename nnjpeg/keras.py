@@ -16,7 +16,7 @@ from .codec import _check_choice, _check_mode, _check_table, _jpeg_table
 from .tables import check_quality
 from .tf_ops import _BACKENDS, _check_backend_threads, _check_values, _compress, _native_op, straight_through
 
-__all__ = ["JPEG", "Compression"]
+__all__ = ["JPEG", "Compression", "with_backend"]
 
 _GRADIENTS = ("identity", "none")
 
@@ -196,3 +196,43 @@ def _is_numeric(table) -> bool:
         return np.asarray(table).dtype.kind in "iuf"
     except (TypeError, ValueError):
         return False
+
+
+def with_backend(model: keras.Model, backend: str) -> keras.Model:
+    """A copy of `model` (same weights) whose codec layers, `Compression` and `JPEG` at any depth,
+    run on `backend`.
+
+    For a SavedModel: the native layers export as the `NnjpegRoundTrip` op, which loads wherever
+    nnjpeg is installed and imported (`import nnjpeg` registers it with TensorFlow); TF Serving and
+    processes without nnjpeg cannot run it. `with_backend(model, "tf")` exports TensorFlow ops only,
+    with the same outputs (the TF backend reproduces the native codec exactly), more slowly on CPU.
+
+        portable = nnjpeg.keras.with_backend(defended, "tf")
+        portable.export("serving/defended")        # tf.saved_model.load needs no nnjpeg
+
+    Args:
+        model: a Keras model.
+        backend: "native" or "tf".
+
+    Returns:
+        A new `keras.Model`; `model` is left as it is.
+
+    Raises:
+        ValueError: unknown backend.
+    """
+    _check_choice("backend", backend, _BACKENDS)
+
+    def switch(node):
+        if isinstance(node, dict):
+            node = {k: switch(v) for k, v in node.items()}
+            if node.get("registered_name") in ("nnjpeg>Compression", "nnjpeg>JPEG") and "config" in node:
+                node["config"] = {**node["config"], "backend": backend,
+                                  "threads": None if backend == "tf" else node["config"].get("threads")}
+            return node
+        if isinstance(node, list):
+            return [switch(v) for v in node]
+        return node
+
+    copy = keras.saving.deserialize_keras_object(switch(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return copy
