@@ -213,7 +213,19 @@ def train_adversarial(args: argparse.Namespace) -> dict:
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
     method = ADVERSARIAL[args.model]
-    classifier = build_madry_cnn(x_all.shape[1:], int(y_all.max()) + 1)
+    if args.init:  # fine-tuning a classifier trained before (e.g. another adversarially trained one)
+        classifier = keras.saving.load_model(args.init, compile=False)
+    else:
+        classifier = build_madry_cnn(x_all.shape[1:], int(y_all.max()) + 1)
+    if args.front_k is not None:
+        # NN-favored JPEG in front (NN-JPEG paper, Sec. 3.2): the attack during training goes through
+        # it with the straight-through (BPDA) gradient, as the white-box evaluation's does.
+        import nnjpeg
+        from nnjpeg.keras import Compression
+
+        inputs = keras.Input(x_all.shape[1:], name="image")
+        codec = Compression(nnjpeg.nn_table(args.front_k).tolist(), name=f"nn_jpeg_k{args.front_k}")
+        classifier = keras.Model(inputs, classifier(codec(inputs)), name=args.model.replace("-", "_"))
     trainer = AdversarialTrainer(classifier, method=method, eps=args.eps, steps=args.at_steps,
                                  step_size=args.step_size, replays=args.replays, batch_size=args.batch_size)
     # Free AT takes `replays` optimizer steps per minibatch: its schedule runs over all of them.
@@ -258,7 +270,10 @@ def train_adversarial(args: argparse.Namespace) -> dict:
                "optimizer": f"Adam, peak lr {args.lr}, 1 epoch warm-up then cosine decay",
                "training_s_total": total, "epoch_kept": best["epoch"] if best else args.epochs,
                "val_images": int(len(x_val)), "val_pgd_accuracy_kept": best["val_pgd_accuracy"] if best else None,
-               "note": f"Madry et al. CNN; trained on the first {len(x_fit)} training images; the epoch kept is the one "
+               "front_k": args.front_k, "init": args.init,
+               "note": ("" if args.front_k is None else f"NN-favored JPEG (k = {args.front_k}, steps 16/50) in front; ")
+                       + ("" if not args.init else f"fine-tuned from {args.init}; ")
+                       + f"Madry et al. CNN; trained on the first {len(x_fit)} training images; the epoch kept is the one "
                        f"with the best PGD-10 accuracy (eps {args.eps}) on {len(x_val)} held-out training images; "
                        f"test PGD-20 (step eps/8, one random start) measured at the end of training"}
     if (out / "log.csv").is_file():
@@ -746,6 +761,11 @@ def add_parser(sub) -> None:
     p.add_argument("--step-size", type=_args.real(0, low_open=True), default=None,
                    help="pgd-at: PGD step (default eps/4); fast-at: FGSM step (default 1.25 eps)")
     p.add_argument("--replays", type=_args.COUNT, default=4, help="free-at: times each minibatch is replayed")
+    p.add_argument("--front-k", type=_args.integer(1, 15), default=None,
+                   help="pgd-at, fast-at, free-at: NN-favored JPEG (OF band i + j < K) in front of the classifier, "
+                        "attacked through with the straight-through gradient during training")
+    p.add_argument("--init", default=None,
+                   help="pgd-at, fast-at, free-at: start from this trained classifier (.keras) instead of a new one")
     p.add_argument("--val-n", type=_args.COUNT, default=5000,
                    help="pgd-at, fast-at, free-at: training images held out to pick the epoch kept")
     p.add_argument("--unet-widths", type=_widths, default=(64, 128, 256, 512),

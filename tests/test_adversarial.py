@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+import nnjpeg
+
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
@@ -127,5 +129,15 @@ def test_train_cli_pgd_at_exports_a_card(tmp_path):
     assert "Adversarial training (free, eps 0.1)" in (w / "free-at.md").read_text()
     model = keras.saving.load_model(w / "free-at.keras")
     assert model.output_shape == (None, 10)
+    # NN-favored JPEG in front of a classifier trained before, attacked through during training.
+    assert train.main(["train", "pgd-at", "--front-k", "5", "--init", str(w / "free-at.keras"), "--at-steps", "1",
+                       "--out", str(tmp_path / "front"), "--export", str(w / "nnjpeg-pgd-at.keras"), *args]) == 0
+    from nnjpeg.keras import Compression
+
+    front = keras.saving.load_model(w / "nnjpeg-pgd-at.keras")
+    codecs = [layer for layer in front.layers if isinstance(layer, Compression)]
+    assert len(codecs) == 1 and np.allclose(codecs[0].table, nnjpeg.nn_table(5))
+    assert json.loads((w / "nnjpeg-pgd-at.json").read_text())["front_k"] == 5
+    assert "NN-favored JPEG (k = 5, steps 16/50) in front; fine-tuned from" in (w / "nnjpeg-pgd-at.md").read_text()
     with pytest.raises(ValueError, match=r"Expected --val-n in 1...95 \(held out of 96 training images\). Received: 96"):
         train.main(["train", "pgd-at", "--out", str(tmp_path / "bad"), *args, "--val-n", "96"])
