@@ -37,6 +37,9 @@ def test_every_example_is_run_here():
     assert {page: firsts for page, firsts in found.items() if firsts} == {
         "README.md": ["import numpy as np", "import keras, tensorflow as tf", "import nnjpeg.pretrained"],
         "docs/codec.md": ["import numpy as np"],
+        "docs/evaluation.md": ["import numpy as np"],
+        "docs/tensorflow.md": ["import nnjpeg.keras, nnjpeg.pretrained", "import nnjpeg                      # registers "
+                               "the codec's op with TensorFlow"],
     }
 
 
@@ -153,3 +156,34 @@ def test_results_table_is_the_reports():
     assert [r[0] for r in rows] == list(gray)
     for defense, clean, gray_pgd, white_pgd in rows:
         assert (clean, gray_pgd, white_pgd) == (*gray[defense], white[defense]), defense
+
+
+def test_savedmodel_example(tmp_path, monkeypatch, photos):
+    tf = pytest.importorskip("tensorflow")
+    if "fmnist/ensemble" not in nnjpeg.pretrained.names():
+        pytest.skip("installed without the pretrained weights")
+    page = ROOT / "docs" / "tensorflow.md"
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(block(page, "import nnjpeg.keras, nnjpeg.pretrained"), scope)
+    images = (photos["coffee"][None, 100:128, 100:128, :1] / np.float32(255)).repeat(3, axis=0)
+    loaded = {"images": images}
+    exec(block(page, "import nnjpeg                      # registers"), loaded)
+    want = scope["model"].predict(images, verbose=0)
+    np.testing.assert_allclose(loaded["log_probs"].numpy(), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded["portable"].serve(tf.constant(images)).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_art_example():
+    pytest.importorskip("art")
+    if "fmnist/pgd-at" not in nnjpeg.pretrained.names():
+        pytest.skip("installed without the pretrained weights")
+    scope = {}
+    exec(block(ROOT / "docs" / "evaluation.md", "import numpy as np"), scope)
+    x, adv = scope["x"], scope["adv"]
+    assert np.abs(adv - x).max() <= 0.1 + 1e-6
+    clean = np.mean(scope["clf"].predict(x).argmax(1) == scope["y"])
+    assert 0.0 <= scope["robust"] <= clean
+    xq = nnjpeg.compress(x, nnjpeg.nn_table(5))
+    np.testing.assert_allclose(scope["defended"].predict(x), nnjpeg.pretrained.load("fmnist/classifier").predict(xq, verbose=0),
+                               rtol=1e-4, atol=1e-5)
