@@ -144,6 +144,16 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     assert shown[-1].startswith("  images   ") and shown[-4] == "Wrote in 12 s:"
     summary = report.text_summary(res["results"], res["meta"])
     assert "masking checks" in summary and "Reading:" in summary
+    # The headline table goes into a README between its markers, and nowhere else.
+    readme = tmp_path / "R.md"
+    readme.write_text("# x\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\nafter\n")
+    report.write_readme_results(readme, res["results"], res["meta"])
+    body = readme.read_text()
+    assert "old" not in body and body.endswith("<!-- results:end -->\n\nafter\n")
+    assert "\n".join(report.headline(res["results"], res["meta"])) in body and "## Headline" in text
+    with pytest.raises(ValueError, match=r"Expected a README holding the lines <!-- results:start --> and "
+                                         r"<!-- results:end -->. Received: .*nothing.md \(no such file\)"):
+        report.write_readme_results(tmp_path / "nothing.md", res["results"], res["meta"])
 
 
 def _gray(clean: dict, adv: dict) -> dict:
