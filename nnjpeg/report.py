@@ -104,7 +104,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
         black_attacks=("fgsm", "bim", "ti-fgsm", "di-fgsm"),
         white_attack: str = "pgd", white_n: int | None = None, eot: int = 4, pgd_steps: int = 20, vq_n: int = 500,
         ablation_attacks=("fgsm", "bim"), paper_grid: bool = True, robust: bool = True, robust_n: int | None = None,
-        robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, progress: bool = True,
+        robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
+        progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
@@ -113,8 +114,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     ((x, y) in [0, 1]) and `available` (names loadable, for the surrogates) replace them. Each
     stage shows one progress bar. `paper_grid` adds the NN-JPEG paper's own eps grid (Table 2);
     `robust` the strong white-box evaluation at `white_eps` (PGD-`robust_steps` x `robust_restarts`,
-    AutoAttack where ART is installed and `autoattack`, the gradient-masking checks) on the first
-    `robust_n` images (default: `white_n`)."""
+    AutoAttack where ART is installed and `autoattack`, on the first `autoattack_n` of them, the
+    gradient-masking checks) on the first `robust_n` images (default: `white_n`)."""
     from nnjpeg import _console, evaluate, pretrained
     from nnjpeg import robust as R
 
@@ -155,7 +156,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     if robust:
         robust_n = white_n if robust_n is None else min(robust_n, len(x))
         results["robust"] = R.run(defenses, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps,
-                                  steps=robust_steps, restarts=robust_restarts, autoattack=autoattack, eot=randomized)
+                                  steps=robust_steps, restarts=robust_restarts, autoattack=autoattack,
+                                  autoattack_n=autoattack_n, eot=randomized)
         results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _trained_defense(d)}
     out.mkdir(parents=True, exist_ok=True)
     for scenario, res in results.items():
@@ -185,6 +187,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "white_n": white_n, "eot": eot,
             "pgd_steps": pgd_steps, "l2_n": min(l2_n, len(x)) if l2_attacks else 0,
             "robust_n": results["robust"]["pgd"]["config"]["n"] if robust else 0,
+            "autoattack_n": results["robust"]["autoattack"]["config"]["n"] if robust and "autoattack" in results["robust"]
+            else 0,
             "wall_time_s": time.time() - t0, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
     (out / "README.md").write_text(markdown(results, meta) + "\n")
@@ -494,7 +498,9 @@ def markdown(results: dict, meta: dict) -> str:
              f"reported numbers on their data. Wall time {meta['wall_time_s']:.0f} s.", "",
              "## Headline", "",
              f"Accuracy (%) at eps {meta['white_eps']:g} (L-inf, images in [0, 1]); gray-box PGD on all {meta['n']} images"
-             + (f", the strong white-box attacks on the first {meta['robust_n']} (details and checks below)."
+             + (f", white-box PGD on the first {meta['robust_n']}"
+                + (f" and AutoAttack on the first {meta['autoattack_n']}" if meta.get("autoattack_n") else "")
+                + " (details and checks below)."
                 if "robust" in results else f", white-box on the first {meta['white_n']}."), "",
              *headline(results, meta), "",
              "## Clean accuracy after filtering (VQUNet paper, Table 1 layout)", "", *table1(gray), "",
@@ -552,7 +558,8 @@ def markdown(results: dict, meta: dict) -> str:
                   f"{rb['steps']} steps and {rb['restarts']} random restarts (a restart runs on the images no earlier "
                   "one fooled)"
                   + (", and AutoAttack's standard version (APGD-CE, APGD-T over the 9 other classes, Square with 5000 "
-                     "queries; IBM's ART, `nnjpeg.art`; ART has no FAB)" if "autoattack" in rb else
+                     f"queries; IBM's ART, `nnjpeg.art`; ART has no FAB) on the first {meta['autoattack_n']}"
+                     if "autoattack" in rb else
                      "; AutoAttack was not run (ART is not installed)")
                   + ". A defense is credited with its worst white-box number. Gradient-masking checks: accuracy must "
                   f"fall as eps grows (PGD-{rb['sweep_steps']} over eps, within 1 point), white-box must not beat "
@@ -634,6 +641,9 @@ def add_parser(sub) -> None:
     p.add_argument("--robust-steps", type=_args.COUNT, default=100, help="PGD steps of the strong evaluation")
     p.add_argument("--restarts", type=_args.COUNT, default=5, help="PGD restarts of the strong evaluation")
     p.add_argument("--no-autoattack", action="store_true", help="skip AutoAttack (it needs the art extra)")
+    p.add_argument("--autoattack-n", type=_args.COUNT, default=200,
+                   help="AutoAttack on the first AUTOATTACK_N of the strong evaluation's images (ART runs eagerly: "
+                        "several times the cost of PGD)")
     p.add_argument("--out", default="reports/fmnist")
     p.add_argument("--readme", default=None,
                    help="also write the headline table into this README, between its results markers")
@@ -653,6 +663,7 @@ def _cmd(args) -> int:
     res = run(out, n=args.n, seed=args.seed, eps=tuple(args.eps or (0.03, 0.1, 0.2)),
               white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
               robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
+              autoattack_n=args.autoattack_n,
               command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv))
     if args.readme:
         write_readme_results(Path(args.readme), res["results"], res["meta"])

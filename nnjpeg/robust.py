@@ -25,10 +25,11 @@ def has_art() -> bool:
 
 
 def run(defenses, common: dict, *, eps: float = 0.1, steps: int = 100, restarts: int = 5, sweep=SWEEP,
-        sweep_steps: int = 20, autoattack: bool = True, eot: dict | None = None) -> dict:
-    """White-box PGD (`steps` x `restarts`), AutoAttack (when `autoattack` and ART is installed) at
-    `eps`, and PGD (`sweep_steps`) over the `sweep` of eps, on every defense; `common` holds
-    `nnjpeg.evaluate.evaluate`'s shared arguments (data, load, progress, seed)."""
+        sweep_steps: int = 20, autoattack: bool = True, autoattack_n: int | None = None, eot: dict | None = None) -> dict:
+    """White-box PGD (`steps` x `restarts`), AutoAttack (when `autoattack` and ART is installed; on
+    the first `autoattack_n` images, all by default: ART's attacks run eagerly and cost several
+    times PGD's) at `eps`, and PGD (`sweep_steps`) over the `sweep` of eps, on every defense;
+    `common` holds `nnjpeg.evaluate.evaluate`'s shared arguments (data, load, progress, seed)."""
     from nnjpeg import evaluate
 
     eot = eot or {}
@@ -37,8 +38,10 @@ def run(defenses, common: dict, *, eps: float = 0.1, steps: int = 100, restarts:
     out["pgd"] = evaluate.evaluate(defenses, ["pgd"], [eps], "white-box", desc=f"white-box PGD-{steps} x {restarts}",
                                    **{**kwargs, "attack_kwargs": {"pgd": {"nb_iter": steps, "restarts": restarts}}})
     if autoattack and has_art():
+        x, y = common["data"]
+        n = len(x) if autoattack_n is None else min(autoattack_n, len(x))
         out["autoattack"] = evaluate.evaluate(defenses, ["autoattack"], [eps], "white-box", desc="white-box AutoAttack",
-                                              **{**kwargs, "attack_kwargs": {}})
+                                              **{**kwargs, "attack_kwargs": {}, "data": (x[:n], y[:n])})
     out["sweep"] = evaluate.evaluate(defenses, ["pgd"], list(sweep), "white-box", desc="masking check: PGD over eps",
                                      **{**kwargs, "attack_kwargs": {"pgd": {"nb_iter": sweep_steps}}})
     return out
