@@ -105,14 +105,15 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
         white_attack: str = "pgd", white_n: int | None = None, eot: int = 4, pgd_steps: int = 20, vq_n: int = 500,
         ablation_attacks=("fgsm", "bim"), paper_grid: bool = True, robust: bool = True, robust_n: int | None = None,
         robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
-        progress: bool = True,
+        bpda_n: int = 100, bpda_iterations: int = 1000, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
     set; `defenses` (names, "fmnist/classifier" among them), `load` (name -> model), `data`
     ((x, y) in [0, 1]) and `available` (names loadable, for the surrogates) replace them. Each
-    stage shows one progress bar. `paper_grid` adds the NN-JPEG paper's own eps grid (Table 2);
+    stage shows one progress bar. `paper_grid` adds the NN-JPEG paper's own eps grid (Table 2) and its
+    white-box BPDA (Table 3: `bpda_iterations` Adam steps at rate 0.1) on the first `bpda_n` images;
     `robust` the strong white-box evaluation at `white_eps` (PGD-`robust_steps` x `robust_restarts`,
     AutoAttack where ART is installed and `autoattack`, on the first `autoattack_n` of them, the
     gradient-masking checks) on the first `robust_n` images (default: `white_n`)."""
@@ -153,6 +154,11 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     randomized = {d: eot for d in defenses if "tvm" in d}
     results["white-box"] = evaluate.evaluate(defenses, [white_attack], [white_eps], "white-box", eot=randomized,
                                              **{**common, "data": (x[:white_n], y[:white_n])})
+    if paper_grid and bpda_n:  # NN-JPEG Table 3 with its own attack settings: 1000 Adam iterations, rate 0.1
+        results["bpda"] = evaluate.evaluate(
+            defenses, ["bpda"], [white_eps], "white-box", eot=randomized, desc="white-box BPDA, the paper's settings",
+            **{**common, "data": (x[:bpda_n], y[:bpda_n]), "attack_kwargs": {"bpda": {"nb_iter": bpda_iterations,
+                                                                                     "lr": 0.1}}})
     if robust:
         robust_n = white_n if robust_n is None else min(robust_n, len(x))
         results["robust"] = R.run(defenses, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps,
@@ -294,13 +300,17 @@ def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) ->
     return lines
 
 
-def table3(white: dict) -> list[str]:
+def table3(white: dict, bpda: dict | None = None) -> list[str]:
     ds = white["config"]["defenses"]
     a, e = white["config"]["attacks"][0], white["config"]["eps"][0]
     paper = PAPER["nnjpeg_table3"]["rows"]
     lines = ["| | " + " | ".join(_label(d) for d in ds) + " |", "|---|" + "---:|" * len(ds),
              "| Acc_raw | " + " | ".join(_pct(white["clean"][d]) for d in ds) + " |",
              f"| Acc_ae ({a}, eps {e}) | " + " | ".join(_pct(_acc(white, d, a, e)) for d in ds) + " |",
+             *([f"| Acc_raw / Acc_ae (BPDA, {bpda['config']['attack_kwargs']['bpda']['nb_iter']} iterations, "
+                f"n={bpda['config']['n']}) | "
+                + " | ".join(f"{_pct(bpda['clean'][d])} / {_pct(_acc(bpda, d, 'bpda', e))}" for d in ds) + " |"]
+               if bpda is not None else []),
              "| paper Acc_raw / Acc_ae (ImageNet) | " + " | ".join(
                  "{} / {}".format(*paper[DEFENSES[d][1]]) if DEFENSES.get(d, (0, None))[1] in paper else "–" for d in ds) + " |"]
     return lines
@@ -546,7 +556,10 @@ def markdown(results: dict, meta: dict) -> str:
               + " through the whole defended model: identity (BPDA) gradient through compression and TVM, the VQ "
               f"straight-through estimator, EOT over {meta['eot']} draws for TVM, the ensemble attacked as one model"
               + (f"; on the first {meta['white_n']} of the {meta['n']} images, Acc_raw on the same images."
-                 if meta.get("white_n", meta["n"]) < meta["n"] else "."), "", *table3(results["white-box"]), "",
+                 if meta.get("white_n", meta["n"]) < meta["n"] else ".")
+              + (" The BPDA row runs the NN-JPEG paper's own white-box settings (Adam, learning rate 0.1, each image "
+                 "kept at its first fooling iterate, projected onto the eps-ball) on fewer images."
+                 if "bpda" in results else ""), "", *table3(results["white-box"], results.get("bpda")), "",
               f"*paper*: {PAPER['nnjpeg_table3']['source']}.", "", "![table3](table3_white_box.png)", ""]
     if "robust" in results:
         from nnjpeg import robust as R
@@ -645,6 +658,9 @@ def add_parser(sub) -> None:
                    help="AutoAttack on the first AUTOATTACK_N of the strong evaluation's images (ART runs eagerly: "
                         "several times the cost of PGD)")
     p.add_argument("--out", default="reports/fmnist")
+    p.add_argument("--bpda-n", type=_args.integer(0), default=100,
+                   help="images for the NN-JPEG paper's white-box BPDA (Table 3; 0: skip it)")
+    p.add_argument("--bpda-iterations", type=_args.COUNT, default=1000, help="its Adam iterations (the paper's: 1000)")
     p.add_argument("--readme", default=None,
                    help="also write the headline table into this README, between its results markers")
     p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
@@ -663,7 +679,7 @@ def _cmd(args) -> int:
     res = run(out, n=args.n, seed=args.seed, eps=tuple(args.eps or (0.03, 0.1, 0.2)),
               white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
               robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
-              autoattack_n=args.autoattack_n,
+              autoattack_n=args.autoattack_n, bpda_n=args.bpda_n, bpda_iterations=args.bpda_iterations,
               command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv))
     if args.readme:
         write_readme_results(Path(args.readme), res["results"], res["meta"])

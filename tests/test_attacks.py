@@ -47,7 +47,7 @@ def ce(model, x, y):
     return float(np.mean(keras.losses.sparse_categorical_crossentropy(y, model.predict(x, verbose=0), from_logits=True)))
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm", "ti-fgsm", "di-fgsm"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm", "ti-fgsm", "di-fgsm", "bpda"])
 def test_linf_attacks_raise_the_loss_within_the_ball(data, name):
     model, x, y = data
     eps = 0.05
@@ -167,6 +167,8 @@ def test_errors(data):
     ("deepfool", {"max_iter": 0}, ValueError, r"max_iter to be an integer >= 1. Received: max_iter=0"),
     ("cw", {"binary_steps": True}, TypeError, r"binary_steps to be an integer >= 1. Received: binary_steps=True"),
     ("fgsm", {"batch_size": 0}, ValueError, r"batch_size to be an integer >= 1. Received: batch_size=0"),
+    ("bpda", {"nb_iter": 0}, ValueError, r"nb_iter to be an integer >= 1. Received: nb_iter=0"),
+    ("bpda", {"lr": -0.1}, ValueError, r"lr to be a finite number >= 0. Received: lr=-0.1"),
 ])
 def test_counts_below_one_are_refused(data, name, kwargs, error, message):
     model, x, y = data
@@ -182,3 +184,20 @@ def test_labels_outside_the_models_classes_are_refused(data, name):
         attacks.attack(name, model, x, np.where(np.arange(len(y)) == 3, 12, 0), 0.1)
     with pytest.raises(ValueError, match=r"Received: min=-1, max=0"):
         attacks.attack(name, model, x, -np.eye(1, len(y), 5, dtype=np.int64)[0], 0.1)
+
+
+def test_bpda_through_the_codec_keeps_the_first_fooling_iterate_and_breaks_everything_unbounded():
+    inputs = keras.Input((8, 8, 1))
+    inner = conv_model(7)
+    model = keras.Model(inputs, inner(Compression(nnjpeg.nn_table(3).tolist())(inputs)))
+    x = np.random.default_rng(8).uniform(0.2, 0.8, (12, 8, 8, 1)).astype(np.float32)
+    y = model.predict(x, verbose=0).argmax(-1)
+    adv = attacks.bpda(model, x, y, 0.05, nb_iter=30, batch_size=5)
+    assert np.abs(adv - x).max() <= 0.05 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert ce(model, adv, y) > ce(model, x, y)
+    fooled = model.predict(adv, verbose=0).argmax(-1) != y
+    # Stopping at the first fooling iterate: more iterations fool no fewer images.
+    more = attacks.bpda(model, x, y, 0.05, nb_iter=60, batch_size=5)
+    assert (model.predict(more, verbose=0).argmax(-1) != y).sum() >= fooled.sum()
+    wide = attacks.bpda(model, x, y, 1.0, nb_iter=200)
+    assert np.all(model.predict(wide, verbose=0).argmax(-1) != y)

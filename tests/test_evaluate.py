@@ -93,9 +93,10 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     res = report.run(tmp_path, eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
                      progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
                      available=list(models), vq_n=8, white_n=16, robust_n=12, robust_steps=5, robust_restarts=2,
-                     white_eps=0.1)
+                     white_eps=0.1, bpda_n=6, bpda_iterations=4)
     assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis", "ablation", "paper-grid gray-box",
-                                   "paper-grid black-box", "robust", "training"}
+                                   "paper-grid black-box", "robust", "training", "bpda"}
+    assert {r["n"] for r in res["results"]["bpda"]["records"]} == {6}
     assert {r["n"] for r in res["results"]["white-box"]["records"]} == {16}
     robust = res["results"]["robust"]
     assert {r["n"] for r in robust["pgd"]["records"] + robust["sweep"]["records"]} == {12}
@@ -128,6 +129,7 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
           for r in saved["results"]["paper-grid gray-box"]["records"]}
     assert f"| none | 100.0 (65.4) | {100 * pg['fmnist/classifier', 'fgsm', 2]:.1f} (17.5) |" in text
     assert "## White-box, strong: which defense holds" in text and "Strongest white-box evaluation" in text
+    assert "| Acc_raw / Acc_ae (BPDA, 4 iterations, n=6) |" in text
     assert "AutoAttack" in text.split("## White-box, strong")[1]
     for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
               "vqunet_analyses.png", "ablation.png", "masking_check.png"):
