@@ -99,7 +99,12 @@ def shipped_defenses() -> list[str]:
     return [d for d in DEFENSES if d in names]
 
 
-def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_eps: float = 0.1,
+DEFAULT_EPS = (0.01, 0.03, 0.1, 0.2, 0.3)  # the VQUNet paper's Fig. 2 range
+ANALYSIS_EPS = (0.03, 0.1, 0.2)
+
+
+def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_eps=ANALYSIS_EPS,
+        white_eps: float = 0.1,
         gray_attacks=("fgsm", "bim", "pgd"), l2_attacks=("deepfool", "cw"), l2_n: int = 200,
         black_attacks=("fgsm", "bim", "ti-fgsm", "di-fgsm"),
         white_attack: str = "pgd", white_n: int | None = None, eot: int = 4, pgd_steps: int = 20, vq_n: int = 500,
@@ -110,7 +115,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
-    set; `defenses` (names, "fmnist/classifier" among them), `load` (name -> model), `data`
+    set; `eps` are the gray-box and black-box budgets, `analysis_eps` those of the VQUNet analyses and
+    the ablation; `defenses` (names, "fmnist/classifier" among them), `load` (name -> model), `data`
     ((x, y) in [0, 1]) and `available` (names loadable, for the surrogates) replace them. Each
     stage shows one progress bar. `paper_grid` adds the NN-JPEG paper's own eps grid (Table 2) and its
     white-box BPDA (Table 3: `bpda_iterations` Adam steps at rate 0.1) on the first `bpda_n` images;
@@ -177,7 +183,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
     denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/vqunet-k256", "fmnist/non-vq-unet") if n in names}
     if denoisers:
         with _console.stage(1, "VQUNet analyses (Figs. 3-6)", enabled=progress) as bar:
-            results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], eps)
+            results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n],
+                                                 analysis_eps)
             bar.update()
         from nnjpeg import vq_analysis as V
 
@@ -187,7 +194,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=(0.03, 0.1, 0.2), white_
 
         with _console.stage(1, "ablation: table x colour transform (Fig. 5)", enabled=progress) as bar:
             results["ablation"] = ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks),
-                                               eps=tuple(eps), progress=progress and _console.verbose())
+                                               eps=tuple(analysis_eps), progress=progress and _console.verbose())
             bar.update()
         ablation.plot(results["ablation"], out / "ablation.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "white_n": white_n, "eot": eot,
@@ -643,7 +650,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="the papers' tables and figures on Fashion-MNIST with the shipped models")
     p.add_argument("--n", type=_args.COUNT, default=1000, help="test images (a seeded subset; 10000 for all)")
     p.add_argument("--seed", type=_args.SEED, default=0)
-    p.add_argument("--eps", type=_args.EPS, action="append", default=None, help="L-inf budgets (default 0.03, 0.1, 0.2)")
+    p.add_argument("--eps", type=_args.EPS, action="append", default=None,
+                   help="L-inf budgets of the gray-box and black-box tables (default 0.01, 0.03, 0.1, 0.2, 0.3)")
     p.add_argument("--white-eps", type=_args.EPS, default=0.1)
     p.add_argument("--eot", type=_args.COUNT, default=4, help="EOT draws for randomized defenses in the white-box attack")
     p.add_argument("--white-n", type=_args.COUNT, default=None,
@@ -676,7 +684,7 @@ def _cmd(args) -> int:
         _readme_text(Path(args.readme))  # refused before the hours of work, not after
     _console.quiet_tensorflow(args.verbose)
     out = Path(args.out)
-    res = run(out, n=args.n, seed=args.seed, eps=tuple(args.eps or (0.03, 0.1, 0.2)),
+    res = run(out, n=args.n, seed=args.seed, eps=tuple(args.eps or DEFAULT_EPS),
               white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
               robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
               autoattack_n=args.autoattack_n, bpda_n=args.bpda_n, bpda_iterations=args.bpda_iterations,

@@ -21,7 +21,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 echo "== installing nnjpeg and its extras into .venv"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[test,bench,demo]"
+# -qq: errors only; pip's warnings (an extra index it cannot read, say) would fill the terminal.
+.venv/bin/python -m pip install -qq --upgrade pip
+.venv/bin/python -m pip install -qq ".[test,bench,demo]"
 # From another directory: in this one, the source tree's nnjpeg/ (no compiled module) would shadow it.
 (cd / && "$OLDPWD/.venv/bin/python" -c "import nnjpeg, json; print('nnjpeg', nnjpeg.__version__, json.dumps(nnjpeg.build_info()))")

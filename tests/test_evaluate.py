@@ -90,7 +90,7 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     vq = VQUNet(channels=1, widths=(4, 8), num_codes=8)
     vq(np.zeros((1, 32, 32, 1), np.float32))
     models = {**models, "fmnist/vqunet": vq}
-    res = report.run(tmp_path, eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
+    res = report.run(tmp_path, eps=(0.05, 0.2), analysis_eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
                      progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
                      available=list(models), vq_n=8, white_n=16, robust_n=12, robust_steps=5, robust_restarts=2,
                      white_eps=0.1, bpda_n=6, bpda_iterations=4)
