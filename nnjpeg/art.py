@@ -91,15 +91,16 @@ class Compression(Preprocessor):
         _check_choice("color", self.color, ("rgb", "ycbcr"))
         _check_mode(self.color, self.subsampling)
         if self.table is not None:
-            for channels in (1, 3):  # the table must suit the images it will meet
-                if self.color == "ycbcr" and channels == 1:
-                    continue
+            # Which shapes are valid depends on the images' channels, known at the call: one must fit.
+            errors = []
+            for channels in (3, 1):
                 try:
                     _check_table(self.table, channels, self.color)
-                except ValueError:
-                    if channels == 1 and self.table.ndim == 3 and len(self.table) != 1:
-                        continue  # a per-channel table for colour images only
-                    raise
+                    break
+                except ValueError as e:
+                    errors.append(e)
+            else:
+                raise errors[0]
         if self.threads is not None:
             _checks.integer("threads", self.threads, 1, 2**31 - 1, or_none=True)
 
