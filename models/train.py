@@ -180,13 +180,19 @@ def train(args: argparse.Namespace) -> dict:
         "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    return _finish(out, model, metrics, args, ("model", "test_accuracy", "epochs_run", "wall_time_s_this_invocation"))
+
+
+def _finish(out: Path, model, metrics: dict, args: argparse.Namespace, shown) -> dict:
+    """The end of a classifier's run: epochs logged, metrics.json, final.keras, the export with its
+    card, and the `shown` metrics printed as one JSON line."""
     if (out / "log.csv").is_file():
         metrics["epochs_logged"] = max(0, len((out / "log.csv").read_text().strip().splitlines()) - 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
     if args.export:
         export(out / "final.keras", metrics, Path(args.export), out / "log.csv")
-    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "epochs_run", "wall_time_s_this_invocation")}))
+    print(json.dumps({k: metrics[k] for k in shown}))
     return metrics
 
 
@@ -276,15 +282,8 @@ def train_adversarial(args: argparse.Namespace) -> dict:
                        + f"Madry et al. CNN; trained on the first {len(x_fit)} training images; the epoch kept is the one "
                        f"with the best PGD-10 accuracy (eps {args.eps}) on {len(x_val)} held-out training images; "
                        f"test PGD-20 (step eps/8, one random start) measured at the end of training"}
-    if (out / "log.csv").is_file():
-        metrics["epochs_logged"] = max(0, len((out / "log.csv").read_text().strip().splitlines()) - 1)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    model.save(out / "final.keras")
-    if args.export:
-        export(out / "final.keras", metrics, Path(args.export), out / "log.csv")
-    print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "test_pgd20_accuracy", "epoch_kept",
-                                              "training_s_total")}))
-    return metrics
+    return _finish(out, model, metrics, args, ("model", "test_accuracy", "test_pgd20_accuracy", "epoch_kept",
+                                               "training_s_total"))
 
 
 def clone_member(model, name: str):
