@@ -456,8 +456,6 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     --classifier-epochs 0), exported as ONE model: image -> pad -> denoiser -> crop -> classifier."""
     import keras
 
-    from nnjpeg import attacks
-
     from .defense_vae import DefenseVAE
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
@@ -480,22 +478,23 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                              f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
     elif args.model == "defense-vae":
         denoiser = DefenseVAE(image_shape=shape)
-        n_adv = min(len(x_train), args.adv_n or len(x_train))
-        half = n_adv // 2
-        raw = _unit(train_data[0][:n_adv])
-        cache = out / f"adversarial_eps{args.eps}_n{n_adv}.npy"
-        if cache.is_file():  # resumption: the attacks are the slow part
-            adv = np.load(cache)
-        else:
-            adv = np.concatenate([attacks.fgsm(base, raw[:half], train_data[1][:half], args.eps, progress=True),
-                                  attacks.pgd(base, raw[half:], train_data[1][half:n_adv], args.eps, nb_iter=10,
-                                              progress=True)])
-            np.save(cache, adv)
-        fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train[:n_adv]
+        adv = _adversarial_inputs(args, base, train_data, out)
+        fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train[: len(adv)]
     else:
         denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
                           vq=args.model == "vqunet", restart_every=args.restart_every)
         fit_x, fit_y = x_train, x_train
+        if args.inputs != "clean":
+            # Variants beside the paper's recipe (its Eq. 2 trains on clean images): the denoiser sees
+            # perturbed inputs with the clean images as targets, every clean image also as itself.
+            if args.inputs == "adversarial":
+                noisy = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+            else:
+                rng = np.random.default_rng(args.seed)
+                noisy = np.clip(x_train + rng.normal(0.0, args.sigma, x_train.shape).astype(np.float32), 0.0, 1.0)
+            order = np.random.default_rng(args.seed).permutation(len(x_train) + len(noisy))
+            fit_x = np.concatenate([x_train, noisy])[order]
+            fit_y = np.concatenate([x_train, x_train[: len(noisy)]])[order]
     best = None
     if not args.denoiser:  # a --denoiser is already saved: neither retrained nor exported again
         best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps)
@@ -523,7 +522,9 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "test_accuracy": acc, "test_loss": None, "test_images": int(len(x_eval)),
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
-               "eps": args.eps if args.model == "defense-vae" else None,
+               "eps": args.eps if args.model == "defense-vae" or args.inputs == "adversarial" else None,
+               "inputs": "adversarial" if args.model == "defense-vae" else args.inputs,
+               "sigma": args.sigma if args.inputs == "noisy" else None,
                "denoiser_epoch_kept": (None if args.denoiser else best.best_epoch + 1 if best else args.epochs),
                "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
                "classifier_augment": bool(args.classifier_augment)}
@@ -545,6 +546,24 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         export(out / "denoiser.keras", denoiser_metrics, Path(args.export).with_name(f"{args.model}.keras"), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
+
+
+def _adversarial_inputs(args, base, train_data, out: Path) -> np.ndarray:
+    """Adversarial versions of the first --adv-n training images (all by default) made on --base at
+    --eps: FGSM for the first half, PGD-10 for the second; cached in the run folder, since the
+    attacks are the slow part of a resumed run."""
+    from nnjpeg import attacks
+
+    n_adv = min(len(train_data[0]), args.adv_n or len(train_data[0]))
+    half = n_adv // 2
+    cache = out / f"adversarial_eps{args.eps}_n{n_adv}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    raw = _unit(train_data[0][:n_adv])
+    adv = np.concatenate([attacks.fgsm(base, raw[:half], train_data[1][:half], args.eps, progress=True),
+                          attacks.pgd(base, raw[half:], train_data[1][half:n_adv], args.eps, nb_iter=10, progress=True)])
+    np.save(cache, adv)
+    return adv
 
 
 def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int):
@@ -748,7 +767,8 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=_args.integer(0), default=0, help="use only the first N train and test images (smoke runs)")
     p.add_argument("--steps-per-epoch", type=_args.integer(0), default=0, help="cap on steps per epoch (smoke runs)")
     p.add_argument("--base", default=None, help="ensemble and denoisers: the trained target classifier (.keras)")
-    p.add_argument("--sigma", type=_args.real(0), default=0.05, help="ensemble: std of the Gaussian noise on x_q (images in [0, 1])")
+    p.add_argument("--sigma", type=_args.real(0), default=0.05,
+                   help="ensemble: std of the Gaussian noise on x_q; denoisers with --inputs noisy: on x (images in [0, 1])")
     p.add_argument("--xi", type=_args.real(0, 1), default=0.9, help="ensemble: weight of CE(x) in J' (paper Eq. 9)")
     p.add_argument("--lr-decay", type=_args.real(0, low_open=True), default=0.94, help="ensemble: learning-rate factor per epoch")
     p.add_argument("--matrix-n", type=_args.COUNT, default=10000, help="ensemble: test images for the member x quality matrix")
@@ -775,7 +795,12 @@ def add_parser(sub) -> None:
     p.add_argument("--restart-every", type=_args.integer(0), default=50,
                    help="vqunet: restart dead codes every this many steps (0: never)")
     p.add_argument("--adv-n", type=_args.integer(0), default=0,
-                   help="defense-vae: train images attacked to make its (adversarial, clean) pairs (default: all)")
+                   help="defense-vae, denoisers with --inputs adversarial: train images attacked to make the "
+                        "(adversarial, clean) pairs (default: all)")
+    p.add_argument("--inputs", default="clean", choices=("clean", "adversarial", "noisy"),
+                   help="vqunet / non-vq-unet: what the denoiser learns to map to the clean image: the clean image "
+                        "itself (the paper's recipe), or also its FGSM/PGD version made on --base at --eps (the first "
+                        "--adv-n images), or its Gaussian-noised version (std --sigma)")
     p.add_argument("--restore-best", action="store_true",
                    help="denoisers: hold out the last 10 %% of the training images and keep the weights of the epoch "
                         "with the lowest reconstruction error on them (default: the last epoch's, all images trained on)")

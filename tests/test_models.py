@@ -342,3 +342,25 @@ def test_vq_analysis_depth_changes(tmp_path):
     assert res["non-vq"]["0.1"]["post_vq_rel"] == [None, None]
     vq_analysis.plot(res, tmp_path / "vq.png")
     assert (tmp_path / "vq.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("inputs", ["adversarial", "noisy"])
+def test_denoiser_variants_learn_from_perturbed_inputs(inputs, tmp_path):
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    clf = build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1)
+    clf.save(tmp_path / "base.keras")
+    out = tmp_path / "run"
+    assert train.main(["train", "vqunet", "--inputs", inputs, "--adv-n", "16", "--sigma", "0.1", "--unet-widths", "4,8",
+                       "--num-codes", "8", "--classifier-epochs", "0", "--limit", "40", "--batch-size", "8",
+                       "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["inputs"] == inputs
+    assert (metrics["eps"], metrics["sigma"]) == ((0.1, None) if inputs == "adversarial" else (None, 0.1))
+    # The adversarial pairs are made once, on the base classifier, and kept for a resumed run.
+    assert (out / "adversarial_eps0.1_n16.npy").is_file() == (inputs == "adversarial")
