@@ -41,7 +41,19 @@ DEFENSES = {
     "fmnist/vqunet-classifier": ("VQUNet", "VQUNet"),
     "fmnist/vqunet-k256-classifier": ("VQUNet (K=256)", None),
     "fmnist/non-vq-unet-classifier": ("U-Net (no VQ)", None),
+    "fmnist/vqunet-adv-classifier": ("VQUNet (adversarial inputs)", None),
     "fmnist/defense-vae-classifier": ("Defense-VAE", "Defense_VAE"),
+    "fmnist/nnjpeg-pgd-at": ("NN-JPEG + PGD-AT", None),
+    "fmnist/vqunet-adv-pgd-at": ("VQUNet (adv. inputs) + PGD-AT", None),
+}
+
+# How each VQUNet variant was trained, for the report's table of what was tried.
+VQUNET_VARIANTS = {
+    "fmnist/vqunet-classifier": "the paper's recipe: clean inputs, K = 1024, target retrained on denoised images",
+    "fmnist/vqunet-k256-classifier": "the paper's recipe with K = 256 codes",
+    "fmnist/non-vq-unet-classifier": "the same U-Net without quantization",
+    "fmnist/vqunet-adv-classifier": "inputs also FGSM/PGD examples of the target (eps 0.1), clean targets, K = 1024",
+    "fmnist/vqunet-adv-pgd-at": "that denoiser in front of the PGD-AT classifier, nothing retrained",
 }
 
 # Reported numbers, typed from the papers (../shared/papers), each with its source.
@@ -305,6 +317,33 @@ def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) ->
             cells.append(_pct(v) + (f" ({theirs[j]:.1f})" if j is not None else ""))
         lines.append(f"| {_label(d)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
+    """Each VQUNet variant: how it was trained, clean accuracy, the paper's mixed protocol (mean of
+    gray-box and black-box) per attack at eps 0.1, and white-box accuracy."""
+    from nnjpeg import robust as R
+
+    gray, black, white = results["gray-box"], results.get("black-box"), results["white-box"]
+    e = meta["white_eps"]
+    attacks = [a for a in gray["config"]["attacks"] if _acc(gray, variants[0], a, e) is not None]
+
+    def mixed(d, a):
+        g, b = _acc(gray, d, a, e), _acc(black, d, a, e) if black is not None else None
+        return None if g is None else (g if b is None else (g + b) / 2)
+
+    rb = results.get("robust")
+    head = ["variant", "how it was trained", "clean"] + [f"{a} (mixed)" for a in attacks] + [f"white-box {meta['white_attack']}"]
+    head += ["strongest white-box"] if rb else []
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for d in variants:
+        row = [_label(d), VQUNET_VARIANTS[d], _pct(gray["clean"][d])] + [_pct(mixed(d, a)) for a in attacks]
+        row.append(_pct(_acc(white, d, meta["white_attack"], e)))
+        if rb:
+            row.append(_pct(R.worst(rb, d)))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
+                        "drop of at most 1 point (its Table 1 and Fig. 2)."]
 
 
 def table3(white: dict, bpda: dict | None = None) -> list[str]:
@@ -614,6 +653,10 @@ def markdown(results: dict, meta: dict) -> str:
                   "clean and adversarial input before and after quantization, per depth (Figs. 4-5), and the share of "
                   "code indices that change (Fig. 6).", "", *vq_table(results["vq-analysis"]), "",
                   "![vq](vqunet_analyses.png)", ""]
+    variants = [d for d in VQUNET_VARIANTS if d in gray["clean"]]
+    if variants:
+        lines += ["## VQUNet: what was tried (VQUNet paper, Fig. 2 protocol at eps 0.1)", "",
+                  *vqunet_table(results, variants, meta), ""]
     if "ablation" in results:
         from nnjpeg import ablation
 

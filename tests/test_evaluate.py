@@ -205,3 +205,24 @@ def test_masking_checks_flag_each_symptom():
     table = "\n".join(R.table(rb, black, str))
     assert "| rises | 90.0 | 60.0 | **60.0** | 70.0 | **NO** | yes | yes |" in table
     assert R.worst(rb, "floor") == 0.5
+
+
+def test_vqunet_table_uses_the_mixed_protocol():
+    from nnjpeg import report
+
+    vq, adv = "fmnist/vqunet-classifier", "fmnist/vqunet-adv-classifier"
+
+    def res(values):
+        return {"clean": {vq: 0.93, adv: 0.92}, "config": {"attacks": ["fgsm", "pgd"]},
+                "records": [{"defense": d, "attack": a, "eps": 0.1, "accuracy": v} for (d, a), v in values.items()]}
+
+    gray = res({(vq, "fgsm"): 0.2, (vq, "pgd"): 0.0, (adv, "fgsm"): 0.8, (adv, "pgd"): 0.9})
+    black = res({(vq, "fgsm"): 0.4, (vq, "pgd"): 0.2, (adv, "fgsm"): 0.9, (adv, "pgd"): 0.7})
+    white = {"records": [{"defense": vq, "attack": "pgd", "eps": 0.1, "accuracy": 0.0},
+                         {"defense": adv, "attack": "pgd", "eps": 0.1, "accuracy": 0.05}]}
+    lines = report.vqunet_table({"gray-box": gray, "black-box": black, "white-box": white}, [vq, adv],
+                                {"white_eps": 0.1, "white_attack": "pgd"})
+    assert lines[0] == "| variant | how it was trained | clean | fgsm (mixed) | pgd (mixed) | white-box pgd |"
+    assert lines[2].endswith("| 93.0 | 30.0 | 10.0 | 0.0 |")
+    assert lines[3].startswith("| VQUNet (adversarial inputs) | inputs also FGSM/PGD") and lines[3].endswith(
+        "| 92.0 | 85.0 | 80.0 | 5.0 |")
