@@ -543,9 +543,16 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                             "test_accuracy": None, "note": "the denoiser alone (32x32 inputs for 28x28 "
                             f"data, zero-padded by 2); test reconstruction l1 {metrics['test_reconstruction_l1']:.4f}; "
                             f"accuracies are those of the pipeline {Path(args.export).name}"}
-        export(out / "denoiser.keras", denoiser_metrics, Path(args.export).with_name(f"{args.model}.keras"), out / "log.csv")
+        export(out / "denoiser.keras", denoiser_metrics, _denoiser_path(Path(args.export)), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
+
+
+def _denoiser_path(export: Path) -> Path:
+    """Where the denoiser alone goes beside the pipeline: "vqunet-adv-classifier.keras" ->
+    "vqunet-adv.keras" (a pipeline not named "-classifier" gets "<name>-denoiser.keras")."""
+    stem = export.stem
+    return export.with_name((stem[: -len("-classifier")] if stem.endswith("-classifier") else f"{stem}-denoiser") + ".keras")
 
 
 def _adversarial_inputs(args, base, train_data, out: Path) -> np.ndarray:

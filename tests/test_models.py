@@ -355,10 +355,13 @@ def test_denoiser_variants_learn_from_perturbed_inputs(inputs, tmp_path):
         pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
     clf = build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1)
     clf.save(tmp_path / "base.keras")
-    out = tmp_path / "run"
+    out, w = tmp_path / "run", tmp_path / "weights"
     assert train.main(["train", "vqunet", "--inputs", inputs, "--adv-n", "16", "--sigma", "0.1", "--unet-widths", "4,8",
                        "--num-codes", "8", "--classifier-epochs", "0", "--limit", "40", "--batch-size", "8",
-                       "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out)]) == 0
+                       "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out),
+                       "--export", str(w / f"vqunet-{inputs}-classifier.keras")]) == 0
+    # The denoiser alone is named after the pipeline, beside it: the paper recipe's "vqunet" is left alone.
+    assert sorted(p.name for p in w.glob("*.keras")) == [f"vqunet-{inputs}-classifier.keras", f"vqunet-{inputs}.keras"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["inputs"] == inputs
     assert (metrics["eps"], metrics["sigma"]) == ((0.1, None) if inputs == "adversarial" else (None, 0.1))
