@@ -9,10 +9,24 @@ import numpy as np
 _LOGITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+class ModelCall:
+    """`model(x, training=False)` as a callable object, holding the model weakly, for `tf.function`.
+
+    TensorFlow counts traces per Python code object to warn about retracing, so functions made
+    from one `def` or lambda for several models (as Keras' predict functions are) add up to a
+    "retracing" warning after five models, although each is traced once. An object has no code of
+    its own: each function made from one is counted apart."""
+
+    def __init__(self, model):
+        self._model = weakref.ref(model)
+
+    def __call__(self, x):
+        return self._model()(x, training=False)
+
+
 def logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """The model's logits on float32 images, batch by batch, through one traced function per model
-    and image shape. `model.predict` traced the model again for each new number of images (the
-    last, partial batch of every subset), and TensorFlow warned about the retracing."""
+    and image shape (batches of any size share it)."""
     import tensorflow as tf
 
     x = np.asarray(x)
@@ -22,9 +36,7 @@ def logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     per_model = _LOGITS.setdefault(model, {})
     fn = per_model.get(shape)
     if fn is None:
-        ref = weakref.ref(model)
-        fn = per_model[shape] = tf.function(lambda t: ref()(t, training=False),
-                                            input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
+        fn = per_model[shape] = tf.function(ModelCall(model), input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
     out = [fn(tf.constant(x[s : s + batch_size], tf.float32)).numpy() for s in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
 

@@ -32,6 +32,7 @@ except ImportError as e:  # the optional extra is missing
                       f"(or adversarial-robustness-toolbox). Import failed with: {e}") from e
 
 from . import _checks
+from ._predict import ModelCall
 from .codec import _check_choice, _check_mode, _check_table, compress
 from .tables import check_quality, standard_tables
 
@@ -150,7 +151,7 @@ def _classifier_class():
                 return super().predict(x, batch_size=batch_size, training_mode=True, **kwargs)
             if getattr(self, "_logits", None) is None:
                 spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
-                self._logits = tf.function(lambda t: self._model(t, training=False), input_signature=[spec])
+                self._logits = tf.function(ModelCall(self._model), input_signature=[spec])
             x_pre, _ = self._apply_preprocessing(x, y=None, fit=False)
             x_pre = np.asarray(x_pre, dtype=np.float32)
             out = [self._logits(tf.constant(x_pre[s : s + batch_size])).numpy() for s in range(0, len(x_pre), batch_size)]

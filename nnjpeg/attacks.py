@@ -317,28 +317,33 @@ def cw_l2(model, x, y, *, confidence: float = 0.0, initial_const: float = 1.0, b
 _BPDA_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+class _BPDAStep:
+    """One Adam ascent step on the model's cross-entropy, as a callable object (see
+    `nnjpeg._predict.ModelCall` for why not a function)."""
+
+    def __init__(self, model):
+        self._logits = _predict.ModelCall(model)
+
+    def __call__(self, x0, y, delta, m, v, t, eps, lr):
+        with tf.GradientTape() as tape:
+            tape.watch(delta)
+            logits = self._logits(tf.clip_by_value(x0 + delta, 0.0, 1.0))
+            loss = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        g = tape.gradient(loss, delta)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * tf.square(g)
+        m_hat, v_hat = m / (1.0 - 0.9**t), v / (1.0 - 0.999**t)
+        delta = delta + lr * m_hat / (tf.sqrt(v_hat) + 1e-8)  # ascent: the loss is maximized
+        delta = tf.clip_by_value(tf.clip_by_value(delta, -eps, eps), -x0, 1.0 - x0)
+        fooled = tf.argmax(logits, -1, output_type=tf.int64) != y
+        return delta, m, v, fooled
+
+
 def _bpda_step(model):
-    """One Adam ascent step on the cross-entropy for `model`, traced once per model and shape."""
+    """The BPDA step for `model`, traced once per model and shape."""
     fn = _BPDA_STEPS.get(model)
     if fn is None:
-        ref = weakref.ref(model)
-
-        @tf.function(reduce_retracing=True)
-        def fn(x0, y, delta, m, v, t, eps, lr):
-            with tf.GradientTape() as tape:
-                tape.watch(delta)
-                logits = ref()(tf.clip_by_value(x0 + delta, 0.0, 1.0), training=False)
-                loss = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-            g = tape.gradient(loss, delta)
-            m = 0.9 * m + 0.1 * g
-            v = 0.999 * v + 0.001 * tf.square(g)
-            m_hat, v_hat = m / (1.0 - 0.9**t), v / (1.0 - 0.999**t)
-            delta = delta + lr * m_hat / (tf.sqrt(v_hat) + 1e-8)  # ascent: the loss is maximized
-            delta = tf.clip_by_value(tf.clip_by_value(delta, -eps, eps), -x0, 1.0 - x0)
-            fooled = tf.argmax(logits, -1, output_type=tf.int64) != y
-            return delta, m, v, fooled
-
-        fn = _BPDA_STEPS[model] = fn
+        fn = _BPDA_STEPS[model] = tf.function(_BPDAStep(model), reduce_retracing=True)
     return fn
 
 
