@@ -478,8 +478,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                              f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
     elif args.model == "defense-vae":
         denoiser = DefenseVAE(image_shape=shape)
-        adv = _adversarial_inputs(args, base, train_data, out)
-        fit_x, fit_y = np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))), x_train[: len(adv)]
+        adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        fit_x, fit_y = (_with_clean_pairs(x_train, adv, args.seed) if args.clean_pairs else (adv, x_train[: len(adv)]))
     else:
         denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
                           vq=args.model == "vqunet", restart_every=args.restart_every)
@@ -492,9 +492,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             else:
                 rng = np.random.default_rng(args.seed)
                 noisy = np.clip(x_train + rng.normal(0.0, args.sigma, x_train.shape).astype(np.float32), 0.0, 1.0)
-            order = np.random.default_rng(args.seed).permutation(len(x_train) + len(noisy))
-            fit_x = np.concatenate([x_train, noisy])[order]
-            fit_y = np.concatenate([x_train, x_train[: len(noisy)]])[order]
+            fit_x, fit_y = _with_clean_pairs(x_train, noisy, args.seed)
     best = None
     if not args.denoiser:  # a --denoiser is already saved: neither retrained nor exported again
         best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps)
@@ -523,6 +521,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
                "eps": args.eps if args.model == "defense-vae" or args.inputs == "adversarial" else None,
+               "adv_eps": list(args.adv_eps) if args.adv_eps else None, "clean_pairs": bool(args.clean_pairs),
                "inputs": "adversarial" if args.model == "defense-vae" else args.inputs,
                "sigma": args.sigma if args.inputs == "noisy" else None,
                "denoiser_epoch_kept": (None if args.denoiser else best.best_epoch + 1 if best else args.epochs),
@@ -555,20 +554,32 @@ def _denoiser_path(export: Path) -> Path:
     return export.with_name((stem[: -len("-classifier")] if stem.endswith("-classifier") else f"{stem}-denoiser") + ".keras")
 
 
+def _with_clean_pairs(clean: np.ndarray, perturbed: np.ndarray, seed: int):
+    """(inputs, targets) for a denoiser: the perturbed images (of the first len(perturbed) clean
+    ones) and every clean image, each with its clean image as target, shuffled together (so that
+    --restore-best holds out a mix of both)."""
+    order = np.random.default_rng(seed).permutation(len(clean) + len(perturbed))
+    return np.concatenate([clean, perturbed])[order], np.concatenate([clean, clean[: len(perturbed)]])[order]
+
+
 def _adversarial_inputs(args, base, train_data, out: Path) -> np.ndarray:
-    """Adversarial versions of the first --adv-n training images (all by default) made on --base at
-    --eps: FGSM for the first half, PGD-10 for the second; cached in the run folder, since the
-    attacks are the slow part of a resumed run."""
+    """Adversarial versions of the first --adv-n training images (all by default) made on --base:
+    split evenly among the budgets of --adv-eps (default --eps alone), FGSM for the first half of
+    each share, PGD-10 for the second; cached in the run folder, since the attacks are the slow part
+    of a resumed run."""
     from nnjpeg import attacks
 
     n_adv = min(len(train_data[0]), args.adv_n or len(train_data[0]))
-    half = n_adv // 2
-    cache = out / f"adversarial_eps{args.eps}_n{n_adv}.npy"
+    budgets = tuple(args.adv_eps or (args.eps,))
+    cache = out / f"adversarial_eps{'-'.join(map(str, budgets))}_n{n_adv}.npy"
     if cache.is_file():
         return np.load(cache)
-    raw = _unit(train_data[0][:n_adv])
-    adv = np.concatenate([attacks.fgsm(base, raw[:half], train_data[1][:half], args.eps, progress=True),
-                          attacks.pgd(base, raw[half:], train_data[1][half:n_adv], args.eps, nb_iter=10, progress=True)])
+    raw, labels = _unit(train_data[0][:n_adv]), train_data[1][:n_adv]
+    adv = np.empty_like(raw)
+    for i, part in enumerate(np.array_split(np.arange(n_adv), 2 * len(budgets))):
+        eps = budgets[i // 2]
+        adv[part] = (attacks.fgsm(base, raw[part], labels[part], eps, progress=True) if i % 2 == 0 else
+                     attacks.pgd(base, raw[part], labels[part], eps, nb_iter=10, progress=True))
     np.save(cache, adv)
     return adv
 
@@ -742,6 +753,18 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
     dest.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
+def _eps_list(spec: str) -> tuple[float, ...]:
+    parse = _args.EPS
+    try:
+        budgets = tuple(parse(v) for v in spec.split(","))
+    except argparse.ArgumentTypeError:
+        budgets = ()
+    if not budgets:
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers > 0, e.g. 0.03,0.1,0.2. "
+                                         f"Received: {spec!r}")
+    return budgets
+
+
 def _widths(spec: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in spec.split(","))
@@ -804,6 +827,13 @@ def add_parser(sub) -> None:
     p.add_argument("--adv-n", type=_args.integer(0), default=0,
                    help="defense-vae, denoisers with --inputs adversarial: train images attacked to make the "
                         "(adversarial, clean) pairs (default: all)")
+    p.add_argument("--adv-eps", type=_eps_list, default=None,
+                   help="defense-vae, denoisers with --inputs adversarial: several budgets for the adversarial "
+                        "inputs, comma-separated (e.g. 0.03,0.1,0.2), the images split evenly among them "
+                        "(default: --eps alone)")
+    p.add_argument("--clean-pairs", action="store_true",
+                   help="defense-vae: also map every clean training image to itself (denoisers with --inputs "
+                        "adversarial or noisy always do)")
     p.add_argument("--inputs", default="clean", choices=("clean", "adversarial", "noisy"),
                    help="vqunet / non-vq-unet: what the denoiser learns to map to the clean image: the clean image "
                         "itself (the paper's recipe), or also its FGSM/PGD version made on --base at --eps (the first "

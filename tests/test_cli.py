@@ -80,6 +80,8 @@ def test_compress_errors(tmp_path, capsys):
     (["report", "--robust-steps", "-5"], "argument --robust-steps: expected an integer >= 1. Received: '-5'"),
     (["train", "pgd-at", "--at-steps", "0"], "argument --at-steps: expected an integer >= 1. Received: '0'"),
     (["train", "free-at", "--replays", "0"], "argument --replays: expected an integer >= 1. Received: '0'"),
+    (["train", "defense-vae", "--adv-eps", "0.1,-0.2"],
+     "argument --adv-eps: expected comma-separated finite numbers > 0, e.g. 0.03,0.1,0.2. Received: '0.1,-0.2'"),
 ])
 def test_numbers_out_of_range_are_refused_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

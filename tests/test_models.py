@@ -367,3 +367,26 @@ def test_denoiser_variants_learn_from_perturbed_inputs(inputs, tmp_path):
     assert (metrics["eps"], metrics["sigma"]) == ((0.1, None) if inputs == "adversarial" else (None, 0.1))
     # The adversarial pairs are made once, on the base classifier, and kept for a resumed run.
     assert (out / "adversarial_eps0.1_n16.npy").is_file() == (inputs == "adversarial")
+
+
+def test_defense_vae_with_several_budgets_and_clean_pairs(tmp_path):
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    clf = build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1)
+    clf.save(tmp_path / "base.keras")
+    out = tmp_path / "run"
+    assert train.main(["train", "defense-vae", "--adv-eps", "0.05,0.1", "--clean-pairs", "--adv-n", "16",
+                       "--classifier-epochs", "0", "--limit", "40", "--batch-size", "8", "--epochs", "1",
+                       "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["adv_eps"] == [0.05, 0.1] and metrics["clean_pairs"] and metrics["inputs"] == "adversarial"
+    adv = np.load(out / "adversarial_eps0.05-0.1_n16.npy")
+    raw = train.load_dataset("fashion-mnist")[0][0][:16] / np.float32(255)
+    # Four shares of four images: FGSM and PGD at 0.05, then at 0.1; FGSM moves every pixel by eps.
+    linf = np.abs(adv - raw).reshape(16, -1).max(1)
+    assert np.all(linf[:8] <= 0.05 + 1e-6) and np.all(linf[8:] <= 0.1 + 1e-6) and np.all(linf[8:12] > 0.05)
