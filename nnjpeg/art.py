@@ -191,11 +191,12 @@ def classifier(model, *, eot: int | None = None, preprocessing_defences=None, in
         model = pretrained.load(model)
     elif not isinstance(model, keras.Model):
         raise TypeError(f"Expected a pretrained model name or a keras.Model. Received: {type(model).__name__}")
-    samples = _eot_samples(model) if eot is None else _checks.integer("eot", eot, 0)
+    inner = model.model if isinstance(model, EOT) else model  # an EOT model averages draws already
+    samples = (0 if inner is not model else _eot_samples(model)) if eot is None else _checks.integer("eot", eot, 0)
     attacked = EOT(model, samples) if samples > 1 else model
     return _classifier_class()(
-        attacked, nb_classes=nb_classes or int(model.output_shape[-1]),
-        input_shape=tuple(input_shape or model.input_shape[1:]),
+        attacked, nb_classes=nb_classes or int(inner.output_shape[-1]),
+        input_shape=tuple(input_shape or inner.input_shape[1:]),
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
         preprocessing_defences=preprocessing_defences)
 

@@ -109,6 +109,17 @@ def test_randomized_models_are_attacked_through_eot(small_model):
     assert nnjpeg.art.classifier(randomized).model.samples == 4
     assert nnjpeg.art.classifier(randomized, eot=0).model is randomized
     assert nnjpeg.art.classifier(small_model).model is small_model
+    # A model already averaged over draws (as nnjpeg evaluate hands randomized defenses over) is taken as it is.
+    averaged = EOT(randomized, 2)
+    clf = nnjpeg.art.classifier(averaged)
+    assert clf.model is averaged and clf.nb_classes == 4 and clf.input_shape == (16, 16, 1)
+
+
+def test_autoattack_through_an_averaged_randomized_model(small_model, patches):
+    x, y = patches
+    averaged = EOT(tvm_classifier(small_model, input_shape=(16, 16, 1), iterations=2), 2)
+    adv = attack("autoattack", averaged, x[:6], y[:6], 1.0, batch_size=8, square_queries=5)
+    assert adv.shape == x[:6].shape and np.abs(adv - x[:6]).max() <= 1.0
     with pytest.raises(ValueError, match=r"Expected eot to be an integer >= 0. Received: eot=-1"):
         nnjpeg.art.classifier(small_model, eot=-1)
     with pytest.raises(TypeError, match=r"Expected a pretrained model name or a keras.Model. Received: ndarray"):
