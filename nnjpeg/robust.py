@@ -14,6 +14,7 @@ A defense is credited with the worst of the white-box attacks on it.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -168,6 +169,8 @@ def training_table(robust: dict, metrics: dict, label, paper: dict) -> list[str]
             eps_cell = "– (noise)"
         else:
             epochs = str(m.get("epochs_logged", m.get("epochs")))
+            if m.get("init"):  # fine-tuned: its time adds to that of the model it started from
+                epochs += f" (fine-tuning {Path(m['init']).stem})"
             eps_cell = f"{m.get('eps', e):g}"
         row = [label(d), eps_cell, epochs, _pct(robust["pgd"]["clean"][d]), _pct(_acc(robust["sweep"], d, "pgd", e)),
                _pct(_acc(robust["pgd"], d, "pgd", e))]
