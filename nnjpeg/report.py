@@ -452,12 +452,22 @@ def _robust_reading(results: dict) -> list[str]:
     checks = R.checks(rb, results.get("black-box"))
     worst = {d: R.worst(rb, d) for d in rb["pgd"]["config"]["defenses"]}
     clean = rb["pgd"]["clean"]
-    best = max(worst, key=lambda d: -1.0 if worst[d] is None else worst[d])
-    met = worst[best] is not None and worst[best] >= 0.5 and clean[best] >= 0.85
+
+    def rank(d):  # the most robust first; between equals, the more accurate on clean images
+        return (-1.0 if worst[d] is None else worst[d], clean[d])
+
+    best = max(worst, key=rank)
+    qualified = [d for d in worst if clean[d] >= 0.85 and checks[d]["falls"] and checks[d]["unbounded"]
+                 and checks[d]["white_le_black"] is not False]
+    best_qualified = max(qualified, key=rank) if qualified else None
+    met = best_qualified is not None and worst[best_qualified] >= 0.5
     attacks = f"PGD-{rb['steps']} x {rb['restarts']}" + (" and AutoAttack" if "autoattack" in rb else "")
-    out = [f"- **Strongest white-box evaluation** ({attacks}, eps {rb['eps']}): the best defense is {_label(best)}, "
-           f"{_pct(worst[best])} % (clean {_pct(clean[best])} %); the goal of at least 50 % with at least 85 % clean is "
-           + ("**met**." if met else "**not met**.")]
+    out = [f"- **Strongest white-box evaluation** ({attacks}, eps {rb['eps']}): the most robust defense is "
+           f"{_label(best)}, {_pct(worst[best])} % (clean {_pct(clean[best])} %)"
+           + (f"; with at least 85 % clean and every masking check passed, {_label(best_qualified)}: "
+              f"{_pct(worst[best_qualified])} % (clean {_pct(clean[best_qualified])} %)" if best_qualified else
+              "; no defense has at least 85 % clean and passes every masking check")
+           + ". The goal of at least 50 % with at least 85 % clean is " + ("**met**." if met else "**not met**.")]
     holding = [d for d in worst if worst[d] is not None and worst[d] >= 0.5]
     falling = [d for d in worst if worst[d] is not None and worst[d] < 0.1]
     if falling:
@@ -469,6 +479,15 @@ def _robust_reading(results: dict) -> list[str]:
                                          ("unbounded eps does not reach 0 %", "unbounded")) if c[key] is False]
               for d, c in checks.items()}
     flagged = {d: f for d, f in failed.items() if f}
+    if "autoattack" in rb:  # a gradient attack that stalls where AutoAttack does not is a masking sign too
+        gaps = {d: R._acc(rb["pgd"], d, "pgd", rb["eps"]) - R._acc(rb["autoattack"], d, "autoattack", rb["eps"])
+                for d in worst if R._acc(rb["autoattack"], d, "autoattack", rb["eps"]) is not None}
+        wide = {d: g for d, g in gaps.items() if g > 0.1}
+        if wide:
+            out.append("- AutoAttack finds much more than PGD on " + ", ".join(
+                f"{_label(d)} ({100 * g:.1f} points lower, on its {rb['autoattack']['config']['n']} images against "
+                f"PGD's {rb['pgd']['config']['n']})" for d, g in wide.items())
+                + ": PGD alone overstates these defenses, and their number is AutoAttack's.")
     out.append("- Gradient-masking checks: " + ("every defense passes all three." if not flagged else
                "; ".join(f"{_label(d)}: {', '.join(f)}" for d, f in flagged.items())
                + ". Numbers that fail a check are not evidence of robustness."))
