@@ -460,6 +460,10 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
 
+    if args.compose and not (args.denoiser and args.classifier_epochs == 0):
+        raise ValueError("Expected --compose with --denoiser PATH and --classifier-epochs 0 (a composition of two "
+                         f"saved models, nothing trained). Received: --denoiser {args.denoiser}, --classifier-epochs "
+                         f"{args.classifier_epochs}")
     out, train_data, test_data, steps = _prepare(args)
     if not args.base:
         raise ValueError(f"Expected --base PATH (the trained target classifier, .keras) for {args.model}. Received: none")
@@ -528,13 +532,17 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
                "classifier_augment": bool(args.classifier_augment)}
     if args.denoiser:  # nothing but the classifier trained in this invocation
+        tuning = (f"the classifier {args.base} fine-tuned on its outputs for {args.classifier_epochs} epochs (SGD "
+                  f"{args.classifier_lr}, {args.classifier_schedule}{', augmented' if args.classifier_augment else ''})"
+                  if args.classifier_epochs else f"the classifier {args.base} as it is, nothing trained")
         metrics.update(epochs=args.classifier_epochs, epochs_run=args.classifier_epochs,
-                       note=f"denoiser {args.denoiser} as trained before (its own card holds its command); the target "
-                            f"fine-tuned on its outputs for {args.classifier_epochs} epochs (SGD {args.classifier_lr}, "
-                            f"{args.classifier_schedule}{', augmented' if args.classifier_augment else ''})")
+                       note=f"denoiser {args.denoiser} as trained before (its own card holds its command); {tuning}")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
-    if args.export:
+    if args.export and args.compose:
+        export_composition({"kind": "denoised", "denoiser": args.denoiser, "classifier": args.base, "pad": pad,
+                            "input_shape": list(train_data[0].shape[1:]), "name": model.name}, metrics, Path(args.export))
+    elif args.export:
         export(out / "final.keras", metrics, Path(args.export), out / "log_classifier.csv")
     if args.export and not args.denoiser:
         # The denoiser alone (e.g. "fmnist/vqunet"), with its own card: (N, H+2p, W+2p, C) -> same.
@@ -722,11 +730,34 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
     """Writes the model's inference copy and its card (`.md`) and metrics (`.json`) beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_for_inference(model_path, dest)
-    dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     size_mb = dest.stat().st_size / 1e6
+    _write_card(dest, metrics, f"`{metrics['model']}`, {metrics['parameters']:,} parameters, {size_mb:.2f} MB", log)
+
+
+def export_composition(spec: dict, metrics: dict, dest: Path) -> None:
+    """Writes a composition of two shipped models (`<name>.compose.json`: what `nnjpeg.pretrained.load`
+    assembles, e.g. a denoiser in front of a classifier) with its card and metrics, instead of a
+    `.keras` file that would hold both models' weights again."""
+    parts = {key: Path(spec[key]).resolve() for key in ("denoiser", "classifier")}
+    if any(path.parent != dest.resolve().parent or path.suffix != ".keras" for path in parts.values()):
+        raise ValueError(f"Expected the composed models as .keras files in the folder of --export ({dest.parent}). "
+                         f"Received: {', '.join(str(path) for path in parts.values())}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stem = dest.name[: -len(".keras")] if dest.name.endswith(".keras") else dest.name
+    card = dest.with_name(f"{stem}.keras")
+    composition = {**spec, **{key: path.name for key, path in parts.items()}}
+    dest.with_name(f"{stem}.compose.json").write_text(json.dumps(composition, indent=2) + "\n")
+    _write_card(card, metrics, f"a composition of `{parts['denoiser'].stem}` and `{parts['classifier'].stem}` "
+                f"({metrics['parameters']:,} parameters in all, no weights of its own: "
+                f"[`{stem}.compose.json`]({stem}.compose.json))", None)
+
+
+def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None:
+    """The model card (`.md`) and metrics (`.json`) beside `dest`."""
+    dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     lines = [
         f"# {dest.stem} ({metrics['dataset']})", "",
-        f"- Model: `{metrics['model']}`, {metrics['parameters']:,} parameters, {size_mb:.2f} MB",
+        f"- Model: {model}",
         f"- Command: `{metrics['command']}`",
         (f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}" if metrics["epochs"]
          else "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"),
@@ -849,6 +880,10 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier-augment", action="store_true",
                    help="denoisers: fine-tune on the denoised images with the target's augmentation "
                         "(flip, pad-and-crop, random erasing)")
+    p.add_argument("--compose", action="store_true",
+                   help="denoisers with --denoiser and --classifier-epochs 0: export the pair as a composition of the "
+                        "two saved models (<name>.compose.json, assembled by nnjpeg.pretrained.load), not one file "
+                        "holding both models' weights again")
     p.add_argument("--denoiser", default=None,
                    help="denoisers: a denoiser trained before (e.g. models/weights/fmnist/vqunet.keras); its "
                         "training is skipped and only --base is fine-tuned on its outputs")

@@ -6,7 +6,8 @@
     >>> model = nnjpeg.pretrained.load("fmnist/classifier")   # float32 (N, 28, 28, 1) in [0, 1] -> logits
 
 Each model sits under `nnjpeg/models/weights/<name>.keras` beside its model card (`.md`: exact
-command, epochs, wall time) and metrics (`.json`).
+command, epochs, wall time) and metrics (`.json`); a model made of two shipped ones (a denoiser in
+front of a classifier) is `<name>.compose.json` instead, assembled on loading.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ __all__ = ["card", "load", "metrics", "names"]
 WEIGHTS = Path(__file__).resolve().parent / "models" / "weights"
 
 
+COMPOSED = ".compose.json"
+
+
 def names() -> list[str]:
     """Names of the shipped models, e.g. "fmnist/classifier"."""
     if not WEIGHTS.is_dir():
         return []
-    return sorted(p.relative_to(WEIGHTS).with_suffix("").as_posix() for p in WEIGHTS.rglob("*.keras"))
+    files = [p.relative_to(WEIGHTS).with_suffix("").as_posix() for p in WEIGHTS.rglob("*.keras")]
+    composed = [p.relative_to(WEIGHTS).as_posix()[: -len(COMPOSED)] for p in WEIGHTS.rglob(f"*{COMPOSED}")]
+    return sorted(files + composed)
 
 
 def _path(name: str, suffix: str) -> Path:
@@ -50,11 +56,27 @@ def load(name: str, *, compile: bool = False):
     Raises:
         ValueError: unknown name, or an install without the weights.
     """
-    path = _path(name, ".keras")  # checked first: a bad name is said without Keras at hand
+    _path(name, ".json")  # checked first: a bad name is said without Keras at hand
     import keras
 
     register_serializables()
-    return keras.saving.load_model(path, compile=compile)
+    spec = WEIGHTS / f"{name}{COMPOSED}"
+    if spec.is_file():
+        return _compose(json.loads(spec.read_text()), spec.parent, compile)
+    return keras.saving.load_model(WEIGHTS / f"{name}.keras", compile=compile)
+
+
+def _compose(spec: dict, folder: Path, compile: bool):
+    """A model assembled from shipped models (a `.compose.json` written by `nnjpeg train ... --compose`)."""
+    import keras
+
+    from .models.defenses import denoised_classifier
+
+    if spec.get("kind") != "denoised":
+        raise ValueError(f"Expected a composition of kind 'denoised'. Received: {spec.get('kind')!r}")
+    load = lambda key: keras.saving.load_model(folder / spec[key], compile=compile)  # noqa: E731
+    return denoised_classifier(load("denoiser"), load("classifier"), input_shape=tuple(spec["input_shape"]),
+                               pad=spec["pad"], name=spec["name"])
 
 
 def register_serializables() -> None:

@@ -390,3 +390,36 @@ def test_defense_vae_with_several_budgets_and_clean_pairs(tmp_path):
     # Four shares of four images: FGSM and PGD at 0.05, then at 0.1; FGSM moves every pixel by eps.
     linf = np.abs(adv - raw).reshape(16, -1).max(1)
     assert np.all(linf[:8] <= 0.05 + 1e-6) and np.all(linf[8:] <= 0.1 + 1e-6) and np.all(linf[8:12] > 0.05)
+
+
+def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
+    import json
+
+    from nnjpeg import datasets, pretrained
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    w = tmp_path / "weights" / "fmnist"
+    w.mkdir(parents=True)
+    build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(w / "clf.keras")
+    vq = VQUNet(channels=1, widths=(4, 8), num_codes=8)
+    vq(np.zeros((1, 32, 32, 1), np.float32))
+    vq.save(w / "den.keras")
+    args = ["train", "vqunet", "--denoiser", str(w / "den.keras"), "--base", str(w / "clf.keras"), "--limit", "16",
+            "--verbose", "0", "--out", str(tmp_path / "run")]
+    assert train.main([*args, "--classifier-epochs", "0", "--compose", "--export", str(w / "pair.keras")]) == 0
+    assert sorted(p.name for p in w.iterdir()) == ["clf.keras", "den.keras", "pair.compose.json", "pair.json", "pair.md"]
+    assert json.loads((w / "pair.compose.json").read_text())["denoiser"] == "den.keras"
+    assert "a composition of `den` and `clf`" in (w / "pair.md").read_text()
+    monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path / "weights")
+    assert pretrained.names() == ["fmnist/clf", "fmnist/den", "fmnist/pair"]
+    model = pretrained.load("fmnist/pair")
+    x = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
+    clf, den = keras.saving.load_model(w / "clf.keras"), keras.saving.load_model(w / "den.keras")
+    want = clf(np.asarray(den(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))))[:, 2:-2, 2:-2])
+    np.testing.assert_allclose(model(x).numpy(), np.asarray(want), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"Expected --compose with --denoiser PATH and --classifier-epochs 0"):
+        train.main([*args, "--classifier-epochs", "1", "--compose", "--export", str(w / "bad.keras")])
+    with pytest.raises(ValueError, match=r"Expected the composed models as .keras files in the folder of --export"):
+        train.main([*args, "--classifier-epochs", "0", "--compose", "--export", str(tmp_path / "elsewhere.keras")])

@@ -12,7 +12,9 @@ from nnjpeg import pretrained
 
 REQUIRED = ["fmnist/classifier", "fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c", "fmnist/ensemble",
             "fmnist/vqunet", "fmnist/vqunet-classifier", "fmnist/non-vq-unet-classifier",
-            "fmnist/defense-vae-classifier", "fmnist/jpeg75-classifier", "fmnist/fd-classifier", "fmnist/tvm-classifier"]
+            "fmnist/defense-vae-classifier", "fmnist/jpeg75-classifier", "fmnist/fd-classifier", "fmnist/tvm-classifier",
+            "fmnist/pgd-at", "fmnist/fast-at", "fmnist/free-at", "fmnist/nnjpeg-pgd-at", "fmnist/vqunet-adv-classifier",
+            "fmnist/vqunet-adv-pgd-at"]
 
 
 def _reject_non_json(token):
@@ -23,8 +25,14 @@ def test_required_names_ship_with_cards_metrics_and_size_limit():
     names = pretrained.names()
     assert set(REQUIRED) <= set(names), sorted(set(REQUIRED) - set(names))
     for name in names:
-        path = pretrained.WEIGHTS / f"{name}.keras"
-        assert path.stat().st_size <= 25 * 2**20, (name, path.stat().st_size)
+        composed = pretrained.WEIGHTS / f"{name}{pretrained.COMPOSED}"
+        if composed.is_file():  # two shipped models, assembled on loading: both must ship
+            spec = json.loads(composed.read_text())
+            paths = [composed.parent / spec["denoiser"], composed.parent / spec["classifier"]]
+        else:
+            paths = [pretrained.WEIGHTS / f"{name}.keras"]
+        for path in paths:
+            assert path.stat().st_size <= 25 * 2**20, (name, path.stat().st_size)
         metrics = pretrained.metrics(name)
         json.loads((pretrained.WEIGHTS / f"{name}.json").read_text(), parse_constant=_reject_non_json)
         assert metrics["command"].startswith("nnjpeg train ") and metrics["data_sha256"]
@@ -56,7 +64,7 @@ def test_every_classifier_loads_by_name_in_a_fresh_process():
         "out = {n: list(p.load(n).predict(x, verbose=0).shape) for n in sys.argv[1:]}\n"
         "print(json.dumps(out))\n"
     )
-    names = [n for n in pretrained.names() if n.endswith("-classifier") or n == "fmnist/ensemble"]
+    names = [n for n in pretrained.names() if n.endswith(("-classifier", "-at")) or n == "fmnist/ensemble"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", script, *names], capture_output=True, text=True, timeout=600,
                           cwd=os.path.dirname(os.path.dirname(nnjpeg.__file__)), env=env, check=False)
