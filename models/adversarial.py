@@ -88,8 +88,8 @@ class AdversarialTrainer(keras.Model):
         method: "pgd", "fast" or "free".
         eps: L-inf budget on images in [0, 1].
         steps: PGD steps ("pgd" only).
-        step_size: PGD step ("pgd"; default eps / 4) or FGSM step ("fast"; default 1.25 eps). "free"
-            steps by eps, as in its paper.
+        step_size: PGD step ("pgd"; default eps / 4), FGSM step ("fast"; default 1.25 eps), or the
+            perturbation's step per replay ("free"; default eps, as in its paper).
         replays: times each minibatch is replayed ("free" only).
         batch_size: the training batch size ("free" only: the kept perturbation has its shape).
     """

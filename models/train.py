@@ -839,7 +839,8 @@ def add_parser(sub) -> None:
                    help="defense-vae, pgd-at, fast-at, free-at: L-inf budget of the training examples")
     p.add_argument("--at-steps", type=_args.COUNT, default=10, help="pgd-at: PGD steps per training example")
     p.add_argument("--step-size", type=_args.real(0, low_open=True), default=None,
-                   help="pgd-at: PGD step (default eps/4); fast-at: FGSM step (default 1.25 eps)")
+                   help="pgd-at: PGD step (default eps/4); fast-at: FGSM step (default 1.25 eps); free-at: the "
+                        "perturbation's step per replay (default eps, as its paper)")
     p.add_argument("--replays", type=_args.COUNT, default=4, help="free-at: times each minibatch is replayed")
     p.add_argument("--front-k", type=_args.integer(1, 15), default=None,
                    help="pgd-at, fast-at, free-at: NN-favored JPEG (OF band i + j < K) in front of the classifier, "
