@@ -105,7 +105,8 @@ def summary(results: dict, meta: dict, out: Path, wall: float) -> str:
     if black:
         text += [text_table(["defense", *head(black)], [[report._label(d), *cells(black, d)] for d in ds],
                             title="Black-box (transferred from the three surrogates): accuracy (%)"), ""]
-    text += ["Reading:", *[_plain(line) for line in report.reading(results)], "",
+    text += ["Reading (the report has one line per defense):",
+             *[_plain(line) for line in report.verdicts(results) + report.papers_reading(results)], "",
              f"Wrote in {wall:.0f} s:",
              f"  report   {out / 'README.md'} (Markdown tables in the papers' layouts), {out / 'results.json'}",
              f"  plots    {out / 'fig2_vqunet_protocol.png'}, {out / 'table3_white_box.png'}, "

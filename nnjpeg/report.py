@@ -41,10 +41,10 @@ DEFENSES = {
     "fmnist/vqunet-classifier": ("VQUNet", "VQUNet"),
     "fmnist/vqunet-k256-classifier": ("VQUNet (K=256)", None),
     "fmnist/non-vq-unet-classifier": ("U-Net (no VQ)", None),
-    "fmnist/vqunet-adv-classifier": ("VQUNet (adversarial inputs)", None),
+    "fmnist/vqunet-adv-classifier": ("VQUNet-adv", None),
     "fmnist/defense-vae-classifier": ("Defense-VAE", "Defense_VAE"),
     "fmnist/nnjpeg-pgd-at": ("NN-JPEG + PGD-AT", None),
-    "fmnist/vqunet-adv-pgd-at": ("VQUNet (adv. inputs) + PGD-AT", None),
+    "fmnist/vqunet-adv-pgd-at": ("VQUNet-adv + PGD-AT", None),
 }
 
 # How each VQUNet variant was trained, for the report's table of what was tried.
@@ -362,6 +362,22 @@ def table3(white: dict, bpda: dict | None = None) -> list[str]:
     return lines
 
 
+def verdicts(results: dict) -> list[str]:
+    """The defenses grouped by how they fare under the white-box attack (a short reading, for the
+    terminal)."""
+    white, gray = results["white-box"], results["gray-box"]
+    a, e = white["config"]["attacks"][0], white["config"]["eps"][0]
+    groups = {"falls to the adaptive attack (below 10 %)": [], "holds partly (below half its clean accuracy)": [],
+              "holds under this attack (check stronger ones before trusting it)": []}
+    for d in gray["config"]["defenses"]:
+        w = _acc(white, d, a, e)
+        if d == "fmnist/classifier" or w is None:
+            continue
+        key = list(groups)[0 if w < 0.1 else 1 if w < 0.5 * white["clean"][d] else 2]
+        groups[key].append(f"{_label(d)} {_pct(w)} %")
+    return [f"- White-box {a} at eps {e:g}, {key}: " + ", ".join(names) + "." for key, names in groups.items() if names]
+
+
 def reading(results: dict) -> list[str]:
     """Plain sentences generated from the numbers."""
     gray, white = results["gray-box"], results["white-box"]
@@ -385,6 +401,15 @@ def reading(results: dict) -> list[str]:
                   " — holds partly under the adaptive attack" if w is not None and w < 0.5 * clean else
                   " — holds under this adaptive attack (check stronger ones before trusting it)")
         out.append(s + ".")
+    return out + papers_reading(results)
+
+
+def papers_reading(results: dict) -> list[str]:
+    """The reading's sentences on the papers' claims and on the strong white-box evaluation."""
+    gray, white = results["gray-box"], results["white-box"]
+    black = results.get("black-box")
+    a, e = white["config"]["attacks"][0], white["config"]["eps"][0]
+    out = []
     ens = "fmnist/ensemble"
     if ens in white["clean"]:
         kept = _acc(white, ens, a, e)

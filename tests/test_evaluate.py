@@ -224,7 +224,7 @@ def test_vqunet_table_uses_the_mixed_protocol():
                                 {"white_eps": 0.1, "white_attack": "pgd"})
     assert lines[0] == "| variant | how it was trained | clean | fgsm (mixed) | pgd (mixed) | white-box pgd |"
     assert lines[2].endswith("| 93.0 | 30.0 | 10.0 | 0.0 |")
-    assert lines[3].startswith("| VQUNet (adversarial inputs) | inputs also FGSM/PGD") and lines[3].endswith(
+    assert lines[3].startswith("| VQUNet-adv | inputs also FGSM/PGD") and lines[3].endswith(
         "| 92.0 | 85.0 | 80.0 | 5.0 |")
 
 
