@@ -197,6 +197,8 @@ def _finish(out: Path, model, metrics: dict, args: argparse.Namespace, shown) ->
 
 
 ADVERSARIAL = {"pgd-at": "pgd", "fast-at": "fast", "free-at": "free"}
+VAES = ("defense-vae", "hfl-vae")  # DefenseVAE denoisers
+ADVERSARIAL_PAIRS = (*VAES, "cyclegan")  # denoisers trained on (adversarial, clean) pairs
 
 
 def train_adversarial(args: argparse.Namespace) -> dict:
@@ -450,12 +452,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def train_denoiser(args: argparse.Namespace) -> dict:
-    """VQUNet / non-VQ U-Net (trained on clean images, VQUNet paper Eq. 2 and 5) or Defense-VAE
-    (trained on (adversarial, clean) pairs made with FGSM and PGD on --base); then the classifier
+    """VQUNet / non-VQ U-Net (trained on clean images, VQUNet paper Eq. 2 and 5) or Defense-VAE /
+    HFL-VAE / Defense-CycleGAN (trained on (adversarial, clean) pairs made with FGSM and PGD on --base); then the classifier
     --base fine-tuned on the denoiser's outputs (VQUNet paper Sec. 4.1; skipped with
     --classifier-epochs 0), exported as ONE model: image -> pad -> denoiser -> crop -> classifier."""
     import keras
 
+    from .cyclegan import DefenseCycleGAN
     from .defense_vae import DefenseVAE
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
@@ -475,13 +478,22 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     t0 = time.time()
     if args.denoiser:  # a denoiser trained before (its own card holds its command): fine-tune only
         denoiser = keras.saving.load_model(args.denoiser)
-        expected = "DefenseVAE" if args.model == "defense-vae" else "VQUNet"
+        expected = {"cyclegan": "DefenseCycleGAN", **{name: "DefenseVAE" for name in VAES}}.get(args.model, "VQUNet")
         vq = getattr(denoiser, "vq", None)
-        if type(denoiser).__name__ != expected or (vq is not None and vq != (args.model == "vqunet")):
+        if (type(denoiser).__name__ != expected or (vq is not None and vq != (args.model == "vqunet"))
+                or (args.model == "hfl-vae") != (getattr(denoiser, "hf_weight", 0) > 0)):
             raise ValueError(f"Expected --denoiser to be a saved {args.model} denoiser. Received: "
                              f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
-    elif args.model == "defense-vae":
-        denoiser = DefenseVAE(image_shape=shape)
+    elif args.model in ADVERSARIAL_PAIRS:
+        layout = {"published": {"widths": (64, 128, 256), "stem": 64, "batch_norm": True},
+                  "compact": {"widths": (64, 128)}}[args.vae_layout]
+        hf_weight = args.hf_weight if args.hf_weight is not None else (10.0 if args.model == "hfl-vae" else 0.0)
+        if (args.model == "hfl-vae") != (hf_weight > 0):
+            raise ValueError(f"Expected --hf-weight > 0 for hfl-vae and 0 for defense-vae (the difference between them). "
+                             f"Received: {args.model} with --hf-weight {hf_weight}")
+        denoiser = (DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else
+                    DefenseVAE(image_shape=shape, kl_weight=args.kl_weight, hf_weight=hf_weight, hf_cutoff=args.hf_cutoff,
+                               **layout))
         adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
         fit_x, fit_y = (_with_clean_pairs(x_train, adv, args.seed) if args.clean_pairs else (adv, x_train[: len(adv)]))
     else:
@@ -524,9 +536,11 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "test_accuracy": acc, "test_loss": None, "test_images": int(len(x_eval)),
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
-               "eps": args.eps if args.model == "defense-vae" or args.inputs == "adversarial" else None,
+               "eps": args.eps if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial" else None,
                "adv_eps": list(args.adv_eps) if args.adv_eps else None, "clean_pairs": bool(args.clean_pairs),
-               "inputs": "adversarial" if args.model == "defense-vae" else args.inputs,
+               "inputs": "adversarial" if args.model in ADVERSARIAL_PAIRS else args.inputs,
+               **({"vae_layout": args.vae_layout, "kl_weight": denoiser.kl_weight, "hf_weight": denoiser.hf_weight,
+                   "hf_cutoff": denoiser.hf_cutoff} if args.model in VAES else {}),
                "sigma": args.sigma if args.inputs == "noisy" else None,
                "denoiser_epoch_kept": (None if args.denoiser else best.best_epoch + 1 if best else args.epochs),
                "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
@@ -605,7 +619,8 @@ def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int):
     if args.model == "vqunet" and not (out / "backup").exists():
         denoiser.init_codebooks(fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
                                 seed=args.seed)
-    denoiser.compile(optimizer=keras.optimizers.Adam(args.lr))
+    # CycleGAN's Adam has beta_1 = 0.5 (Zhu et al., 2017).
+    denoiser.compile(optimizer=keras.optimizers.Adam(args.lr, beta_1=0.5 if args.model == "cyclegan" else 0.9))
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
                  keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
     best = keras.callbacks.EarlyStopping(monitor="val_reconstruction", mode="min", patience=args.epochs,
@@ -809,7 +824,7 @@ def _widths(spec: str) -> tuple[int, ...]:
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
     p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble | vqunet | "
-                                 "non-vq-unet | defense-vae | pgd-at | fast-at | free-at | jpeg75-classifier | fd-classifier | "
+                                 "non-vq-unet | defense-vae | hfl-vae | cyclegan | pgd-at | fast-at | free-at | jpeg75-classifier | fd-classifier | "
                                  "tvm-classifier "
                                  "(the last three wrap --base; FD calibrates its table, nothing is trained)")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
@@ -836,7 +851,7 @@ def add_parser(sub) -> None:
     p.add_argument("--matrix-adv-n", type=_args.COUNT, default=2000, help="ensemble: test images attacked for the Fig. 6b matrix")
     p.add_argument("--matrix-eps", type=_args.EPS, default=0.03, help="ensemble: I-FGSM eps of the Fig. 6b matrix")
     p.add_argument("--eps", type=_args.EPS, default=0.1,
-                   help="defense-vae, pgd-at, fast-at, free-at: L-inf budget of the training examples")
+                   help="defense-vae, hfl-vae, cyclegan, pgd-at, fast-at, free-at: L-inf budget of the training examples")
     p.add_argument("--at-steps", type=_args.COUNT, default=10, help="pgd-at: PGD steps per training example")
     p.add_argument("--step-size", type=_args.real(0, low_open=True), default=None,
                    help="pgd-at: PGD step (default eps/4); fast-at: FGSM step (default 1.25 eps); free-at: the "
@@ -857,15 +872,23 @@ def add_parser(sub) -> None:
     p.add_argument("--restart-every", type=_args.integer(0), default=50,
                    help="vqunet: restart dead codes every this many steps (0: never)")
     p.add_argument("--adv-n", type=_args.integer(0), default=0,
-                   help="defense-vae, denoisers with --inputs adversarial: train images attacked to make the "
+                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: train images attacked to make the "
                         "(adversarial, clean) pairs (default: all)")
     p.add_argument("--adv-eps", type=_eps_list, default=None,
-                   help="defense-vae, denoisers with --inputs adversarial: several budgets for the adversarial "
+                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: several budgets for the adversarial "
                         "inputs, comma-separated (e.g. 0.03,0.1,0.2), the images split evenly among them "
                         "(default: --eps alone)")
     p.add_argument("--clean-pairs", action="store_true",
-                   help="defense-vae: also map every clean training image to itself (denoisers with --inputs "
+                   help="defense-vae, hfl-vae, cyclegan: also map every clean training image to itself (denoisers with --inputs "
                         "adversarial or noisy always do)")
+    p.add_argument("--vae-layout", default="published", choices=("published", "compact"),
+                   help="defense-vae, hfl-vae: Defense-VAE's published network (5x5 stem, three strided convolutions "
+                        "64/128/256, batch normalization) or two strided convolutions (64/128) alone")
+    p.add_argument("--kl-weight", type=_args.real(0), default=1.0, help="defense-vae, hfl-vae: weight of the KL term")
+    p.add_argument("--hf-weight", type=_args.real(0), default=None,
+                   help="hfl-vae: weight of the high-frequency loss (default 10; defense-vae: 0)")
+    p.add_argument("--hf-cutoff", type=_args.real(0, 0.7071), default=0.25,
+                   help="hfl-vae: the loss's band starts at this radial frequency (cycles per pixel)")
     p.add_argument("--inputs", default="clean", choices=("clean", "adversarial", "noisy"),
                    help="vqunet / non-vq-unet: what the denoiser learns to map to the clean image: the clean image "
                         "itself (the paper's recipe), or also its FGSM/PGD version made on --base at --eps (the first "
@@ -897,9 +920,9 @@ def add_parser(sub) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
-        args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "defense-vae": 1e-3,
-                   **{name: 1e-3 for name in ADVERSARIAL}}.get(args.model, 0.1)
-    if args.model in ("vqunet", "non-vq-unet", "defense-vae"):
+        args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,
+                   **{name: 1e-3 for name in (*VAES, *ADVERSARIAL)}}.get(args.model, 0.1)
+    if args.model in ("vqunet", "non-vq-unet", *ADVERSARIAL_PAIRS):
         train_denoiser(args)
     elif args.model in ADVERSARIAL:
         train_adversarial(args)

@@ -3,7 +3,8 @@
 Every attack takes a Keras model returning logits, float32 images in [0, 1] of shape (N, H, W, C)
 and integer labels, and returns adversarial images of the same shape in [0, 1] as a NumPy array.
 L-inf attacks stay within `eps` of the input. FGSM, BIM, PGD and MI-FGSM run through cleverhans 4;
-C&W-L2, DeepFool, TI-FGSM and DI-FGSM are implemented here.
+C&W (L2, and its margin loss under an L-inf budget), DeepFool, TI-FGSM and DI-FGSM are implemented
+here.
 
 Adaptive attacks: a defended model built from nnjpeg's layers (the codec layers, the ensemble,
 VQUNet) is differentiable end to end with the straight-through (BPDA) gradient, so attacking the
@@ -24,7 +25,7 @@ import tensorflow as tf
 from . import _checks, _predict
 from .tf_ops import straight_through
 
-__all__ = ["ATTACKS", "BPDA", "EOT", "attack", "autoattack", "bim", "bpda", "bpda_layer", "cw_l2", "deepfool",
+__all__ = ["ATTACKS", "BPDA", "EOT", "attack", "autoattack", "bim", "bpda", "bpda_layer", "cw_l2", "cw_linf", "deepfool",
            "di_fgsm", "fgsm", "mifgsm", "pgd", "ti_fgsm"]
 
 
@@ -110,6 +111,26 @@ def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = 
     """PGD with a random start (Madry et al., 2018), via cleverhans; with `restarts` > 1 each example keeps
     the first restart that fools the model (else the last), and later restarts run only on the
     examples no earlier one fooled. eps_iter defaults to 2.5 * eps / nb_iter."""
+    return _pgd(model, x, y, eps, None, "PGD", nb_iter=nb_iter, eps_iter=eps_iter, restarts=restarts,
+                batch_size=batch_size, progress=progress, seed=seed)
+
+
+def _margin(labels, logits):
+    """The C&W margin max_{i != y} Z_i - Z_y on the logits Z (positive once the example is misclassified)."""
+    onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
+    return tf.reduce_max(logits - 1e4 * onehot, -1) - tf.reduce_sum(onehot * logits, -1)
+
+
+def cw_linf(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
+            batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
+    """C&W within an L-inf budget: PGD (random start, `restarts` as in `pgd`) ascending Carlini and
+    Wagner's margin loss max_{i != y} Z_i - Z_y on the logits instead of the cross-entropy, the
+    L-inf form of C&W used to set it beside FGSM, BIM and PGD at one eps (Madry et al., 2018)."""
+    return _pgd(model, x, y, eps, _margin, "C&W-Linf", nb_iter=nb_iter, eps_iter=eps_iter, restarts=restarts,
+                batch_size=batch_size, progress=progress, seed=seed)
+
+
+def _pgd(model, x, y, eps, loss_fn, desc, *, nb_iter, eps_iter, restarts, batch_size, progress, seed):
     _check_counts(nb_iter=nb_iter, restarts=restarts)
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
@@ -121,8 +142,9 @@ def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = 
         alive = np.arange(len(xb))  # the images no restart has fooled yet
         for r in range(restarts):
             tf.random.set_seed(seed + r)
-            adv = projected_gradient_descent(logits, xb[alive], eps, step, nb_iter, np.inf, clip_min=0.0,
-                                             clip_max=1.0, y=yb[alive], rand_init=True, rand_minmax=eps).numpy()
+            adv = projected_gradient_descent(logits, xb[alive], eps, step, nb_iter, np.inf, loss_fn=loss_fn,
+                                             clip_min=0.0, clip_max=1.0, y=yb[alive], rand_init=True,
+                                             rand_minmax=eps).numpy()
             best[alive] = adv  # the last restart's where none fools the model
             fooled = _predict.logits(model, adv).argmax(-1) != yb[alive]
             alive = alive[~fooled]
@@ -130,7 +152,7 @@ def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = 
                 break
         return best
 
-    return _batched(run, model, x, y, batch_size, progress, "PGD")
+    return _batched(run, model, x, y, batch_size, progress, desc)
 
 
 def mifgsm(model, x, y, eps: float, *, nb_iter: int = 10, decay: float = 1.0, batch_size: int = 256,
@@ -398,7 +420,7 @@ def autoattack(model, x, y, eps: float, *, batch_size: int = 250, square_queries
 
 ATTACKS: dict[str, Callable] = {
     "fgsm": fgsm, "bim": bim, "ifgsm": bim, "pgd": pgd, "mifgsm": mifgsm, "ti-fgsm": ti_fgsm, "di-fgsm": di_fgsm,
-    "deepfool": deepfool, "cw": cw_l2, "autoattack": autoattack, "bpda": bpda,
+    "deepfool": deepfool, "cw": cw_l2, "cw-linf": cw_linf, "autoattack": autoattack, "bpda": bpda,
 }
 UNBOUNDED = {"deepfool", "cw"}
 

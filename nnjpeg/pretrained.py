@@ -84,8 +84,8 @@ def register_serializables() -> None:
     nnjpeg `.keras` file loads with a plain `keras.saving.load_model`."""
     import importlib
 
-    for module in ("attacks", "keras", "models.adversarial", "models.defense_vae", "models.defenses", "models.ensemble",
-                   "models.vqunet"):
+    for module in ("attacks", "keras", "models.adversarial", "models.cyclegan", "models.defense_vae", "models.defenses",
+                   "models.ensemble", "models.vqunet"):
         importlib.import_module(f"nnjpeg.{module}")
 
 

@@ -47,7 +47,7 @@ def ce(model, x, y):
     return float(np.mean(keras.losses.sparse_categorical_crossentropy(y, model.predict(x, verbose=0), from_logits=True)))
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm", "ti-fgsm", "di-fgsm", "bpda"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "cw-linf", "mifgsm", "ti-fgsm", "di-fgsm", "bpda"])
 def test_linf_attacks_raise_the_loss_within_the_ball(data, name):
     model, x, y = data
     eps = 0.05
@@ -58,7 +58,7 @@ def test_linf_attacks_raise_the_loss_within_the_ball(data, name):
     assert ce(model, adv, y) > ce(model, x, y) + 1e-3
 
 
-@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "cw-linf", "mifgsm"])
 def test_cleverhans_attacks_trace_the_model_once_per_batch_shape(data, name):
     # cleverhans' gradient step is a tf.function taking the model function as an argument: one
     # function per model, or it traces the model again for each batch and each call.
@@ -69,6 +69,22 @@ def test_cleverhans_attacks_trace_the_model_once_per_batch_shape(data, name):
     before = compute_gradient.experimental_get_tracing_count()
     attacks.attack(name, model, x, y, 0.03, batch_size=4)  # four batches of the same shape
     assert compute_gradient.experimental_get_tracing_count() == before
+
+
+def margin(model, x, y):
+    z = model.predict(x, verbose=0)
+    true = z[np.arange(len(y)), y]
+    z[np.arange(len(y)), y] = -np.inf
+    return z.max(-1) - true
+
+
+def test_cw_linf_ascends_the_cw_margin_within_the_ball(data):
+    model, x, y = data
+    np.testing.assert_allclose(attacks._margin(tf.constant(y), tf.constant(model.predict(x, verbose=0))).numpy(),
+                               margin(model, x, y), rtol=1e-5, atol=1e-5)
+    adv = attacks.cw_linf(model, x, y, 0.05, nb_iter=10)
+    assert np.abs(adv - x).max() <= 0.05 + 1e-6
+    assert (margin(model, adv, y) > margin(model, x, y)).all()
 
 
 @pytest.mark.parametrize("name", ["deepfool", "cw"])

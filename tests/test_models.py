@@ -124,17 +124,25 @@ def test_vqunet_input_errors():
 def test_defense_vae_parameter_and_input_errors():
     from nnjpeg.models.defense_vae import DefenseVAE
 
-    with pytest.raises(ValueError, match=r"image_shape's H and W divisible by 4 \(two stride-2 convolutions\). "
+    with pytest.raises(ValueError, match=r"image_shape's H and W divisible by 4 \(2 stride-2 convolutions\). "
                                          r"Received: image_shape=\(30, 32, 1\)"):
         DefenseVAE(image_shape=(30, 32, 1))
+    with pytest.raises(ValueError, match=r"divisible by 8 \(3 stride-2 convolutions\). Received: image_shape=\(28, 28, 1\)"):
+        DefenseVAE(image_shape=(28, 28, 1), widths=(4, 8, 16))
     with pytest.raises(TypeError, match=r"image_shape's C to be an integer >= 1. Received: image_shape's C=1.5"):
         DefenseVAE(image_shape=(32, 32, 1.5))
     with pytest.raises(ValueError, match=r"latent_dim to be an integer >= 1. Received: latent_dim=0"):
         DefenseVAE(latent_dim=0)
-    with pytest.raises(ValueError, match=r"widths, the two strided convolutions' channels. Received: widths=\(8,\)"):
-        DefenseVAE(widths=(8,))
+    with pytest.raises(ValueError, match=r"widths, the channels of one or more strided convolutions. Received: widths=\(\)"):
+        DefenseVAE(widths=())
     with pytest.raises(ValueError, match=r"kl_weight to be a finite number >= 0. Received: kl_weight=-1"):
         DefenseVAE(kl_weight=-1)
+    with pytest.raises(ValueError, match=r"hf_weight to be a finite number >= 0. Received: hf_weight=-0.5"):
+        DefenseVAE(hf_weight=-0.5)
+    with pytest.raises(ValueError, match=r"hf_cutoff <= 0.707 cycles per pixel .* Received: hf_cutoff=0.8"):
+        DefenseVAE(hf_cutoff=0.8)
+    with pytest.raises(TypeError, match=r"batch_norm to be a bool. Received: batch_norm='yes'"):
+        DefenseVAE(batch_norm="yes")
     vae = DefenseVAE(image_shape=(16, 16, 1), latent_dim=4, widths=(4, 8))
     with pytest.raises(ValueError,
                        match=r"inputs \(N, 16, 16, 1\) \(the model's image_shape\). Received: shape=\(1, 16, 16, 3\)"):
@@ -155,17 +163,21 @@ def test_unknown_surrogate():
         build_surrogate("z")
 
 
-def test_defense_vae_learns_to_map_noisy_to_clean_and_round_trips(tmp_path):
+@pytest.mark.parametrize("layout", [{"widths": (4, 8)},
+                                    {"widths": (4, 8), "stem": 4, "batch_norm": True, "hf_weight": 10.0}])
+def test_defense_vae_learns_to_map_noisy_to_clean_and_round_trips(tmp_path, layout):
     from nnjpeg.models.defense_vae import DefenseVAE
 
     keras.utils.set_random_seed(1)  # weights and the VAE's sampling: the same run whatever ran before
     rng = np.random.default_rng(1)
     clean = (rng.random((16, 8, 8, 1)) > 0.5).astype("float32")
     noisy = np.clip(clean + rng.normal(0, 0.2, clean.shape), 0, 1).astype("float32")
-    vae = DefenseVAE(image_shape=(8, 8, 1), latent_dim=8, widths=(4, 8))
+    vae = DefenseVAE(image_shape=(8, 8, 1), latent_dim=8, **layout)
     vae.compile(optimizer=keras.optimizers.Adam(3e-3))
     hist = vae.fit(noisy, clean, epochs=8, batch_size=16, verbose=0).history
     assert hist["reconstruction"][-1] < hist["reconstruction"][0] and "kl" in hist
+    if layout.get("hf_weight"):
+        assert hist["high_frequency"][-1] < hist["high_frequency"][0]
     out = vae(noisy)
     assert out.shape == noisy.shape and float(np.min(out)) >= 0.0
     np.testing.assert_allclose(vae(noisy).numpy(), out.numpy())  # deterministic at inference
@@ -369,7 +381,8 @@ def test_denoiser_variants_learn_from_perturbed_inputs(inputs, tmp_path):
     assert (out / "adversarial_eps0.1_n16.npy").is_file() == (inputs == "adversarial")
 
 
-def test_defense_vae_with_several_budgets_and_clean_pairs(tmp_path):
+@pytest.mark.parametrize("model", ["defense-vae", "hfl-vae", "cyclegan"])
+def test_adversarial_pair_denoisers_with_several_budgets_and_clean_pairs(tmp_path, model):
     import json
 
     from nnjpeg import datasets
@@ -380,11 +393,18 @@ def test_defense_vae_with_several_budgets_and_clean_pairs(tmp_path):
     clf = build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1)
     clf.save(tmp_path / "base.keras")
     out = tmp_path / "run"
-    assert train.main(["train", "defense-vae", "--adv-eps", "0.05,0.1", "--clean-pairs", "--adv-n", "16",
+    assert train.main(["train", model, "--adv-eps", "0.05,0.1", "--clean-pairs", "--adv-n", "16",
                        "--classifier-epochs", "0", "--limit", "40", "--batch-size", "8", "--epochs", "1",
                        "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["adv_eps"] == [0.05, 0.1] and metrics["clean_pairs"] and metrics["inputs"] == "adversarial"
+    denoiser = keras.saving.load_model(out / "denoiser.keras")
+    if model == "cyclegan":
+        assert type(denoiser).__name__ == "DefenseCycleGAN" and "vae_layout" not in metrics
+    else:
+        assert (metrics["vae_layout"], metrics["hf_weight"] > 0) == ("published", model == "hfl-vae")
+        assert ((denoiser.stem, denoiser.widths, denoiser.batch_norm, denoiser.hf_weight)
+                == (64, (64, 128, 256), True, metrics["hf_weight"]))
     adv = np.load(out / "adversarial_eps0.05-0.1_n16.npy")
     raw = train.load_dataset("fashion-mnist")[0][0][:16] / np.float32(255)
     # Four shares of four images: FGSM and PGD at 0.05, then at 0.1; FGSM moves every pixel by eps.
@@ -423,3 +443,50 @@ def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
         train.main([*args, "--classifier-epochs", "1", "--compose", "--export", str(w / "bad.keras")])
     with pytest.raises(ValueError, match=r"Expected the composed models as .keras files in the folder of --export"):
         train.main([*args, "--classifier-epochs", "0", "--compose", "--export", str(tmp_path / "elsewhere.keras")])
+
+
+def test_high_frequency_error_is_the_high_passed_images_squared_error():
+    from nnjpeg.models.defense_vae import DefenseVAE
+
+    vae = DefenseVAE(image_shape=(8, 8, 2), latent_dim=4, widths=(4,), hf_cutoff=0.3)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 3, 8, 8, 2)).astype("float32")
+    fy, fx = np.meshgrid(np.fft.fftfreq(8), np.fft.fftfreq(8), indexing="ij")
+    band = np.hypot(fy, fx) >= 0.3
+    high = np.fft.ifft2(np.fft.fft2(np.moveaxis(a - b, -1, 1)) * band).real  # (N, C, H, W)
+    want = np.mean(np.sum(high**2, axis=(1, 2, 3)))
+    np.testing.assert_allclose(float(vae.high_frequency_error(a, b)), want, rtol=1e-4)
+    # Smooth differences (the lowest frequencies only) cost nothing.
+    assert float(vae.high_frequency_error(a, a + np.float32(0.1))) < 1e-6
+
+
+def test_cyclegan_learns_both_directions_and_round_trips(tmp_path):
+    from nnjpeg.models.cyclegan import DefenseCycleGAN
+
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(2)
+    clean = (rng.random((16, 8, 8, 1)) > 0.5).astype("float32")
+    adv = np.clip(clean + rng.choice([-0.2, 0.2], clean.shape), 0, 1).astype("float32")
+    gan = DefenseCycleGAN(channels=1, width=4, blocks=1)
+    gan.compile(optimizer=keras.optimizers.Adam(2e-3, beta_1=0.5))
+    hist = gan.fit(adv, clean, epochs=10, batch_size=8, verbose=0).history
+    assert hist["cycle"][-1] < hist["cycle"][0] and hist["identity"][-1] < hist["identity"][0]
+    assert {"generator", "discriminator", "reconstruction"} <= set(hist)
+    out = gan(adv)
+    assert out.shape == adv.shape and 0.0 <= float(np.min(out)) and float(np.max(out)) <= 1.0
+    gan.save(tmp_path / "gan.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "gan.keras")(adv).numpy(), out.numpy(), atol=1e-5)
+
+
+def test_cyclegan_parameter_and_input_errors():
+    from nnjpeg.models.cyclegan import DefenseCycleGAN
+
+    with pytest.raises(ValueError, match=r"width to be an integer >= 1. Received: width=0"):
+        DefenseCycleGAN(width=0)
+    with pytest.raises(ValueError, match=r"cycle_weight to be a finite number >= 0. Received: cycle_weight=-1"):
+        DefenseCycleGAN(cycle_weight=-1)
+    gan = DefenseCycleGAN(channels=1, width=2, blocks=0)
+    with pytest.raises(ValueError, match=r"inputs \(N, H, W, 1\) with H and W divisible by 4. Received: shape=\(1, 8, 8, 3\)"):
+        gan(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"Received: shape=\(1, 6, 8, 1\)"):
+        gan(np.zeros((1, 6, 8, 1), np.float32))
