@@ -452,14 +452,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def train_denoiser(args: argparse.Namespace) -> dict:
-    """VQUNet / non-VQ U-Net (trained on clean images, VQUNet paper Eq. 2 and 5) or Defense-VAE /
-    HFL-VAE / Defense-CycleGAN (trained on (adversarial, clean) pairs made with FGSM and PGD on --base); then the classifier
-    --base fine-tuned on the denoiser's outputs (VQUNet paper Sec. 4.1; skipped with
+    """VQUNet / non-VQ U-Net (trained on clean images, VQUNet paper Eq. 2 and 5) or Defense-VAE,
+    HFL-VAE and Defense-CycleGAN (trained on (adversarial, clean) pairs made with FGSM and PGD on
+    --base); then the classifier --base fine-tuned on the denoiser's outputs (VQUNet paper Sec. 4.1; skipped with
     --classifier-epochs 0), exported as ONE model: image -> pad -> denoiser -> crop -> classifier."""
     import keras
 
     from .cyclegan import DefenseCycleGAN
-    from .defense_vae import DefenseVAE
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
 
@@ -485,15 +484,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             raise ValueError(f"Expected --denoiser to be a saved {args.model} denoiser. Received: "
                              f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
     elif args.model in ADVERSARIAL_PAIRS:
-        layout = {"published": {"widths": (64, 128, 256), "stem": 64, "batch_norm": True},
-                  "compact": {"widths": (64, 128)}}[args.vae_layout]
-        hf_weight = args.hf_weight if args.hf_weight is not None else (10.0 if args.model == "hfl-vae" else 0.0)
-        if (args.model == "hfl-vae") != (hf_weight > 0):
-            raise ValueError(f"Expected --hf-weight > 0 for hfl-vae and 0 for defense-vae (the difference between them). "
-                             f"Received: {args.model} with --hf-weight {hf_weight}")
-        denoiser = (DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else
-                    DefenseVAE(image_shape=shape, kl_weight=args.kl_weight, hf_weight=hf_weight, hf_cutoff=args.hf_cutoff,
-                               **layout))
+        denoiser = DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)
         adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
         fit_x, fit_y = (_with_clean_pairs(x_train, adv, args.seed) if args.clean_pairs else (adv, x_train[: len(adv)]))
     else:
@@ -567,6 +558,21 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         export(out / "denoiser.keras", denoiser_metrics, _denoiser_path(Path(args.export)), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
+
+
+def _vae(args: argparse.Namespace, shape):
+    """The DefenseVAE of --vae-layout for defense-vae (no high-frequency loss) or hfl-vae (--hf-weight,
+    10 by default)."""
+    from .defense_vae import DefenseVAE
+
+    layout = {"published": {"widths": (64, 128, 256), "stem": 64, "batch_norm": True},
+              "compact": {"widths": (64, 128)}}[args.vae_layout]
+    hf_weight = args.hf_weight if args.hf_weight is not None else (10.0 if args.model == "hfl-vae" else 0.0)
+    if (args.model == "hfl-vae") != (hf_weight > 0):
+        raise ValueError("Expected --hf-weight > 0 for hfl-vae and 0 for defense-vae (the difference between them). "
+                         f"Received: {args.model} with --hf-weight {hf_weight}")
+    return DefenseVAE(image_shape=shape, kl_weight=args.kl_weight, hf_weight=hf_weight, hf_cutoff=args.hf_cutoff,
+                      **layout)
 
 
 def _denoiser_path(export: Path) -> Path:
@@ -824,8 +830,8 @@ def _widths(spec: str) -> tuple[int, ...]:
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model with model.fit (checkpoints, CSV log, resumable)")
     p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble | vqunet | "
-                                 "non-vq-unet | defense-vae | hfl-vae | cyclegan | pgd-at | fast-at | free-at | jpeg75-classifier | fd-classifier | "
-                                 "tvm-classifier "
+                                 "non-vq-unet | defense-vae | hfl-vae | cyclegan | pgd-at | fast-at | free-at | "
+                                 "jpeg75-classifier | fd-classifier | tvm-classifier "
                                  "(the last three wrap --base; FD calibrates its table, nothing is trained)")
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
@@ -851,7 +857,8 @@ def add_parser(sub) -> None:
     p.add_argument("--matrix-adv-n", type=_args.COUNT, default=2000, help="ensemble: test images attacked for the Fig. 6b matrix")
     p.add_argument("--matrix-eps", type=_args.EPS, default=0.03, help="ensemble: I-FGSM eps of the Fig. 6b matrix")
     p.add_argument("--eps", type=_args.EPS, default=0.1,
-                   help="defense-vae, hfl-vae, cyclegan, pgd-at, fast-at, free-at: L-inf budget of the training examples")
+                   help="defense-vae, hfl-vae, cyclegan, pgd-at, fast-at, free-at: L-inf budget of the training "
+                        "examples")
     p.add_argument("--at-steps", type=_args.COUNT, default=10, help="pgd-at: PGD steps per training example")
     p.add_argument("--step-size", type=_args.real(0, low_open=True), default=None,
                    help="pgd-at: PGD step (default eps/4); fast-at: FGSM step (default 1.25 eps); free-at: the "
@@ -872,15 +879,15 @@ def add_parser(sub) -> None:
     p.add_argument("--restart-every", type=_args.integer(0), default=50,
                    help="vqunet: restart dead codes every this many steps (0: never)")
     p.add_argument("--adv-n", type=_args.integer(0), default=0,
-                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: train images attacked to make the "
-                        "(adversarial, clean) pairs (default: all)")
+                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: train images "
+                        "attacked to make the (adversarial, clean) pairs (default: all)")
     p.add_argument("--adv-eps", type=_eps_list, default=None,
-                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: several budgets for the adversarial "
-                        "inputs, comma-separated (e.g. 0.03,0.1,0.2), the images split evenly among them "
+                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: several budgets "
+                        "for the adversarial inputs, comma-separated (e.g. 0.03,0.1,0.2), the images split evenly among them "
                         "(default: --eps alone)")
     p.add_argument("--clean-pairs", action="store_true",
-                   help="defense-vae, hfl-vae, cyclegan: also map every clean training image to itself (denoisers with --inputs "
-                        "adversarial or noisy always do)")
+                   help="defense-vae, hfl-vae, cyclegan: also map every clean training image to itself "
+                        "(denoisers with --inputs adversarial or noisy always do)")
     p.add_argument("--vae-layout", default="published", choices=("published", "compact"),
                    help="defense-vae, hfl-vae: Defense-VAE's published network (5x5 stem, three strided convolutions "
                         "64/128/256, batch normalization) or two strided convolutions (64/128) alone")
