@@ -454,8 +454,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def train_denoiser(args: argparse.Namespace) -> dict:
     """VQUNet / non-VQ U-Net (trained on clean images, VQUNet paper Eq. 2 and 5) or Defense-VAE,
     HFL-VAE and Defense-CycleGAN (trained on (adversarial, clean) pairs made with FGSM and PGD on
-    --base); then the classifier --base fine-tuned on the denoiser's outputs (VQUNet paper Sec. 4.1; skipped with
-    --classifier-epochs 0), exported as ONE model: image -> pad -> denoiser -> crop -> classifier."""
+    --base); then the classifier --base fine-tuned on the denoiser's outputs (VQUNet paper Sec. 4.1;
+    skipped with --classifier-epochs 0), exported as ONE model: image -> pad -> denoiser -> crop ->
+    classifier."""
     import keras
 
     from .cyclegan import DefenseCycleGAN

@@ -364,6 +364,12 @@ def table3(white: dict, bpda: dict | None = None) -> list[str]:
     return lines
 
 
+def _white_group(w: float, clean: float) -> int:
+    """How a defense fares under the white-box attack: 0 falls to it (below 10 %), 1 holds partly
+    (below half its clean accuracy), 2 holds."""
+    return 0 if w < 0.1 else 1 if w < 0.5 * clean else 2
+
+
 def verdicts(results: dict) -> list[str]:
     """The defenses grouped by how they fare under the white-box attack (a short reading, for the
     terminal)."""
@@ -375,8 +381,7 @@ def verdicts(results: dict) -> list[str]:
         w = _acc(white, d, a, e)
         if d == "fmnist/classifier" or w is None:
             continue
-        key = list(groups)[0 if w < 0.1 else 1 if w < 0.5 * white["clean"][d] else 2]
-        groups[key].append(f"{_label(d)} {_pct(w)} %")
+        groups[list(groups)[_white_group(w, white["clean"][d])]].append(f"{_label(d)} {_pct(w)} %")
     return [f"- White-box {a} at eps {e:g}, {key}: " + ", ".join(names) + "." for key, names in groups.items() if names]
 
 
@@ -399,9 +404,9 @@ def reading(results: dict) -> list[str]:
             s += f"; black-box worst {_pct(worst_b['accuracy'])} % ({worst_b['attack']}, eps {worst_b['eps']})"
         s += f"; white-box {a} at eps {e}: {_pct(w)} %"
         if d != "fmnist/classifier":
-            s += (" — **falls to the adaptive attack**" if w is not None and w < 0.1 else
-                  " — holds partly under the adaptive attack" if w is not None and w < 0.5 * clean else
-                  " — holds under this adaptive attack (check stronger ones before trusting it)")
+            s += (" — **falls to the adaptive attack**", " — holds partly under the adaptive attack",
+                  " — holds under this adaptive attack (check stronger ones before trusting it)")[
+                2 if w is None else _white_group(w, clean)]
         out.append(s + ".")
     return out + papers_reading(results)
 
@@ -507,8 +512,8 @@ def _robust_reading(results: dict) -> list[str]:
               for d, c in checks.items()}
     flagged = {d: f for d, f in failed.items() if f}
     if "autoattack" in rb:  # a gradient attack that stalls where AutoAttack does not is a masking sign too
-        gaps = {d: R._acc(rb["pgd"], d, "pgd", rb["eps"]) - R._acc(rb["autoattack"], d, "autoattack", rb["eps"])
-                for d in worst if R._acc(rb["autoattack"], d, "autoattack", rb["eps"]) is not None}
+        aa = {d: R._acc(rb["autoattack"], d, "autoattack", rb["eps"]) for d in worst}
+        gaps = {d: R._acc(rb["pgd"], d, "pgd", rb["eps"]) - v for d, v in aa.items() if v is not None}
         wide = {d: g for d, g in gaps.items() if g > 0.1}
         if wide:
             out.append("- AutoAttack finds much more than PGD on " + ", ".join(
