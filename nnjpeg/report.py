@@ -125,7 +125,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         ablation_attacks=("fgsm", "bim"), paper_grid: bool = True, robust: bool = True, robust_n: int | None = None,
         robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
         bpda_n: int = 100, bpda_iterations: int = 1000, progress: bool = True,
-        command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None) -> dict:
+        command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None,
+        resume: bool = False) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
@@ -136,7 +137,11 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     white-box BPDA (Table 3: `bpda_iterations` Adam steps at rate 0.1) on the first `bpda_n` images;
     `robust` the strong white-box evaluation at `white_eps` (PGD-`robust_steps` x `robust_restarts`,
     AutoAttack where ART is installed and `autoattack`, on the first `autoattack_n` of them, the
-    gradient-masking checks) on the first `robust_n` images (default: `white_n`)."""
+    gradient-masking checks) on the first `robust_n` images (default: `white_n`).
+
+    Each finished stage is saved to `out/results.partial.json`; with `resume`, the stages found there
+    for the same settings are taken from it instead of run again (the file goes once the report is
+    written)."""
     from nnjpeg import _console, evaluate, pretrained
     from nnjpeg import robust as R
 
@@ -147,43 +152,52 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     models = {d: load(d) for d in defenses}
     models.update({s: load(s) for s in evaluate.SURROGATES if s in names})
     x, y = data if data is not None else evaluate._subset("fashion-mnist", n, seed)
+    settings = {"defenses": defenses, "n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps,
+                "white_n": white_n, "eot": eot, "robust_n": robust_n, "robust_steps": robust_steps,
+                "restarts": robust_restarts, "autoattack": autoattack, "autoattack_n": autoattack_n,
+                "bpda_n": bpda_n, "bpda_iterations": bpda_iterations, "attacks": [list(gray_attacks),
+                list(black_attacks), list(l2_attacks or ()), white_attack], "paper_grid": paper_grid}
+    stage = _Checkpoint(out / "results.partial.json", settings, resume)
     common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed,
               "attack_kwargs": {"pgd": {"nb_iter": pgd_steps}, "cw-linf": {"nb_iter": pgd_steps}, "bim": {"nb_iter": 10},
                                 "deepfool": {"max_iter": 20}, "cw": {"binary_steps": 4, "max_iter": 25}}}
-    gray = evaluate.evaluate(defenses, list(gray_attacks), list(eps), "gray-box", **common)
+    gray = stage("gray-box", lambda: evaluate.evaluate(defenses, list(gray_attacks), list(eps), "gray-box", **common))
     if l2_attacks:  # the slow unbounded attacks on the first l2_n images only (each record keeps its n)
-        l2 = evaluate.evaluate(defenses, list(l2_attacks), list(eps), "gray-box", desc="gray-box, L2 attacks",
-                               **{**common, "data": (x[:l2_n], y[:l2_n])})
-        gray["records"] += l2["records"]
-        gray["config"]["attacks"] += list(l2_attacks)
+        l2 = stage("gray-box, L2", lambda: evaluate.evaluate(
+            defenses, list(l2_attacks), list(eps), "gray-box", desc="gray-box, L2 attacks",
+            **{**common, "data": (x[:l2_n], y[:l2_n])}))
+        gray = {**gray, "records": gray["records"] + l2["records"],
+                "config": {**gray["config"], "attacks": gray["config"]["attacks"] + list(l2_attacks)}}
     results = {"gray-box": gray}
     surrogates = [s for s in evaluate.SURROGATES if s in models]
     if len(surrogates) == len(evaluate.SURROGATES):
-        results["black-box"] = evaluate.evaluate(defenses, list(black_attacks), list(eps), "black-box", **common)
+        results["black-box"] = stage("black-box", lambda: evaluate.evaluate(
+            defenses, list(black_attacks), list(eps), "black-box", **common))
     if paper_grid:
         grid = [(a, e / 255.0) for a, e in PAPER_GRID_GRAY]
-        results["paper-grid gray-box"] = evaluate.evaluate(
+        results["paper-grid gray-box"] = stage("paper-grid gray-box", lambda: evaluate.evaluate(
             defenses, sorted({a for a, _ in grid}), [], "gray-box", pairs=grid, desc="gray-box, the NN-JPEG paper's eps",
-            **common)
+            **common))
         if "black-box" in results:
-            grid = [(a, e / 255.0) for a, e in PAPER_GRID_BLACK]
-            results["paper-grid black-box"] = evaluate.evaluate(
-                defenses, sorted({a for a, _ in grid}), [], "black-box", pairs=grid,
-                desc="black-box, the NN-JPEG paper's eps", **common)
+            black_grid = [(a, e / 255.0) for a, e in PAPER_GRID_BLACK]
+            results["paper-grid black-box"] = stage("paper-grid black-box", lambda: evaluate.evaluate(
+                defenses, sorted({a for a, _ in black_grid}), [], "black-box", pairs=black_grid,
+                desc="black-box, the NN-JPEG paper's eps", **common))
     white_n = len(x) if white_n is None else min(white_n, len(x))  # the adaptive attack is the slow one
     randomized = {d: eot for d in defenses if "tvm" in d}
-    results["white-box"] = evaluate.evaluate(defenses, [white_attack], [white_eps], "white-box", eot=randomized,
-                                             **{**common, "data": (x[:white_n], y[:white_n])})
+    results["white-box"] = stage("white-box", lambda: evaluate.evaluate(
+        defenses, [white_attack], [white_eps], "white-box", eot=randomized,
+        **{**common, "data": (x[:white_n], y[:white_n])}))
     if paper_grid and bpda_n:  # NN-JPEG Table 3 with its own attack settings: 1000 Adam iterations, rate 0.1
-        results["bpda"] = evaluate.evaluate(
+        results["bpda"] = stage("bpda", lambda: evaluate.evaluate(
             defenses, ["bpda"], [white_eps], "white-box", eot=randomized, desc="white-box BPDA, the paper's settings",
             **{**common, "data": (x[:bpda_n], y[:bpda_n]), "attack_kwargs": {"bpda": {"nb_iter": bpda_iterations,
-                                                                                     "lr": 0.1}}})
+                                                                                     "lr": 0.1}}}))
     if robust:
         robust_n = white_n if robust_n is None else min(robust_n, len(x))
-        results["robust"] = R.run(defenses, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps,
-                                  steps=robust_steps, restarts=robust_restarts, autoattack=autoattack,
-                                  autoattack_n=autoattack_n, eot=randomized)
+        results["robust"] = stage("robust", lambda: R.run(
+            defenses, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps, steps=robust_steps,
+            restarts=robust_restarts, autoattack=autoattack, autoattack_n=autoattack_n, eot=randomized))
         results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _trained_defense(d)}
     out.mkdir(parents=True, exist_ok=True)
     for scenario, res in results.items():
@@ -196,30 +210,70 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         R.plot_sweep(results["robust"], out / "masking_check.png", _label)
     denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/vqunet-k256", "fmnist/non-vq-unet") if n in names}
     if denoisers:
-        with _console.stage(1, "VQUNet analyses (Figs. 3-6)", enabled=progress) as bar:
-            results["vq-analysis"] = vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n],
-                                                 analysis_eps)
-            bar.update()
+        def analyses():
+            with _console.stage(1, "VQUNet analyses (Figs. 3-6)", enabled=progress) as bar:
+                return vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], analysis_eps)
+
+        results["vq-analysis"] = stage("vq-analysis", analyses)
         from nnjpeg import vq_analysis as V
 
         V.plot(results["vq-analysis"], out / "vqunet_analyses.png")
     if ablation_attacks:
         from nnjpeg import ablation
 
-        with _console.stage(1, "ablation: table x colour transform (Fig. 5)", enabled=progress) as bar:
-            results["ablation"] = ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks),
-                                               eps=tuple(analysis_eps), progress=progress and _console.verbose())
-            bar.update()
+        def grid():
+            with _console.stage(1, "ablation: table x colour transform (Fig. 5)", enabled=progress):
+                return ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks),
+                                    eps=tuple(analysis_eps), progress=progress and _console.verbose())
+
+        results["ablation"] = stage("ablation", grid)
         ablation.plot(results["ablation"], out / "ablation.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "white_n": white_n, "eot": eot,
             "pgd_steps": pgd_steps, "l2_n": min(l2_n, len(x)) if l2_attacks else 0,
             "robust_n": results["robust"]["pgd"]["config"]["n"] if robust else 0,
             "autoattack_n": results["robust"]["autoattack"]["config"]["n"] if robust and "autoattack" in results["robust"]
             else 0,
-            "wall_time_s": time.time() - t0, "command": command, "surrogates": surrogates}
+            "wall_time_s": time.time() - t0 + stage.reused_s, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
     (out / "README.md").write_text(markdown(results, meta) + "\n")
+    stage.done()
     return {"meta": meta, "results": results, "models": models, "data": (x, y)}
+
+
+class _Checkpoint:
+    """The report's finished stages on disk, so that hours of attacks survive an interruption.
+
+    `stage(name, fn)` returns the saved result of `name` when resuming with the same settings, else
+    runs `fn` and saves what it returns with the seconds it took (`reused_s` sums those taken from
+    the file, for the report's wall time)."""
+
+    def __init__(self, path: Path, settings: dict, resume: bool):
+        self.path, self.reused_s = path, 0.0
+        self.saved = {"settings": json.loads(json.dumps(settings)), "stages": {}}
+        if resume and path.exists():
+            old = json.loads(path.read_text())
+            if old.get("settings") != self.saved["settings"]:
+                raise ValueError(f"Expected {path} to come from a report with the same settings, to resume it. "
+                                 f"Received one made with {old.get('settings')}; this run has "
+                                 f"{self.saved['settings']}. Run without --resume to start over.")
+            self.saved = old
+
+    def __call__(self, name: str, fn):
+        if name in self.saved["stages"]:
+            entry = self.saved["stages"][name]
+            self.reused_s += entry["seconds"]
+            return entry["result"]
+        t0 = time.time()
+        result = json.loads(json.dumps(fn()))  # what a resumed run would read back, here too
+        self.saved["stages"][name] = {"seconds": time.time() - t0, "result": result}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.saved))
+        tmp.replace(self.path)
+        return result
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _trained_defense(d: str) -> bool:
@@ -779,6 +833,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bpda-iterations", type=_args.COUNT, default=1000, help="its Adam iterations (the paper's: 1000)")
     p.add_argument("--readme", default=None,
                    help="also write the headline table into this README, between its results markers")
+    p.add_argument("--resume", action="store_true",
+                   help="take the stages already finished from OUT/results.partial.json (same settings) instead of "
+                        "running them again")
     p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
 
@@ -796,7 +853,8 @@ def _cmd(args) -> int:
               white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
               robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
               autoattack_n=args.autoattack_n, bpda_n=args.bpda_n, bpda_iterations=args.bpda_iterations,
-              command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv))
+              resume=args.resume,
+              command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv if a != "--resume"))
     if args.readme:
         write_readme_results(Path(args.readme), res["results"], res["meta"])
     print(text_summary(res["results"], res["meta"]))

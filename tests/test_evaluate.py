@@ -158,6 +158,41 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
         report.write_readme_results(tmp_path / "nothing.md", res["results"], res["meta"])
 
 
+
+def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch):
+    from nnjpeg import ablation, report
+
+    from nnjpeg import robust as R
+
+    models, data = zoo
+    kw = dict(eps=(0.1,), analysis_eps=(0.1,), gray_attacks=("fgsm",), black_attacks=("fgsm",), l2_attacks=(),
+              white_attack="fgsm", progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__,
+              data=(data[0][:8], data[1][:8]), available=list(models), white_n=8, robust_steps=5, robust_restarts=1,
+              autoattack=False, bpda_n=4, bpda_iterations=2, ablation_attacks=("fgsm",))
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # killed in the last stage: everything before it is on disk
+        m.setattr(ablation, "run", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            report.run(tmp_path, **kw)
+    saved = json.loads((tmp_path / "results.partial.json").read_text())
+    assert set(saved["stages"]) == {"gray-box", "black-box", "paper-grid gray-box", "paper-grid black-box",
+                                    "white-box", "bpda", "robust"}
+    assert not (tmp_path / "README.md").exists()
+    with pytest.raises(ValueError, match=r"same settings, to resume it. Received one made with .*'white_n': 8"):
+        report.run(tmp_path, **{**kw, "white_n": 6}, resume=True)
+    with monkeypatch.context() as m:  # resumed: no attack runs again, and the tables are those saved
+        m.setattr(evaluate, "evaluate", interrupted)
+        m.setattr(R, "run", interrupted)
+        res = report.run(tmp_path, **kw, resume=True)
+    assert res["results"]["white-box"] == saved["stages"]["white-box"]["result"]
+    assert res["results"]["robust"] == saved["stages"]["robust"]["result"]
+    assert res["meta"]["wall_time_s"] >= sum(v["seconds"] for v in saved["stages"].values())
+    assert (tmp_path / "README.md").read_text().count("| none |") >= 1
+    assert not (tmp_path / "results.partial.json").exists()
+
 def _gray(clean: dict, adv: dict) -> dict:
     records = [{"defense": d, "attack": a, "eps": 0.03, "accuracy": v} for d, per in adv.items() for a, v in per.items()]
     return {"clean": clean, "records": records, "config": {"eps": [0.03, 0.1], "attacks": ["fgsm", "bim", "pgd"]}}
