@@ -152,14 +152,15 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     report.write_readme_results(readme, res["results"], res["meta"])
     body = readme.read_text()
     assert "old" not in body and body.endswith("<!-- results:end -->\n\nafter\n")
-    assert "\n".join(report.headline(res["results"], res["meta"])) in body and "## Headline" in text
+    assert "\n".join(report.readme_results(res["results"], res["meta"])) in body and "## Headline" in text
+    assert "Strongest white-box evaluation" in body and "[reports/fmnist/README.md]" in body
     with pytest.raises(ValueError, match=r"Expected a README holding the lines <!-- results:start --> and "
                                          r"<!-- results:end -->. Received: .*nothing.md \(no such file\)"):
         report.write_readme_results(tmp_path / "nothing.md", res["results"], res["meta"])
 
 
 
-def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch):
+def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch, capsys):
     from nnjpeg import ablation, report
 
     from nnjpeg import robust as R
@@ -190,8 +191,22 @@ def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch):
     assert res["results"]["white-box"] == saved["stages"]["white-box"]["result"]
     assert res["results"]["robust"] == saved["stages"]["robust"]["result"]
     assert res["meta"]["wall_time_s"] >= sum(v["seconds"] for v in saved["stages"].values())
-    assert (tmp_path / "README.md").read_text().count("| none |") >= 1
+    text = (tmp_path / "README.md").read_text()
+    assert text.count("| none |") >= 1
     assert not (tmp_path / "results.partial.json").exists()
+    # --render writes the text again from results.json alone, here and between a README's markers.
+    from nnjpeg.cli import main
+
+    (tmp_path / "README.md").unlink()
+    readme = tmp_path / "R.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    with monkeypatch.context() as m:
+        m.setattr(evaluate, "evaluate", interrupted)
+        assert main(["report", "--out", str(tmp_path), "--render", "--readme", str(readme)]) == 0
+    assert (tmp_path / "README.md").read_text() == text
+    assert "[README.md](README.md)" in readme.read_text() and "| none |" in readme.read_text()
+    assert main(["report", "--out", str(tmp_path / "nothing"), "--render"]) == 2
+    assert "nothing/results.json, the results of an earlier" in capsys.readouterr().err
 
 def _gray(clean: dict, adv: dict) -> dict:
     records = [{"defense": d, "attack": a, "eps": 0.03, "accuracy": v} for d, per in adv.items() for a, v in per.items()]
