@@ -925,7 +925,16 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_cmd)
 
 
+# Options that shape one kind of model only: given for another, they are refused, not ignored.
+ONLY_FOR = {"--vae-layout": VAES, "--kl-weight": VAES, "--hf-weight": VAES, "--hf-cutoff": VAES}
+
+
 def _cmd(args: argparse.Namespace) -> int:
+    given = {a.split("=", 1)[0] for a in getattr(args, "argv", ()) if a.startswith("--")}
+    misplaced = sorted(f for f in given & set(ONLY_FOR) if args.model not in ONLY_FOR[f])
+    if misplaced:
+        raise ValueError(f"Expected {', '.join(misplaced)} only with {' or '.join(ONLY_FOR[misplaced[0]])}, the models "
+                         f"they shape. Received: {' '.join(misplaced)} with {args.model}")
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,

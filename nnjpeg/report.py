@@ -457,10 +457,10 @@ def reading(results: dict) -> list[str]:
             worst_b = min((r for r in black["records"] if r["defense"] == d), key=lambda r: r["accuracy"])
             s += f"; black-box worst {_pct(worst_b['accuracy'])} % ({worst_b['attack']}, eps {worst_b['eps']})"
         s += f"; white-box {a} at eps {e}: {_pct(w)} %"
-        if d != "fmnist/classifier":
+        if d != "fmnist/classifier" and w is not None:  # grouped as the demo's verdicts: on the white-box images
             s += (" — **falls to the adaptive attack**", " — holds partly under the adaptive attack",
                   " — holds under this adaptive attack (check stronger ones before trusting it)")[
-                2 if w is None else _white_group(w, clean)]
+                _white_group(w, white["clean"][d])]
         out.append(s + ".")
     return out + papers_reading(results)
 

@@ -126,3 +126,9 @@ def test_text_table_aligns_columns():
                        title="t").splitlines()
     assert lines == ["t", "defense           clean  pgd 0.1", "----------------  -----  -------",
                      "none               93.8      0.0", "NN-JPEG ensemble   93.3     12.5"]
+
+
+def test_train_refuses_an_option_of_another_model(capsys):
+    assert main(["train", "cyclegan", "--kl-weight", "0.1", "--hf-cutoff=0.3"]) == 2
+    assert ("Expected --hf-cutoff, --kl-weight only with defense-vae or hfl-vae, the models they shape. "
+            "Received: --hf-cutoff --kl-weight with cyclegan") in capsys.readouterr().err
