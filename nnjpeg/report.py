@@ -126,7 +126,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
         bpda_n: int = 100, bpda_iterations: int = 1000, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None,
-        resume: bool = False) -> dict:
+        resume: bool = False, fingerprint=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json` and plots.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
@@ -139,9 +139,11 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     AutoAttack where ART is installed and `autoattack`, on the first `autoattack_n` of them, the
     gradient-masking checks) on the first `robust_n` images (default: `white_n`).
 
-    Each finished stage is saved to `out/results.partial.json`; with `resume`, the stages found there
-    for the same settings are taken from it instead of run again (the file goes once the report is
-    written)."""
+    Each finished stage is saved to `out/stages.json`, with a fingerprint of each defense (`fingerprint`:
+    name -> str; default the hash of its model card's metrics). With `resume`, a stage found there for
+    the same settings is taken from it, and run only for the defenses it lacks or whose fingerprint
+    changed since (their rows replaced, the others kept): a defense added or retrained costs its own
+    attacks, not the whole report's."""
     from nnjpeg import _console, evaluate, pretrained
     from nnjpeg import robust as R
 
@@ -152,51 +154,52 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     models = {d: load(d) for d in defenses}
     models.update({s: load(s) for s in evaluate.SURROGATES if s in names})
     x, y = data if data is not None else evaluate._subset("fashion-mnist", n, seed)
-    settings = {"defenses": defenses, "n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps,
+    settings = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps,
                 "white_n": white_n, "eot": eot, "robust_n": robust_n, "robust_steps": robust_steps,
                 "restarts": robust_restarts, "autoattack": autoattack, "autoattack_n": autoattack_n,
                 "bpda_n": bpda_n, "bpda_iterations": bpda_iterations, "attacks": [list(gray_attacks),
                 list(black_attacks), list(l2_attacks or ()), white_attack], "paper_grid": paper_grid}
-    stage = _Checkpoint(out / "results.partial.json", settings, resume)
+    fingerprint = fingerprint or (lambda d: _card_fingerprint(d) if d in names else None)
+    stage = _Checkpoint(out / "stages.json", settings, {d: fingerprint(d) for d in defenses}, resume)
     common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed,
               "attack_kwargs": {"pgd": {"nb_iter": pgd_steps}, "cw-linf": {"nb_iter": pgd_steps}, "bim": {"nb_iter": 10},
                                 "deepfool": {"max_iter": 20}, "cw": {"binary_steps": 4, "max_iter": 25}}}
-    gray = stage("gray-box", lambda: evaluate.evaluate(defenses, list(gray_attacks), list(eps), "gray-box", **common))
+    gray = stage("gray-box", lambda ds: evaluate.evaluate(ds, list(gray_attacks), list(eps), "gray-box", **common))
     if l2_attacks:  # the slow unbounded attacks on the first l2_n images only (each record keeps its n)
-        l2 = stage("gray-box, L2", lambda: evaluate.evaluate(
-            defenses, list(l2_attacks), list(eps), "gray-box", desc="gray-box, L2 attacks",
+        l2 = stage("gray-box, L2", lambda ds: evaluate.evaluate(
+            ds, list(l2_attacks), list(eps), "gray-box", desc="gray-box, L2 attacks",
             **{**common, "data": (x[:l2_n], y[:l2_n])}))
         gray = {**gray, "records": gray["records"] + l2["records"],
                 "config": {**gray["config"], "attacks": gray["config"]["attacks"] + list(l2_attacks)}}
     results = {"gray-box": gray}
     surrogates = [s for s in evaluate.SURROGATES if s in models]
     if len(surrogates) == len(evaluate.SURROGATES):
-        results["black-box"] = stage("black-box", lambda: evaluate.evaluate(
-            defenses, list(black_attacks), list(eps), "black-box", **common))
+        results["black-box"] = stage("black-box", lambda ds: evaluate.evaluate(
+            ds, list(black_attacks), list(eps), "black-box", **common))
     if paper_grid:
         grid = [(a, e / 255.0) for a, e in PAPER_GRID_GRAY]
-        results["paper-grid gray-box"] = stage("paper-grid gray-box", lambda: evaluate.evaluate(
-            defenses, sorted({a for a, _ in grid}), [], "gray-box", pairs=grid, desc="gray-box, the NN-JPEG paper's eps",
+        results["paper-grid gray-box"] = stage("paper-grid gray-box", lambda ds: evaluate.evaluate(
+            ds, sorted({a for a, _ in grid}), [], "gray-box", pairs=grid, desc="gray-box, the NN-JPEG paper's eps",
             **common))
         if "black-box" in results:
             black_grid = [(a, e / 255.0) for a, e in PAPER_GRID_BLACK]
-            results["paper-grid black-box"] = stage("paper-grid black-box", lambda: evaluate.evaluate(
-                defenses, sorted({a for a, _ in black_grid}), [], "black-box", pairs=black_grid,
+            results["paper-grid black-box"] = stage("paper-grid black-box", lambda ds: evaluate.evaluate(
+                ds, sorted({a for a, _ in black_grid}), [], "black-box", pairs=black_grid,
                 desc="black-box, the NN-JPEG paper's eps", **common))
     white_n = len(x) if white_n is None else min(white_n, len(x))  # the adaptive attack is the slow one
     randomized = {d: eot for d in defenses if "tvm" in d}
-    results["white-box"] = stage("white-box", lambda: evaluate.evaluate(
-        defenses, [white_attack], [white_eps], "white-box", eot=randomized,
+    results["white-box"] = stage("white-box", lambda ds: evaluate.evaluate(
+        ds, [white_attack], [white_eps], "white-box", eot=randomized,
         **{**common, "data": (x[:white_n], y[:white_n])}))
     if paper_grid and bpda_n:  # NN-JPEG Table 3 with its own attack settings: 1000 Adam iterations, rate 0.1
-        results["bpda"] = stage("bpda", lambda: evaluate.evaluate(
-            defenses, ["bpda"], [white_eps], "white-box", eot=randomized, desc="white-box BPDA, the paper's settings",
+        results["bpda"] = stage("bpda", lambda ds: evaluate.evaluate(
+            ds, ["bpda"], [white_eps], "white-box", eot=randomized, desc="white-box BPDA, the paper's settings",
             **{**common, "data": (x[:bpda_n], y[:bpda_n]), "attack_kwargs": {"bpda": {"nb_iter": bpda_iterations,
                                                                                      "lr": 0.1}}}))
     if robust:
         robust_n = white_n if robust_n is None else min(robust_n, len(x))
-        results["robust"] = stage("robust", lambda: R.run(
-            defenses, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps, steps=robust_steps,
+        results["robust"] = stage("robust", lambda ds: R.run(
+            ds, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps, steps=robust_steps,
             restarts=robust_restarts, autoattack=autoattack, autoattack_n=autoattack_n, eot=randomized))
         results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _trained_defense(d)}
     out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +217,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
             with _console.stage(1, "VQUNet analyses (Figs. 3-6)", enabled=progress) as bar:
                 return vq_analysis(denoisers, models["fmnist/classifier"], x[:vq_n], y[:vq_n], analysis_eps)
 
-        results["vq-analysis"] = stage("vq-analysis", analyses)
+        results["vq-analysis"] = stage("vq-analysis", analyses, per_defense=False)
         from nnjpeg import vq_analysis as V
 
         V.plot(results["vq-analysis"], out / "vqunet_analyses.png")
@@ -226,7 +229,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
                 return ablation.run(models["fmnist/classifier"], x, y, attacks=tuple(ablation_attacks),
                                     eps=tuple(analysis_eps), progress=progress and _console.verbose())
 
-        results["ablation"] = stage("ablation", grid)
+        results["ablation"] = stage("ablation", grid, per_defense=False)
         ablation.plot(results["ablation"], out / "ablation.png")
     meta = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps, "white_attack": white_attack, "white_n": white_n, "eot": eot,
             "pgd_steps": pgd_steps, "l2_n": min(l2_n, len(x)) if l2_attacks else 0,
@@ -236,19 +239,19 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
             "wall_time_s": time.time() - t0 + stage.reused_s, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
     (out / "README.md").write_text(markdown(results, meta) + "\n")
-    stage.done()
     return {"meta": meta, "results": results, "models": models, "data": (x, y)}
 
 
 class _Checkpoint:
-    """The report's finished stages on disk, so that hours of attacks survive an interruption.
+    """The report's finished stages on disk (`stages.json`), so that hours of attacks survive an
+    interruption and a defense can join a finished report.
 
-    `stage(name, fn)` returns the saved result of `name` when resuming with the same settings, else
-    runs `fn` and saves what it returns with the seconds it took (`reused_s` sums those taken from
-    the file, for the report's wall time)."""
+    `stage(name, fn)` runs `fn(defenses)` for the defenses that `name` has no current result for
+    (all of them unless resuming) and merges what it returns with the saved rest; `per_defense=False`
+    stages run `fn()` once. `reused_s` sums the seconds of the results taken from the file."""
 
-    def __init__(self, path: Path, settings: dict, resume: bool):
-        self.path, self.reused_s = path, 0.0
+    def __init__(self, path: Path, settings: dict, fingerprints: dict, resume: bool):
+        self.path, self.reused_s, self.fingerprints = path, 0.0, fingerprints
         self.saved = {"settings": json.loads(json.dumps(settings)), "stages": {}}
         if resume and path.exists():
             old = json.loads(path.read_text())
@@ -258,22 +261,62 @@ class _Checkpoint:
                                  f"{self.saved['settings']}. Run without --resume to start over.")
             self.saved = old
 
-    def __call__(self, name: str, fn):
-        if name in self.saved["stages"]:
-            entry = self.saved["stages"][name]
-            self.reused_s += entry["seconds"]
-            return entry["result"]
+    def __call__(self, name: str, fn, per_defense: bool = True):
+        entry = self.saved["stages"].get(name)
+        order = list(self.fingerprints)
+        if not per_defense:
+            if entry is not None:
+                self.reused_s += entry["seconds"]
+                return entry["result"]
+            todo = None
+        else:
+            kept = entry["fingerprints"] if entry else {}
+            todo = [d for d in order if d not in kept or kept[d] != self.fingerprints[d]]
+            if not todo:
+                self.reused_s += entry["seconds"]
+                return _merge(entry["result"], None, order)
         t0 = time.time()
-        result = json.loads(json.dumps(fn()))  # what a resumed run would read back, here too
-        self.saved["stages"][name] = {"seconds": time.time() - t0, "result": result}
+        result = json.loads(json.dumps(fn() if todo is None else fn(todo)))  # as a resumed run reads it back
+        seconds = time.time() - t0
+        if todo is not None and entry is not None and len(todo) < len(order):
+            self.reused_s += entry["seconds"]
+            seconds += entry["seconds"]
+            result = _merge(entry["result"], result, order)
+        self.saved["stages"][name] = {"seconds": seconds, "result": result,
+                                      **({"fingerprints": self.fingerprints} if per_defense else {})}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.saved))
         tmp.replace(self.path)
         return result
 
-    def done(self) -> None:
-        self.path.unlink(missing_ok=True)
+
+def _merge(old, new, order: list):
+    """`old` (an evaluation's result, or a dict of them) restricted to the defenses of `order`, with
+    the rows of the defenses in `new` replaced by new's; the records kept in old's (attack, eps)
+    order, defenses within in `order`."""
+    if isinstance(old, dict) and "records" in old and "clean" in old:
+        redone = set(new["clean"]) if new else set()
+        records = [r for r in old["records"] if r["defense"] in order and r["defense"] not in redone]
+        records += new["records"] if new else []
+        keys = list(dict.fromkeys((r["attack"], r["eps"]) for r in old["records"] + records))
+        records.sort(key=lambda r: (keys.index((r["attack"], r["eps"])), order.index(r["defense"])))
+        clean = {d: (new if d in redone else old)["clean"][d] for d in order}
+        config = {**old["config"], "defenses": list(order)}
+        return {"records": records, "clean": clean, "config": config}
+    if isinstance(old, dict):
+        return {k: _merge(v, (new or {}).get(k), order) for k, v in old.items()}
+    return old
+
+
+def _card_fingerprint(name: str) -> str:
+    """A shipped model's identity for the report's stages: the hash of its model card's metrics
+    (retraining writes new ones)."""
+    import hashlib
+
+    from nnjpeg import pretrained
+
+    return hashlib.sha256(json.dumps(pretrained.metrics(name), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _trained_defense(d: str) -> bool:
@@ -860,8 +903,9 @@ def add_parser(sub) -> None:
     p.add_argument("--render", action="store_true",
                    help="only write the report's text (and --readme's results) again from OUT/results.json")
     p.add_argument("--resume", action="store_true",
-                   help="take the stages already finished from OUT/results.partial.json (same settings) instead of "
-                        "running them again")
+                   help="take the stages finished before from OUT/stages.json (same settings), and run them only for "
+                        "the defenses they lack or that were retrained since: resumes an interrupted report, or adds "
+                        "a defense to a finished one")
     p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
 

@@ -160,16 +160,17 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
 
 
 
-def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch, capsys):
+def test_report_resumes_its_finished_stages_and_adds_a_defense(zoo, tmp_path, monkeypatch, capsys):
     from nnjpeg import ablation, report
 
-    from nnjpeg import robust as R
-
     models, data = zoo
+    prints = {"fmnist/classifier": "a", "nn-jpeg": "b", "other": "c"}
+    models = {**models, "other": models[evaluate.SURROGATES[0]]}  # a third model, defended by nothing
     kw = dict(eps=(0.1,), analysis_eps=(0.1,), gray_attacks=("fgsm",), black_attacks=("fgsm",), l2_attacks=(),
               white_attack="fgsm", progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__,
               data=(data[0][:8], data[1][:8]), available=list(models), white_n=8, robust_steps=5, robust_restarts=1,
-              autoattack=False, bpda_n=4, bpda_iterations=2, ablation_attacks=("fgsm",))
+              autoattack=False, bpda_n=4, bpda_iterations=2, ablation_attacks=("fgsm",), fingerprint=prints.get)
+    per_defense = {"gray-box", "black-box", "paper-grid gray-box", "paper-grid black-box", "white-box", "bpda", "robust"}
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -178,25 +179,46 @@ def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch, capsys):
         m.setattr(ablation, "run", interrupted)
         with pytest.raises(KeyboardInterrupt):
             report.run(tmp_path, **kw)
-    saved = json.loads((tmp_path / "results.partial.json").read_text())
-    assert set(saved["stages"]) == {"gray-box", "black-box", "paper-grid gray-box", "paper-grid black-box",
-                                    "white-box", "bpda", "robust"}
+    saved = json.loads((tmp_path / "stages.json").read_text())
+    assert set(saved["stages"]) == per_defense
+    assert all(saved["stages"][name]["fingerprints"] == {"fmnist/classifier": "a", "nn-jpeg": "b"} for name in per_defense)
     assert not (tmp_path / "README.md").exists()
     with pytest.raises(ValueError, match=r"same settings, to resume it. Received one made with .*'white_n': 8"):
         report.run(tmp_path, **{**kw, "white_n": 6}, resume=True)
     with monkeypatch.context() as m:  # resumed: no attack runs again, and the tables are those saved
         m.setattr(evaluate, "evaluate", interrupted)
-        m.setattr(R, "run", interrupted)
         res = report.run(tmp_path, **kw, resume=True)
     assert res["results"]["white-box"] == saved["stages"]["white-box"]["result"]
     assert res["results"]["robust"] == saved["stages"]["robust"]["result"]
     assert res["meta"]["wall_time_s"] >= sum(v["seconds"] for v in saved["stages"].values())
     text = (tmp_path / "README.md").read_text()
     assert text.count("| none |") >= 1
-    assert not (tmp_path / "results.partial.json").exists()
+    # A defense added, then one retrained (its fingerprint changed): only its own attacks run.
+    evaluated, run_evaluate = [], evaluate.evaluate
+
+    def recorded(defenses, *a, **k):
+        evaluated.append(list(defenses))
+        return run_evaluate(defenses, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluate, "evaluate", recorded)
+        added = report.run(tmp_path, **{**kw, "defenses": [*kw["defenses"], "other"]}, resume=True)["results"]
+        assert evaluated and all(d == ["other"] for d in evaluated)
+        evaluated.clear()
+        prints["nn-jpeg"] = "b2"
+        redone = report.run(tmp_path, **{**kw, "defenses": [*kw["defenses"], "other"]}, resume=True)["results"]
+        assert evaluated and all(d == ["nn-jpeg"] for d in evaluated)
+    white, white_added = res["results"]["white-box"], added["white-box"]
+    assert white_added["config"]["defenses"] == ["fmnist/classifier", "nn-jpeg", "other"]
+    assert [r for r in white_added["records"] if r["defense"] != "other"] == white["records"]
+    assert white_added["clean"]["other"] == pytest.approx(evaluate.accuracy(models["other"], *kw["data"]))
+    assert [r["defense"] for r in added["robust"]["sweep"]["records"]][:3] == ["fmnist/classifier", "nn-jpeg", "other"]
+    assert redone["white-box"] == white_added  # the same model under a new fingerprint: the same numbers
+    assert "| other |" not in text and "other" in (tmp_path / "README.md").read_text()
     # --render writes the text again from results.json alone, here and between a README's markers.
     from nnjpeg.cli import main
 
+    text = (tmp_path / "README.md").read_text()
     (tmp_path / "README.md").unlink()
     readme = tmp_path / "R.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
@@ -207,6 +229,7 @@ def test_report_resumes_its_finished_stages(zoo, tmp_path, monkeypatch, capsys):
     assert "[README.md](README.md)" in readme.read_text() and "| none |" in readme.read_text()
     assert main(["report", "--out", str(tmp_path / "nothing"), "--render"]) == 2
     assert "nothing/results.json, the results of an earlier" in capsys.readouterr().err
+
 
 def _gray(clean: dict, adv: dict) -> dict:
     records = [{"defense": d, "attack": a, "eps": 0.03, "accuracy": v} for d, per in adv.items() for a, v in per.items()]
