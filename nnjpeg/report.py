@@ -159,7 +159,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
                 "restarts": robust_restarts, "autoattack": autoattack, "autoattack_n": autoattack_n,
                 "bpda_n": bpda_n, "bpda_iterations": bpda_iterations, "attacks": [list(gray_attacks),
                 list(black_attacks), list(l2_attacks or ()), white_attack], "paper_grid": paper_grid}
-    fingerprint = fingerprint or (lambda d: _card_fingerprint(d) if d in names else None)
+    shipped = set(pretrained.names())  # `available` may name models that `load` makes up
+    fingerprint = fingerprint or (lambda d: _card_fingerprint(d) if d in shipped else None)
     stage = _Checkpoint(out / "stages.json", settings, {d: fingerprint(d) for d in defenses}, resume)
     common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed,
               "attack_kwargs": {"pgd": {"nb_iter": pgd_steps}, "cw-linf": {"nb_iter": pgd_steps}, "bim": {"nb_iter": 10},
