@@ -171,7 +171,7 @@ def training_table(robust: dict, metrics: dict, label, paper: dict) -> list[str]
             epochs = str(m.get("epochs_logged", m.get("epochs")))
             if m.get("init"):  # fine-tuned: its time adds to that of the model it started from
                 epochs += f" (fine-tuning {Path(m['init']).stem})"
-            eps_cell = f"{m.get('eps', e):g}"
+            eps_cell = "–" if m.get("eps", e) is None else f"{m.get('eps', e):g}"  # a composition trains no eps
         row = [label(d), eps_cell, epochs, _pct(robust["pgd"]["clean"][d]), _pct(_acc(robust["sweep"], d, "pgd", e)),
                _pct(_acc(robust["pgd"], d, "pgd", e))]
         if aa:

@@ -305,12 +305,15 @@ def test_training_table_sums_the_chain_and_names_a_fine_tuning():
     from nnjpeg import report
     from nnjpeg import robust as R
 
-    rb, _ = _robust({"fmnist/ensemble": [0.93, 0.1, 0.0, 0.0, 0.0], "fmnist/nnjpeg-pgd-at": [0.86, 0.8, 0.76, 0.2, 0.0]},
-                    {"fmnist/ensemble": 0.0, "fmnist/nnjpeg-pgd-at": 0.74}, {})
+    rb, _ = _robust({"fmnist/ensemble": [0.93, 0.1, 0.0, 0.0, 0.0], "fmnist/nnjpeg-pgd-at": [0.86, 0.8, 0.76, 0.2, 0.0],
+                     "fmnist/vqunet-adv-pgd-at": [0.84, 0.8, 0.7, 0.2, 0.0]},
+                    {"fmnist/ensemble": 0.0, "fmnist/nnjpeg-pgd-at": 0.74, "fmnist/vqunet-adv-pgd-at": 0.7}, {})
     metrics = {"fmnist/ensemble": {"epochs": 1, "members_training_s": {"M90": 1800.0, "M80": 1800.0}},
                "fmnist/nnjpeg-pgd-at": {"epochs": 5, "epochs_logged": 5, "eps": 0.1, "training_s_total": 1080.0,
-                                        "init": "models/weights/fmnist/pgd-at.keras"}}
+                                        "init": "models/weights/fmnist/pgd-at.keras"},
+               "fmnist/vqunet-adv-pgd-at": {"epochs": 0, "eps": None, "training_s_total": 0.0}}  # a composition
     lines = R.training_table(rb, metrics, report._label, report.PAPER["nnjpeg_table1"])
+    assert lines[4].startswith("| VQUNet-adv + PGD-AT | – | 0 |")
     assert lines[2] == "| NN-JPEG ensemble | – (noise) | 1 per member x 2 | 93.0 | 0.0 | 0.0 | 1.00 |"
     assert lines[3] == "| NN-JPEG + PGD-AT | 0.1 | 5 (fine-tuning pgd-at) | 86.0 | 76.0 | 74.0 | 0.30 |"
     assert "| Free | 2 | 15 | 64.37 | 43.31 | 43.28 | 52.20 |" in lines

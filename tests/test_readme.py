@@ -142,20 +142,21 @@ def table(text: str, heading: str) -> list[list[str]]:
     return [rows[0], *rows[2:]]
 
 
-def test_results_table_is_the_reports():
+def test_results_are_the_committed_reports():
+    """Between the README's markers: what `nnjpeg report --readme` writes from the committed report's
+    results.json, and the same headline table as the report's own page."""
+    import json
+
+    from nnjpeg import report
+
     text = README.read_text()
     inside = text.split("<!-- results:start -->", 1)[1].split("<!-- results:end -->", 1)[0]
-    assert inside.strip() and all(line.startswith("|") for line in inside.strip().splitlines())
-    header, *rows = table(text, "<!-- results:start -->")
-    assert header == ["defense", "clean", "gray-box PGD eps 0.1", "white-box PGD eps 0.1"]
-    report = REPORT.read_text()
-    gray_header, *gray = table(report, "## Gray-box")
-    gray = {r[0]: (r[gray_header.index("No attack")], r[gray_header.index("pgd 0.1")]) for r in gray}
-    white_header, *white = table(report, "## White-box")
-    white = dict(zip(white_header[1:], next(r for r in white if r[0] == "Acc_ae (pgd, eps 0.1)")[1:]))
-    assert [r[0] for r in rows] == list(gray)
-    for defense, clean, gray_pgd, white_pgd in rows:
-        assert (clean, gray_pgd, white_pgd) == (*gray[defense], white[defense]), defense
+    saved = json.loads((REPORT.parent / "results.json").read_text())
+    assert inside.strip().splitlines() == report.readme_results(saved["results"], saved["meta"])
+    assert table(text, "<!-- results:start -->") == table(REPORT.read_text(), "## Headline")
+    header = table(REPORT.read_text(), "## Headline")[0]
+    assert header[:3] == ["defense", "clean", "gray-box PGD eps 0.1"] and "masking checks" in header
+    assert "AutoAttack" in header
 
 
 def test_savedmodel_example(tmp_path, monkeypatch, photos):
