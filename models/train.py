@@ -476,14 +476,17 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     x_train, x_test = padded(train_data[0]), padded(test_data[0])
     shape = x_train.shape[1:]
     t0 = time.time()
+    resumed = None
     if args.denoiser:  # a denoiser trained before (its own card holds its command): fine-tune only
         denoiser = keras.saving.load_model(args.denoiser)
-        expected = {"cyclegan": "DefenseCycleGAN", **{name: "DefenseVAE" for name in VAES}}.get(args.model, "VQUNet")
+        expected = DENOISER_CLASS.get(args.model, "VQUNet")
         vq = getattr(denoiser, "vq", None)
         if (type(denoiser).__name__ != expected or (vq is not None and vq != (args.model == "vqunet"))
                 or (args.model == "hfl-vae") != (getattr(denoiser, "hf_weight", 0) > 0)):
             raise ValueError(f"Expected --denoiser to be a saved {args.model} denoiser. Received: "
                              f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
+    elif (resumed := _finished_denoiser(args, out)) is not None:
+        denoiser = resumed
     elif args.model in ADVERSARIAL_PAIRS:
         denoiser = DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)
         adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -502,7 +505,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                 noisy = np.clip(x_train + rng.normal(0.0, args.sigma, x_train.shape).astype(np.float32), 0.0, 1.0)
             fit_x, fit_y = _with_clean_pairs(x_train, noisy, args.seed)
     best = None
-    if not args.denoiser:  # a --denoiser is already saved: neither retrained nor exported again
+    if not args.denoiser and resumed is None:  # a --denoiser is already saved: neither retrained nor exported again
         best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps)
         denoiser.save(out / "denoiser.keras")
     classifier = base
@@ -611,6 +614,32 @@ def _adversarial_inputs(args, base, train_data, out: Path) -> np.ndarray:
                      attacks.pgd(base, raw[part], labels[part], eps, nb_iter=10, progress=True))
     np.save(cache, adv)
     return adv
+
+
+DENOISER_CLASS = {"cyclegan": "DefenseCycleGAN", **{name: "DefenseVAE" for name in VAES}}
+
+
+def _finished_denoiser(args, out: Path):
+    """The denoiser an earlier invocation of the same command finished in `out` (its log has all
+    --epochs rows and it is saved), so that a run cut off in the classifier fine-tuning resumes
+    there; None when there is none to resume."""
+    import keras
+
+    saved, log = out / "denoiser.keras", out / "log.csv"
+    if not (saved.is_file() and log.is_file()):
+        return None
+    rows = len(log.read_text().strip().splitlines()) - 1
+    if rows != args.epochs:
+        return None
+    denoiser = keras.saving.load_model(saved)
+    expected = DENOISER_CLASS.get(args.model, "VQUNet")
+    if (type(denoiser).__name__ != expected or getattr(denoiser, "vq", args.model == "vqunet") != (args.model == "vqunet")
+            or (args.model == "hfl-vae") != (getattr(denoiser, "hf_weight", 0) > 0)):
+        raise ValueError(f"Expected {saved} (left by an earlier run in --out) to be a {args.model} denoiser. Received: "
+                         f"{type(denoiser).__name__}; use another --out")
+    print(f"{args.model}: the denoiser's {rows} epochs are done ({saved}); resuming at the classifier fine-tuning",
+          flush=True)
+    return denoiser
 
 
 def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int):

@@ -126,8 +126,9 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
         bpda_n: int = 100, bpda_iterations: int = 1000, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None,
-        resume: bool = False, fingerprint=None) -> dict:
-    """Runs every scenario and writes `out/README.md`, `results.json` and plots.
+        resume: bool = False, fingerprint=None, readme: Path | None = None) -> dict:
+    """Runs every scenario and writes `out/README.md`, `results.json`, plots and, given `readme`,
+    the results block of that README.
 
     By default on the shipped defenses, surrogates and a seeded subset of the Fashion-MNIST test
     set; `eps` are the gray-box and black-box budgets, `analysis_eps` those of the VQUNet analyses and
@@ -150,7 +151,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     t0 = time.time()
     defenses = list(defenses) if defenses is not None else shipped_defenses()
     load = load or pretrained.load
-    names = set(available if available is not None else pretrained.names())
+    shipped = set(pretrained.names())  # one walk of the weights folder; `available` may name made-up models
+    names = set(available) if available is not None else shipped
     models = {d: load(d) for d in defenses}
     models.update({s: load(s) for s in evaluate.SURROGATES if s in names})
     x, y = data if data is not None else evaluate._subset("fashion-mnist", n, seed)
@@ -159,7 +161,6 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
                 "restarts": robust_restarts, "autoattack": autoattack, "autoattack_n": autoattack_n,
                 "bpda_n": bpda_n, "bpda_iterations": bpda_iterations, "attacks": [list(gray_attacks),
                 list(black_attacks), list(l2_attacks or ()), white_attack], "paper_grid": paper_grid}
-    shipped = set(pretrained.names())  # `available` may name models that `load` makes up
     fingerprint = fingerprint or (lambda d: _card_fingerprint(d) if d in shipped else None)
     stage = _Checkpoint(out / "stages.json", settings, {d: fingerprint(d) for d in defenses}, resume)
     common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed,
@@ -239,7 +240,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
             else 0,
             "wall_time_s": time.time() - t0 + stage.reused_s, "command": command, "surrogates": surrogates}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results, "paper": PAPER}, indent=2))
-    (out / "README.md").write_text(markdown(results, meta) + "\n")
+    _write_text(out, results, meta, readme)
     return {"meta": meta, "results": results, "models": models, "data": (x, y)}
 
 
@@ -926,14 +927,19 @@ def _cmd(args) -> int:
               white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
               robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
               autoattack_n=args.autoattack_n, bpda_n=args.bpda_n, bpda_iterations=args.bpda_iterations,
-              resume=args.resume,
+              resume=args.resume, readme=args.readme,
               command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv if a != "--resume"))
-    if args.readme:
-        write_readme_results(Path(args.readme), res["results"], res["meta"], out / "README.md")
     print(text_summary(res["results"], res["meta"]))
     print(f"\nWrote {out / 'README.md'} (the report), {out / 'results.json'}, the plots (*.png) and one folder per "
           f"scenario in {out}, in {res['meta']['wall_time_s']:.0f} s.")
     return 0
+
+
+def _write_text(out: Path, results: dict, meta: dict, readme: Path | str | None = None) -> None:
+    """The report's text (`out/README.md`) and, given `readme`, that README's results block."""
+    (out / "README.md").write_text(markdown(results, meta) + "\n")
+    if readme:
+        write_readme_results(Path(readme), results, meta, out / "README.md")
 
 
 def _render(out: Path, readme: str | None) -> int:
@@ -944,9 +950,7 @@ def _render(out: Path, readme: str | None) -> int:
         raise ValueError(f"Expected {saved}, the results of an earlier `nnjpeg report --out {out}`, to render. "
                          "Received: no such file.")
     data = json.loads(saved.read_text())
-    (out / "README.md").write_text(markdown(data["results"], data["meta"]) + "\n")
-    if readme:
-        write_readme_results(Path(readme), data["results"], data["meta"], out / "README.md")
+    _write_text(out, data["results"], data["meta"], readme)
     print(f"Wrote {out / 'README.md'}" + (f" and the results in {readme}" if readme else "") + f", from {saved}.")
     return 0
 

@@ -185,9 +185,12 @@ def test_report_resumes_its_finished_stages_and_adds_a_defense(zoo, tmp_path, mo
     assert not (tmp_path / "README.md").exists()
     with pytest.raises(ValueError, match=r"same settings, to resume it. Received one made with .*'white_n': 8"):
         report.run(tmp_path, **{**kw, "white_n": 6}, resume=True)
+    block = tmp_path / "block.md"
+    block.write_text("<!-- results:start -->\n<!-- results:end -->\n")
     with monkeypatch.context() as m:  # resumed: no attack runs again, and the tables are those saved
         m.setattr(evaluate, "evaluate", interrupted)
-        res = report.run(tmp_path, **kw, resume=True)
+        res = report.run(tmp_path, **kw, resume=True, readme=block)
+    assert "\n".join(report.readme_results(res["results"], res["meta"], "README.md")) in block.read_text()
     assert res["results"]["white-box"] == saved["stages"]["white-box"]["result"]
     assert res["results"]["robust"] == saved["stages"]["robust"]["result"]
     assert res["meta"]["wall_time_s"] >= sum(v["seconds"] for v in saved["stages"].values())

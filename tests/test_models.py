@@ -412,6 +412,37 @@ def test_adversarial_pair_denoisers_with_several_budgets_and_clean_pairs(tmp_pat
     assert np.all(linf[:8] <= 0.05 + 1e-6) and np.all(linf[8:] <= 0.1 + 1e-6) and np.all(linf[8:12] > 0.05)
 
 
+def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, capsys):
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(tmp_path / "base.keras")
+    out = tmp_path / "run"
+    command = lambda model, classifier_epochs: train.main([  # noqa: E731
+        "train", model, "--adv-eps", "0.1", "--adv-n", "16", "--classifier-epochs", str(classifier_epochs),
+        "--limit", "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"),
+        "--out", str(out), "--export", str(tmp_path / "w" / f"{model}-classifier.keras")])
+    assert command("defense-vae", 0) == 0
+    weights = keras.saving.load_model(out / "denoiser.keras").get_weights()
+    log = (out / "log.csv").read_text()
+    (out / "adversarial_eps0.1_n16.npy").unlink()  # not needed again: the denoiser is not retrained
+    capsys.readouterr()
+    assert command("defense-vae", 1) == 0
+    assert "the denoiser's 1 epochs are done" in capsys.readouterr().out
+    assert (out / "log.csv").read_text() == log and not (out / "adversarial_eps0.1_n16.npy").exists()
+    resumed = keras.saving.load_model(out / "denoiser.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, resumed, strict=True))
+    assert json.loads((out / "metrics.json").read_text())["classifier_epochs"] == 1
+    assert (tmp_path / "w" / "defense-vae.keras").is_file() and (tmp_path / "w" / "defense-vae.md").is_file()
+    # Another model in the same folder is refused, not mixed with the saved denoiser.
+    with pytest.raises(ValueError, match="to be a hfl-vae denoiser. Received: DefenseVAE"):
+        command("hfl-vae", 0)
+
+
 def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
     import json
 
