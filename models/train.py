@@ -518,6 +518,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         filtered = denoiser.predict(x_train, batch_size=500, verbose=0)[:, pad:shape[0] - pad, pad:shape[1] - pad]
         batches = (augmented_batches(filtered, train_data[1], args.batch_size, args.seed, augment=True)
                    if args.classifier_augment else _repeated(filtered, train_data[1], args.batch_size, args.seed))
+        (out / "log_classifier.csv").unlink(missing_ok=True)  # the fine-tuning starts over: an earlier log is stale
         classifier.fit(batches, epochs=args.classifier_epochs, steps_per_epoch=steps, verbose=args.verbose, shuffle=False,
                        callbacks=[keras.callbacks.CSVLogger(str(out / "log_classifier.csv"), append=True)])
     model = denoised_classifier(denoiser, classifier, input_shape=train_data[0].shape[1:], pad=pad,
@@ -539,7 +540,14 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "sigma": args.sigma if args.inputs == "noisy" else None,
                "denoiser_epoch_kept": (None if args.denoiser else best.best_epoch + 1 if best else args.epochs),
                "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
-               "classifier_augment": bool(args.classifier_augment)}
+               "classifier_augment": bool(args.classifier_augment),
+               "denoiser_training_s": _denoiser_seconds(out) if not args.denoiser else None,
+               "denoiser_resumed": resumed is not None}
+    if resumed is not None:
+        seconds = metrics["denoiser_training_s"]
+        metrics["note"] = (f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
+                           f"({'its time not recorded' if seconds is None else f'{seconds:.0f} s'}); this one resumed at "
+                           "the classifier fine-tuning")
     if args.denoiser:  # nothing but the classifier trained in this invocation
         tuning = (f"the classifier {args.base} fine-tuned on its outputs for {args.classifier_epochs} epochs (SGD "
                   f"{args.classifier_lr}, {args.classifier_schedule}{', augmented' if args.classifier_augment else ''})"
@@ -558,7 +566,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         denoiser_metrics = {**metrics, "model": args.model, "parameters": int(denoiser.count_params()),
                             "test_accuracy": None, "note": "the denoiser alone (32x32 inputs for 28x28 "
                             f"data, zero-padded by 2); test reconstruction l1 {metrics['test_reconstruction_l1']:.4f}; "
-                            f"accuracies are those of the pipeline {Path(args.export).name}"}
+                            f"accuracies are those of the pipeline {Path(args.export).name}"
+                            + (f"; {metrics['note']}" if resumed is not None else "")}
         export(out / "denoiser.keras", denoiser_metrics, _denoiser_path(Path(args.export)), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
@@ -663,10 +672,19 @@ def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int):
                                          restore_best_weights=True, verbose=1) if args.restore_best else None
     if best:
         callbacks.append(best)
+    t0 = time.time()
     denoiser.fit(_repeated(fit_x, fit_y, args.batch_size, args.seed), epochs=args.epochs,
                  steps_per_epoch=min(steps, len(fit_x) // args.batch_size), validation_data=val,
                  callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    # The time of the invocation that finished the denoiser, for one that resumes after it (a fit
+    # resumed by BackupAndRestore counts from where it resumed).
+    (out / "denoiser_s.json").write_text(json.dumps({"training_s": time.time() - t0}))
     return best
+
+
+def _denoiser_seconds(out: Path) -> float | None:
+    timing = out / "denoiser_s.json"
+    return json.loads(timing.read_text())["training_s"] if timing.is_file() else None
 
 
 PREPROCESSING = ("jpeg75-classifier", "fd-classifier", "tvm-classifier")

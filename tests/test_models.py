@@ -426,17 +426,21 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
         "train", model, "--adv-eps", "0.1", "--adv-n", "16", "--classifier-epochs", str(classifier_epochs),
         "--limit", "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"),
         "--out", str(out), "--export", str(tmp_path / "w" / f"{model}-classifier.keras")])
-    assert command("defense-vae", 0) == 0
+    assert command("defense-vae", 1) == 0
     weights = keras.saving.load_model(out / "denoiser.keras").get_weights()
     log = (out / "log.csv").read_text()
     (out / "adversarial_eps0.1_n16.npy").unlink()  # not needed again: the denoiser is not retrained
     capsys.readouterr()
-    assert command("defense-vae", 1) == 0
+    assert command("defense-vae", 2) == 0
     assert "the denoiser's 1 epochs are done" in capsys.readouterr().out
     assert (out / "log.csv").read_text() == log and not (out / "adversarial_eps0.1_n16.npy").exists()
     resumed = keras.saving.load_model(out / "denoiser.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(weights, resumed, strict=True))
-    assert json.loads((out / "metrics.json").read_text())["classifier_epochs"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classifier_epochs"] == 2 and metrics["denoiser_resumed"] and metrics["denoiser_training_s"] > 0
+    assert "trained by an earlier invocation of this command" in (tmp_path / "w" / "defense-vae.md").read_text()
+    # The classifier's fine-tuning starts over, and so does its log (the first run's epoch is not kept).
+    assert len((out / "log_classifier.csv").read_text().splitlines()) == 1 + 2
     assert (tmp_path / "w" / "defense-vae.keras").is_file() and (tmp_path / "w" / "defense-vae.md").is_file()
     # Another model in the same folder is refused, not mixed with the saved denoiser.
     with pytest.raises(ValueError, match="to be a hfl-vae denoiser. Received: DefenseVAE"):
