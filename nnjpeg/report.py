@@ -443,8 +443,20 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
         if rb:
             row.append(_pct(R.worst(rb, d)))
         lines.append("| " + " | ".join(row) + " |")
-    return lines + ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
-                        "drop of at most 1 point (its Table 1 and Fig. 2)."]
+    lines += ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
+                  "drop of at most 1 point (its Table 1 and Fig. 2)."]
+    lowest = {d: min(((mixed(d, a), a) for a in attacks if mixed(d, a) is not None), default=None) for d in variants}
+    ranked = [d for d in variants if lowest[d] is not None]
+    target = gray["clean"].get("fmnist/classifier")
+    if ranked:
+        best = max(ranked, key=lambda d: lowest[d][0])
+        value, attack = lowest[best]
+        drop = None if target is None else 100 * (target - gray["clean"][best])
+        met = value >= 0.9 and drop is not None and drop <= 1.0
+        lines[-1] += (f" Best reached: {_label(best)}, lowest mixed accuracy {_pct(value)} % ({attack})"
+                      + ("" if drop is None else f", clean drop {drop:.1f} points")
+                      + (": the goal is met." if met else ": the goal is **not met**."))
+    return lines
 
 
 def table3(white: dict, bpda: dict | None = None) -> list[str]:

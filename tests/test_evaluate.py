@@ -302,6 +302,14 @@ def test_vqunet_table_uses_the_mixed_protocol():
     assert lines[2].endswith("| 93.0 | 30.0 | 10.0 | 0.0 |")
     assert lines[3].startswith("| VQUNet-adv | inputs also FGSM/PGD") and lines[3].endswith(
         "| 92.0 | 85.0 | 80.0 | 5.0 |")
+    assert lines[-1].endswith("Best reached: VQUNet-adv, lowest mixed accuracy 80.0 % (pgd): the goal is **not met**.")
+    gray["clean"]["fmnist/classifier"] = 0.925
+    for r in gray["records"] + black["records"]:
+        r["accuracy"] = 0.95 if r["defense"] == adv else r["accuracy"]
+    lines = report.vqunet_table({"gray-box": gray, "black-box": black, "white-box": white}, [vq, adv],
+                                {"white_eps": 0.1, "white_attack": "pgd"})
+    assert lines[-1].endswith("Best reached: VQUNet-adv, lowest mixed accuracy 95.0 % (fgsm), clean drop 0.5 points: "
+                              "the goal is met.")
 
 
 def test_training_table_sums_the_chain_and_names_a_fine_tuning():
