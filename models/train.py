@@ -460,6 +460,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     import keras
 
     from .cyclegan import DefenseCycleGAN
+    from .defense_vae import DefenseVAE  # noqa: F401 (registered for loading a saved one)
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
 

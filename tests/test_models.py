@@ -445,6 +445,21 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     # Another model in the same folder is refused, not mixed with the saved denoiser.
     with pytest.raises(ValueError, match="to be a hfl-vae denoiser. Received: DefenseVAE"):
         command("hfl-vae", 0)
+    # A fresh process loads a saved VAE given as --denoiser (its class registered before loading).
+    import os
+    import subprocess
+    import sys
+
+    import nnjpeg
+
+    script = ("import sys\nfrom nnjpeg.models import train\n"
+              "sys.exit(train.main(['train', 'defense-vae', '--denoiser', sys.argv[1], '--classifier-epochs', '0', "
+              "'--limit', '40', '--batch-size', '8', '--verbose', '0', '--base', sys.argv[2], '--out', sys.argv[3]]))")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(nnjpeg.__file__)), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script, str(out / "denoiser.keras"), str(tmp_path / "base.keras"),
+                           str(tmp_path / "again")], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["denoiser_from"] == str(out / "denoiser.keras")
 
 
 def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
