@@ -829,8 +829,10 @@ def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None
         f"# {dest.stem} ({metrics['dataset']})", "",
         f"- Model: {model}",
         f"- Command: `{metrics['command']}`",
-        (f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}" if metrics["epochs"]
-         else "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"),
+        (f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}"
+         + (f" (the denoiser's), then {metrics['classifier_epochs']} of the classifier's fine-tuning"
+            if metrics.get("classifier_epochs") and "denoiser_from" in metrics and not metrics["denoiser_from"] else "")
+         if metrics["epochs"] else "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"),
         f"- Wall time of the final invocation: {metrics['wall_time_s_this_invocation']:.0f} s on {metrics['machine']}",
         (f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images"
          + (f" (loss {metrics['test_loss']:.4f})" if metrics["test_loss"] is not None else "")

@@ -439,6 +439,8 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classifier_epochs"] == 2 and metrics["denoiser_resumed"] and metrics["denoiser_training_s"] > 0
     assert "trained by an earlier invocation of this command" in (tmp_path / "w" / "defense-vae.md").read_text()
+    card = (tmp_path / "w" / "defense-vae-classifier.md").read_text()
+    assert "- Epochs: 1 of 1 (the denoiser's), then 2 of the classifier's fine-tuning\n" in card
     # The classifier's fine-tuning starts over, and so does its log (the first run's epoch is not kept).
     assert len((out / "log_classifier.csv").read_text().splitlines()) == 1 + 2
     assert (tmp_path / "w" / "defense-vae.keras").is_file() and (tmp_path / "w" / "defense-vae.md").is_file()
