@@ -328,3 +328,15 @@ def test_training_table_sums_the_chain_and_names_a_fine_tuning():
     assert lines[2] == "| NN-JPEG ensemble | – (noise) | 1 per member x 2 | 93.0 | 0.0 | 0.0 | 1.00 |"
     assert lines[3] == "| NN-JPEG + PGD-AT | 0.1 | 5 (fine-tuning pgd-at) | 86.0 | 76.0 | 74.0 | 0.30 |"
     assert "| Free | 2 | 15 | 64.37 | 43.31 | 43.28 | 52.20 |" in lines
+
+
+def test_paper_claims_set_each_denoiser_baselines_clean_drop_beside_the_papers():
+    from nnjpeg import report
+
+    clean = {"fmnist/classifier": 0.94, "fmnist/defense-vae-classifier": 0.93, "fmnist/cyclegan-classifier": 0.90}
+    lines = report._paper_claims({"gray-box": {"clean": clean, "records": [], "config": {"attacks": []}}})
+    assert lines == [
+        "- VQUNet paper, Table 1: Defense-VAE costs 1.48 points of clean accuracy; here 1.0 points: **reproduced** "
+        "(within 1 point of the paper's drop counts as reproduced).",
+        "- VQUNet paper, Table 1: Defense-CycleGAN costs 1.18 points of clean accuracy; here 4.0 points: "
+        "**not reproduced** (within 1 point of the paper's drop counts as reproduced)."]
