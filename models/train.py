@@ -479,13 +479,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     t0 = time.time()
     resumed = None
     if args.denoiser:  # a denoiser trained before (its own card holds its command): fine-tune only
-        denoiser = keras.saving.load_model(args.denoiser)
-        expected = DENOISER_CLASS.get(args.model, "VQUNet")
-        vq = getattr(denoiser, "vq", None)
-        if (type(denoiser).__name__ != expected or (vq is not None and vq != (args.model == "vqunet"))
-                or (args.model == "hfl-vae") != (getattr(denoiser, "hf_weight", 0) > 0)):
-            raise ValueError(f"Expected --denoiser to be a saved {args.model} denoiser. Received: "
-                             f"{type(denoiser).__name__}{'' if vq is None else f' with vq={vq}'} from {args.denoiser}")
+        denoiser = _saved_denoiser(args.model, Path(args.denoiser), "--denoiser")
     elif (resumed := _finished_denoiser(args, out)) is not None:
         denoiser = resumed
     elif args.model in ADVERSARIAL_PAIRS:
@@ -539,7 +533,9 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                **({"vae_layout": args.vae_layout, "kl_weight": denoiser.kl_weight, "hf_weight": denoiser.hf_weight,
                    "hf_cutoff": denoiser.hf_cutoff} if args.model in VAES else {}),
                "sigma": args.sigma if args.inputs == "noisy" else None,
-               "denoiser_epoch_kept": (None if args.denoiser else best.best_epoch + 1 if best else args.epochs),
+               # a resumed --restore-best run kept an epoch that only its first invocation knew
+               "denoiser_epoch_kept": (None if args.denoiser or (resumed is not None and args.restore_best)
+                                       else best.best_epoch + 1 if best else args.epochs),
                "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
                "classifier_augment": bool(args.classifier_augment),
                "denoiser_training_s": _denoiser_seconds(out) if not args.denoiser else None,
@@ -629,24 +625,30 @@ def _adversarial_inputs(args, base, train_data, out: Path) -> np.ndarray:
 DENOISER_CLASS = {"cyclegan": "DefenseCycleGAN", **{name: "DefenseVAE" for name in VAES}}
 
 
+def _saved_denoiser(model: str, path: Path, what: str):
+    """The denoiser saved at `path`, refused unless it is one that `model` trains."""
+    import keras
+
+    denoiser = keras.saving.load_model(path)
+    vq = getattr(denoiser, "vq", None)
+    if (type(denoiser).__name__ != DENOISER_CLASS.get(model, "VQUNet") or (vq is not None and vq != (model == "vqunet"))
+            or (model == "hfl-vae") != (getattr(denoiser, "hf_weight", 0) > 0)):
+        raise ValueError(f"Expected {what} to be a saved {model} denoiser. Received: {type(denoiser).__name__}"
+                         f"{'' if vq is None else f' with vq={vq}'} from {path}")
+    return denoiser
+
+
 def _finished_denoiser(args, out: Path):
     """The denoiser an earlier invocation of the same command finished in `out` (its log has all
     --epochs rows and it is saved), so that a run cut off in the classifier fine-tuning resumes
     there; None when there is none to resume."""
-    import keras
-
     saved, log = out / "denoiser.keras", out / "log.csv"
     if not (saved.is_file() and log.is_file()):
         return None
     rows = len(log.read_text().strip().splitlines()) - 1
     if rows != args.epochs:
         return None
-    denoiser = keras.saving.load_model(saved)
-    expected = DENOISER_CLASS.get(args.model, "VQUNet")
-    if (type(denoiser).__name__ != expected or getattr(denoiser, "vq", args.model == "vqunet") != (args.model == "vqunet")
-            or (args.model == "hfl-vae") != (getattr(denoiser, "hf_weight", 0) > 0)):
-        raise ValueError(f"Expected {saved} (left by an earlier run in --out) to be a {args.model} denoiser. Received: "
-                         f"{type(denoiser).__name__}; use another --out")
+    denoiser = _saved_denoiser(args.model, saved, f"{saved} (left in --out by an earlier run; use another --out)")
     print(f"{args.model}: the denoiser's {rows} epochs are done ({saved}); resuming at the classifier fine-tuning",
           flush=True)
     return denoiser

@@ -126,7 +126,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
         bpda_n: int = 100, bpda_iterations: int = 1000, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, available=None,
-        resume: bool = False, fingerprint=None, readme: Path | None = None) -> dict:
+        resume: bool = False, fingerprint=None, readme: Path | str | None = None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json`, plots and, given `readme`,
     the results block of that README.
 

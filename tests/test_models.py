@@ -445,7 +445,7 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     assert len((out / "log_classifier.csv").read_text().splitlines()) == 1 + 2
     assert (tmp_path / "w" / "defense-vae.keras").is_file() and (tmp_path / "w" / "defense-vae.md").is_file()
     # Another model in the same folder is refused, not mixed with the saved denoiser.
-    with pytest.raises(ValueError, match="to be a hfl-vae denoiser. Received: DefenseVAE"):
+    with pytest.raises(ValueError, match=r"run; use another --out\) to be a saved hfl-vae denoiser. Received: DefenseVAE"):
         command("hfl-vae", 0)
     # A fresh process loads a saved VAE given as --denoiser (its class registered before loading).
     import os
@@ -459,7 +459,8 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
               "'--limit', '40', '--batch-size', '8', '--verbose', '0', '--base', sys.argv[2], '--out', sys.argv[3]]))")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(nnjpeg.__file__)), TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", script, str(out / "denoiser.keras"), str(tmp_path / "base.keras"),
-                           str(tmp_path / "again")], env=env, capture_output=True, text=True, timeout=300, check=False)
+                           str(tmp_path / "again")], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["denoiser_from"] == str(out / "denoiser.keras")
 
