@@ -414,7 +414,11 @@ def test_adversarial_pair_denoisers_with_several_budgets_and_clean_pairs(tmp_pat
 
 def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, capsys):
     import json
+    import os
+    import subprocess
+    import sys
 
+    import nnjpeg
     from nnjpeg import datasets
     from nnjpeg.models import train
 
@@ -448,12 +452,6 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     with pytest.raises(ValueError, match=r"run; use another --out\) to be a saved hfl-vae denoiser. Received: DefenseVAE"):
         command("hfl-vae", 0)
     # A fresh process loads a saved VAE given as --denoiser (its class registered before loading).
-    import os
-    import subprocess
-    import sys
-
-    import nnjpeg
-
     script = ("import sys\nfrom nnjpeg.models import train\n"
               "sys.exit(train.main(['train', 'defense-vae', '--denoiser', sys.argv[1], '--classifier-epochs', '0', "
               "'--limit', '40', '--batch-size', '8', '--verbose', '0', '--base', sys.argv[2], '--out', sys.argv[3]]))")
