@@ -445,7 +445,7 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
                   "drop of at most 1 point (its Table 1 and Fig. 2)."]
-    lowest = {d: min(((mixed(d, a), a) for a in attacks if mixed(d, a) is not None), default=None) for d in variants}
+    lowest = {d: min(((m, a) for a in attacks if (m := mixed(d, a)) is not None), default=None) for d in variants}
     ranked = [d for d in variants if lowest[d] is not None]
     target = gray["clean"].get("fmnist/classifier")
     if ranked:
