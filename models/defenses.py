@@ -4,7 +4,8 @@
 - Standard JPEG at quality 75: `nnjpeg.keras.JPEG`.
 - Feature Distillation (Liu et al., 2019) style: YCbCr JPEG with a data-derived two-band table.
 - Total-variation minimization, TVM (Guo et al., 2018): `TVM` below.
-- Denoisers (VQUNet, the non-VQ U-Net, Defense-VAE) in front of the classifier: `denoised_classifier`.
+- Denoisers (VQUNet, the non-VQ U-Net, Defense-VAE) in front of the classifier: `denoised_classifier`;
+  `EndToEnd` fine-tunes the pair together.
 
 Every preprocessing layer's gradient is the identity (straight-through, BPDA) unless stated, so the
 composed models can be attacked as a whole (white-box, adaptive).
@@ -119,3 +120,50 @@ def denoised_classifier(denoiser, classifier, *, input_shape=(28, 28, 1), pad: i
     h = denoiser(h)
     h = layers.Cropping2D(pad, name="crop")(h) if pad else h
     return keras.Model(inputs, classifier(h), name=name)
+
+
+class EndToEnd(keras.Model):
+    """Denoiser and classifier fine-tuned together, the end-to-end fine-tuning of Defense-VAE's
+    paper (Li & Ji, 2019): the cross-entropy of the pipeline's prediction plus `rec_weight` times
+    the mean absolute error of the denoiser's output against the clean image, so that the denoiser
+    learns to keep what the classifier needs and stays a denoiser. For training only: the two
+    models are saved apart and composed with `denoised_classifier`.
+
+    Inputs: ((x_in, x_clean), y), images padded to the denoiser's shape, integer labels.
+    """
+
+    def __init__(self, denoiser, classifier, *, pad: int = 2, rec_weight: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.denoiser = denoiser
+        self.classifier = classifier
+        self.pad = pad
+        self.rec_weight = rec_weight
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "cross_entropy", "reconstruction")}
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def _crop(self, x):
+        return x[:, self.pad : -self.pad, self.pad : -self.pad] if self.pad else x
+
+    def call(self, x, training=False):
+        return self.classifier(self._crop(self.denoiser(x, training=training)), training=training)
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.accuracy]
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        (x_in, x_clean), y = data
+        weights = self.denoiser.trainable_variables + self.classifier.trainable_variables
+        with tf.GradientTape() as tape:
+            denoised = self.denoiser(x_in, training=True)
+            logits = self.classifier(self._crop(denoised), training=True)
+            ce = ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            rec = ops.mean(ops.abs(denoised - x_clean))
+            loss = ce + self.rec_weight * rec
+        self.optimizer.apply(tape.gradient(loss, weights), weights)
+        for name, value in zip(self.trackers, (loss, ce, rec)):
+            self.trackers[name].update_state(value)
+        self.accuracy.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}

@@ -438,12 +438,12 @@ def _base_metrics(args, kind: str, model, train_data, test_data, wall: float) ->
 
 
 def _repeated(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-    """Shuffled, endlessly repeated batches of in-memory arrays. `model.fit` on arrays with
-    `steps_per_epoch` runs out of data after the first epoch in Keras 3 and trains the later
-    epochs on nothing; a repeated dataset with explicit steps does not."""
+    """Shuffled, endlessly repeated batches of in-memory arrays (`x` may be a tuple of them).
+    `model.fit` on arrays with `steps_per_epoch` runs out of data after the first epoch in Keras 3
+    and trains the later epochs on nothing; a repeated dataset with explicit steps does not."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(min(len(x), 20000), seed=seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(min(len(y), 20000), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
 
 
@@ -464,10 +464,10 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
 
-    if args.compose and not (args.denoiser and args.classifier_epochs == 0):
-        raise ValueError("Expected --compose with --denoiser PATH and --classifier-epochs 0 (a composition of two "
-                         f"saved models, nothing trained). Received: --denoiser {args.denoiser}, --classifier-epochs "
-                         f"{args.classifier_epochs}")
+    if args.compose and not (args.denoiser and args.classifier_epochs == 0 and args.end_to_end_epochs == 0):
+        raise ValueError("Expected --compose with --denoiser PATH, --classifier-epochs 0 and --end-to-end-epochs 0 (a "
+                         f"composition of two saved models, nothing trained). Received: --denoiser {args.denoiser}, "
+                         f"--classifier-epochs {args.classifier_epochs}, --end-to-end-epochs {args.end_to_end_epochs}")
     out, train_data, test_data, steps = _prepare(args)
     if not args.base:
         raise ValueError(f"Expected --base PATH (the trained target classifier, .keras) for {args.model}. Received: none")
@@ -516,6 +516,10 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         (out / "log_classifier.csv").unlink(missing_ok=True)  # the fine-tuning starts over: an earlier log is stale
         classifier.fit(batches, epochs=args.classifier_epochs, steps_per_epoch=steps, verbose=args.verbose, shuffle=False,
                        callbacks=[keras.callbacks.CSVLogger(str(out / "log_classifier.csv"), append=True)])
+    if args.end_to_end_epochs:
+        if classifier is base:  # `base` stays the target the drop is measured against
+            classifier = clone_member(base, f"{args.model}_target")
+        _end_to_end(args, denoiser, classifier, base, train_data, x_train, pad, out)
     model = denoised_classifier(denoiser, classifier, input_shape=train_data[0].shape[1:], pad=pad,
                                 name=f"{args.model.replace('-', '_')}_classifier")
     wall = time.time() - t0
@@ -539,16 +543,21 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
                "classifier_augment": bool(args.classifier_augment),
                "denoiser_training_s": _denoiser_seconds(out) if not args.denoiser else None,
-               "denoiser_resumed": resumed is not None}
+               "denoiser_resumed": resumed is not None, "end_to_end_epochs": args.end_to_end_epochs,
+               **({"end_to_end_lr": args.end_to_end_lr, "end_to_end_rec_weight": args.end_to_end_rec_weight}
+                  if args.end_to_end_epochs else {})}
     if resumed is not None:
         seconds = metrics["denoiser_training_s"]
         metrics["note"] = (f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
                            f"({'its time not recorded' if seconds is None else f'{seconds:.0f} s'}); this one resumed at "
-                           "the classifier fine-tuning")
+                           f"the {'classifier' if args.classifier_epochs else 'end-to-end'} fine-tuning")
     if args.denoiser:  # nothing but the classifier trained in this invocation
         tuning = (f"the classifier {args.base} fine-tuned on its outputs for {args.classifier_epochs} epochs (SGD "
                   f"{args.classifier_lr}, {args.classifier_schedule}{', augmented' if args.classifier_augment else ''})"
                   if args.classifier_epochs else f"the classifier {args.base} as it is, nothing trained")
+        if args.end_to_end_epochs:
+            tuning += (f"; then the denoiser and the classifier fine-tuned together for {args.end_to_end_epochs} epochs "
+                       f"(end to end, Adam {args.end_to_end_lr}, L1 weight {args.end_to_end_rec_weight})")
         metrics.update(epochs=args.classifier_epochs, epochs_run=args.classifier_epochs,
                        note=f"denoiser {args.denoiser} as trained before (its own card holds its command); {tuning}")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -557,7 +566,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         export_composition({"kind": "denoised", "denoiser": args.denoiser, "classifier": args.base, "pad": pad,
                             "input_shape": list(train_data[0].shape[1:]), "name": model.name}, metrics, Path(args.export))
     elif args.export:
-        export(out / "final.keras", metrics, Path(args.export), out / "log_classifier.csv")
+        export(out / "final.keras", metrics, Path(args.export),
+               out / ("log_end_to_end.csv" if args.end_to_end_epochs else "log_classifier.csv"))
     if args.export and not args.denoiser:
         # The denoiser alone (e.g. "fmnist/vqunet"), with its own card: (N, H+2p, W+2p, C) -> same.
         denoiser_metrics = {**metrics, "model": args.model, "parameters": int(denoiser.count_params()),
@@ -565,9 +575,41 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                             f"data, zero-padded by 2); test reconstruction l1 {metrics['test_reconstruction_l1']:.4f}; "
                             f"accuracies are those of the pipeline {Path(args.export).name}"
                             + (f"; {metrics['note']}" if resumed is not None else "")}
-        export(out / "denoiser.keras", denoiser_metrics, _denoiser_path(Path(args.export)), out / "log.csv")
+        export(out / ("denoiser_end_to_end.keras" if args.end_to_end_epochs else "denoiser.keras"), denoiser_metrics,
+               _denoiser_path(Path(args.export)), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
     return metrics
+
+
+def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarray, pad: int, out: Path) -> None:
+    """Fine-tunes `denoiser` and `classifier` together in place (models/defenses.py EndToEnd) on the
+    clean training images and, for denoisers trained on adversarial pairs, their adversarial
+    versions (the same --adv-n, --adv-eps, cached in --out), each with its clean image and label;
+    Adam at --end-to-end-lr decayed along a cosine. The fine-tuned denoiser is saved as
+    out/denoiser_end_to_end.keras (out/denoiser.keras stays the one a resumed run starts from)."""
+    import keras
+
+    from .defenses import EndToEnd
+
+    x_in, x_clean, labels = x_train, x_train, train_data[1]
+    if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial":
+        adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        x_in, x_clean = np.concatenate([x_train, adv]), np.concatenate([x_train, x_train[: len(adv)]])
+        labels = np.concatenate([labels, labels[: len(adv)]])
+    order = np.random.default_rng(args.seed).permutation(len(x_in))  # clean and adversarial mixed in every batch
+    steps = len(x_in) // args.batch_size
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    batches = _repeated((x_in[order], x_clean[order]), labels[order].astype(np.int32), args.batch_size, args.seed)
+    pipeline = EndToEnd(denoiser, classifier, pad=pad, rec_weight=args.end_to_end_rec_weight)
+    pipeline.compile(optimizer=keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(args.end_to_end_lr, decay_steps=steps * args.end_to_end_epochs)))
+    (out / "log_end_to_end.csv").unlink(missing_ok=True)
+    print(f"{args.model}: end-to-end fine-tuning, {args.end_to_end_epochs} epochs of {steps} steps "
+          f"({len(x_in)} images)", flush=True)
+    pipeline.fit(batches, epochs=args.end_to_end_epochs, steps_per_epoch=steps, verbose=args.verbose, shuffle=False,
+                 callbacks=[keras.callbacks.CSVLogger(str(out / "log_end_to_end.csv"))])
+    denoiser.save(out / "denoiser_end_to_end.keras")
 
 
 def _vae(args: argparse.Namespace, shape):
@@ -824,6 +866,23 @@ def export_composition(spec: dict, metrics: dict, dest: Path) -> None:
                 f"[`{stem}.compose.json`]({stem}.compose.json))", None)
 
 
+def _epochs_line(metrics: dict) -> str:
+    """The card's epochs; a pipeline whose denoiser this command trained counts its stages apart."""
+    end_to_end = metrics.get("end_to_end_epochs") or 0
+    if not metrics["epochs"] and not end_to_end:
+        return "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"
+    pipeline = "denoiser_from" in metrics and not metrics["denoiser_from"]
+    stages = []
+    if metrics["epochs"]:
+        stages.append(f"{metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}"
+                      + (" (the denoiser's)" if pipeline and (metrics.get("classifier_epochs") or end_to_end) else ""))
+    if pipeline and metrics.get("classifier_epochs"):
+        stages.append(f"{metrics['classifier_epochs']} of the classifier's fine-tuning")
+    if end_to_end:
+        stages.append(f"{end_to_end} of the denoiser and classifier fine-tuned end to end")
+    return "- Epochs: " + ", then ".join(stages)
+
+
 def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None:
     """The model card (`.md`) and metrics (`.json`) beside `dest`."""
     dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -831,10 +890,7 @@ def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None
         f"# {dest.stem} ({metrics['dataset']})", "",
         f"- Model: {model}",
         f"- Command: `{metrics['command']}`",
-        (f"- Epochs: {metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}"
-         + (f" (the denoiser's), then {metrics['classifier_epochs']} of the classifier's fine-tuning"
-            if metrics.get("classifier_epochs") and "denoiser_from" in metrics and not metrics["denoiser_from"] else "")
-         if metrics["epochs"] else "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"),
+        _epochs_line(metrics),
         f"- Wall time of the final invocation: {metrics['wall_time_s_this_invocation']:.0f} s on {metrics['machine']}",
         (f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images"
          + (f" (loss {metrics['test_loss']:.4f})" if metrics["test_loss"] is not None else "")
@@ -964,6 +1020,14 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier-augment", action="store_true",
                    help="denoisers: fine-tune on the denoised images with the target's augmentation "
                         "(flip, pad-and-crop, random erasing)")
+    p.add_argument("--end-to-end-epochs", type=_args.integer(0), default=0,
+                   help="denoisers: then fine-tune the denoiser and the classifier together for this many epochs "
+                        "(Defense-VAE's end-to-end fine-tuning: cross-entropy of the pipeline plus the denoiser's "
+                        "L1 to the clean image), on the clean images and the denoiser's adversarial pairs")
+    p.add_argument("--end-to-end-lr", type=_args.real(0, low_open=True), default=1e-4,
+                   help="denoisers: Adam rate of the end-to-end fine-tuning, decayed along a cosine")
+    p.add_argument("--end-to-end-rec-weight", type=_args.real(0), default=10.0,
+                   help="denoisers: weight of the denoiser's L1 to the clean image in that fine-tuning")
     p.add_argument("--compose", action="store_true",
                    help="denoisers with --denoiser and --classifier-epochs 0: export the pair as a composition of the "
                         "two saved models (<name>.compose.json, assembled by nnjpeg.pretrained.load), not one file "

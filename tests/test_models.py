@@ -426,10 +426,10 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
         pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
     build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(tmp_path / "base.keras")
     out = tmp_path / "run"
-    command = lambda model, classifier_epochs: train.main([  # noqa: E731
+    command = lambda model, classifier_epochs, *more: train.main([  # noqa: E731
         "train", model, "--adv-eps", "0.1", "--adv-n", "16", "--classifier-epochs", str(classifier_epochs),
         "--limit", "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"),
-        "--out", str(out), "--export", str(tmp_path / "w" / f"{model}-classifier.keras")])
+        "--out", str(out), "--export", str(tmp_path / "w" / f"{model}-classifier.keras"), *more])
     assert command("defense-vae", 1) == 0
     weights = keras.saving.load_model(out / "denoiser.keras").get_weights()
     log = (out / "log.csv").read_text()
@@ -451,6 +451,21 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     # Another model in the same folder is refused, not mixed with the saved denoiser.
     with pytest.raises(ValueError, match=r"run; use another --out\) to be a saved hfl-vae denoiser. Received: DefenseVAE"):
         command("hfl-vae", 0)
+    # End-to-end fine-tuning after the resumed denoiser: the pair is trained together, the exported
+    # denoiser is the fine-tuned one, and out/denoiser.keras stays the one a resumed run starts from.
+    assert command("defense-vae", 0, "--end-to-end-epochs", "1") == 0
+    tuned = keras.saving.load_model(out / "denoiser_end_to_end.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, keras.saving.load_model(out / "denoiser.keras").get_weights(),
+                                                    strict=True))
+    assert any(not np.allclose(a, b) for a, b in zip(weights, tuned, strict=True))
+    shipped = keras.saving.load_model(tmp_path / "w" / "defense-vae.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(tuned, shipped, strict=True))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["end_to_end_epochs"] == 1 and metrics["end_to_end_rec_weight"] == 10.0
+    assert len((out / "log_end_to_end.csv").read_text().splitlines()) == 1 + 1
+    for card in ("defense-vae-classifier.md", "defense-vae.md"):
+        assert ("- Epochs: 1 of 1 (the denoiser's), then 1 of the denoiser and classifier fine-tuned end to end\n"
+                in (tmp_path / "w" / card).read_text())
     # A fresh process loads a saved VAE given as --denoiser (its class registered before loading).
     script = ("import sys\nfrom nnjpeg.models import train\n"
               "sys.exit(train.main(['train', 'defense-vae', '--denoiser', sys.argv[1], '--classifier-epochs', '0', "
@@ -461,6 +476,31 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["denoiser_from"] == str(out / "denoiser.keras")
+
+
+def test_end_to_end_fine_tuning_trains_denoiser_and_classifier_together():
+    from nnjpeg.models.defenses import EndToEnd
+
+    rng = np.random.default_rng(3)
+    # Two classes: a faint square in the middle, or none; noisy inputs, clean targets.
+    y = np.arange(64) % 2
+    clean = np.zeros((64, 12, 12, 1), np.float32)
+    clean[y == 1, 4:8, 4:8] = 0.5
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
+    denoiser = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                                 keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")])
+    classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    before = [w.copy() for w in denoiser.get_weights()], [w.copy() for w in classifier.get_weights()]
+    pipeline = EndToEnd(denoiser, classifier, pad=2, rec_weight=1.0)
+    pipeline.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = pipeline.fit((noisy, clean), y, batch_size=16, epochs=30, verbose=0, shuffle=True).history
+    assert history["cross_entropy"][-1] < 0.5 * history["cross_entropy"][0]
+    assert history["accuracy"][-1] > 0.9 and history["reconstruction"][-1] > 0
+    # Both models moved, and the pipeline's output is the classifier's on the cropped denoised image.
+    for old, new in zip(before, (denoiser.get_weights(), classifier.get_weights()), strict=True):
+        assert any(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
+    np.testing.assert_allclose(np.asarray(pipeline(noisy[:3])),
+                               np.asarray(classifier(np.asarray(denoiser(noisy[:3]))[:, 2:-2, 2:-2])), rtol=1e-5, atol=1e-6)
 
 
 def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
@@ -490,8 +530,12 @@ def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
     clf, den = keras.saving.load_model(w / "clf.keras"), keras.saving.load_model(w / "den.keras")
     want = clf(np.asarray(den(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))))[:, 2:-2, 2:-2])
     np.testing.assert_allclose(model(x).numpy(), np.asarray(want), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"Expected --compose with --denoiser PATH and --classifier-epochs 0"):
+    with pytest.raises(ValueError, match=r"Expected --compose with --denoiser PATH, --classifier-epochs 0 and "
+                       r"--end-to-end-epochs 0 .* Received: .*--classifier-epochs 1, --end-to-end-epochs 0"):
         train.main([*args, "--classifier-epochs", "1", "--compose", "--export", str(w / "bad.keras")])
+    with pytest.raises(ValueError, match=r"Received: .*--classifier-epochs 0, --end-to-end-epochs 2"):
+        train.main([*args, "--classifier-epochs", "0", "--end-to-end-epochs", "2", "--compose", "--export",
+                    str(w / "bad.keras")])
     with pytest.raises(ValueError, match=r"Expected the composed models as .keras files in the folder of --export"):
         train.main([*args, "--classifier-epochs", "0", "--compose", "--export", str(tmp_path / "elsewhere.keras")])
 
