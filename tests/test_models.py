@@ -462,6 +462,7 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     assert all(np.array_equal(a, b) for a, b in zip(tuned, shipped, strict=True))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["end_to_end_epochs"] == 1 and metrics["end_to_end_rec_weight"] == 10.0
+    assert metrics["note"].endswith("this one resumed at the end-to-end fine-tuning")
     assert len((out / "log_end_to_end.csv").read_text().splitlines()) == 1 + 1
     for card in ("defense-vae-classifier.md", "defense-vae.md"):
         assert ("- Epochs: 1 of 1 (the denoiser's), then 1 of the denoiser and classifier fine-tuned end to end\n"
