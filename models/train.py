@@ -484,7 +484,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
         denoiser = resumed
     elif args.model in ADVERSARIAL_PAIRS:
         denoiser = DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)
-        adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        adv = _adversarial_inputs(args, base, train_data, out, pad)
         fit_x, fit_y = (_with_clean_pairs(x_train, adv, args.seed) if args.clean_pairs else (adv, x_train[: len(adv)]))
     else:
         denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
@@ -494,7 +494,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             # Variants beside the paper's recipe (its Eq. 2 trains on clean images): the denoiser sees
             # perturbed inputs with the clean images as targets, every clean image also as itself.
             if args.inputs == "adversarial":
-                noisy = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+                noisy = _adversarial_inputs(args, base, train_data, out, pad)
             else:
                 rng = np.random.default_rng(args.seed)
                 noisy = np.clip(x_train + rng.normal(0.0, args.sigma, x_train.shape).astype(np.float32), 0.0, 1.0)
@@ -591,16 +591,13 @@ def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarra
 
     from .defenses import EndToEnd
 
-    x_in, x_clean, labels = x_train, x_train, train_data[1]
-    if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial":
-        adv = np.pad(_adversarial_inputs(args, base, train_data, out), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        x_in, x_clean = np.concatenate([x_train, adv]), np.concatenate([x_train, x_train[: len(adv)]])
-        labels = np.concatenate([labels, labels[: len(adv)]])
-    order = np.random.default_rng(args.seed).permutation(len(x_in))  # clean and adversarial mixed in every batch
+    adv = (_adversarial_inputs(args, base, train_data, out, pad)
+           if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial" else x_train[:0])
+    x_in, x_clean, labels = _with_clean_pairs(x_train, adv, args.seed, labels=train_data[1])
     steps = len(x_in) // args.batch_size
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
-    batches = _repeated((x_in[order], x_clean[order]), labels[order].astype(np.int32), args.batch_size, args.seed)
+    batches = _repeated((x_in, x_clean), labels.astype(np.int32), args.batch_size, args.seed)
     pipeline = EndToEnd(denoiser, classifier, pad=pad, rec_weight=args.end_to_end_rec_weight)
     pipeline.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(args.end_to_end_lr, decay_steps=steps * args.end_to_end_epochs)))
@@ -634,34 +631,37 @@ def _denoiser_path(export: Path) -> Path:
     return export.with_name((stem[: -len("-classifier")] if stem.endswith("-classifier") else f"{stem}-denoiser") + ".keras")
 
 
-def _with_clean_pairs(clean: np.ndarray, perturbed: np.ndarray, seed: int):
+def _with_clean_pairs(clean: np.ndarray, perturbed: np.ndarray, seed: int, labels: np.ndarray | None = None):
     """(inputs, targets) for a denoiser: the perturbed images (of the first len(perturbed) clean
     ones) and every clean image, each with its clean image as target, shuffled together (so that
-    --restore-best holds out a mix of both)."""
+    --restore-best holds out a mix of both, and every batch has both). With `labels` (one per clean
+    image), (inputs, targets, labels)."""
     order = np.random.default_rng(seed).permutation(len(clean) + len(perturbed))
-    return np.concatenate([clean, perturbed])[order], np.concatenate([clean, clean[: len(perturbed)]])[order]
+    pairs = np.concatenate([clean, perturbed])[order], np.concatenate([clean, clean[: len(perturbed)]])[order]
+    return pairs if labels is None else (*pairs, np.concatenate([labels, labels[: len(perturbed)]])[order])
 
 
-def _adversarial_inputs(args, base, train_data, out: Path) -> np.ndarray:
+def _adversarial_inputs(args, base, train_data, out: Path, pad: int = 0) -> np.ndarray:
     """Adversarial versions of the first --adv-n training images (all by default) made on --base:
     split evenly among the budgets of --adv-eps (default --eps alone), FGSM for the first half of
     each share, PGD-10 for the second; cached in the run folder, since the attacks are the slow part
-    of a resumed run."""
+    of a resumed run. Returned zero-padded by `pad` (the denoisers' 32x32 for 28x28 data)."""
     from nnjpeg import attacks
 
     n_adv = min(len(train_data[0]), args.adv_n or len(train_data[0]))
     budgets = tuple(args.adv_eps or (args.eps,))
     cache = out / f"adversarial_eps{'-'.join(map(str, budgets))}_n{n_adv}.npy"
     if cache.is_file():
-        return np.load(cache)
-    raw, labels = _unit(train_data[0][:n_adv]), train_data[1][:n_adv]
-    adv = np.empty_like(raw)
-    for i, part in enumerate(np.array_split(np.arange(n_adv), 2 * len(budgets))):
-        eps = budgets[i // 2]
-        adv[part] = (attacks.fgsm(base, raw[part], labels[part], eps, progress=True) if i % 2 == 0 else
-                     attacks.pgd(base, raw[part], labels[part], eps, nb_iter=10, progress=True))
-    np.save(cache, adv)
-    return adv
+        adv = np.load(cache)
+    else:
+        raw, labels = _unit(train_data[0][:n_adv]), train_data[1][:n_adv]
+        adv = np.empty_like(raw)
+        for i, part in enumerate(np.array_split(np.arange(n_adv), 2 * len(budgets))):
+            eps = budgets[i // 2]
+            adv[part] = (attacks.fgsm(base, raw[part], labels[part], eps, progress=True) if i % 2 == 0 else
+                         attacks.pgd(base, raw[part], labels[part], eps, nb_iter=10, progress=True))
+        np.save(cache, adv)
+    return np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else adv
 
 
 DENOISER_CLASS = {"cyclegan": "DefenseCycleGAN", **{name: "DefenseVAE" for name in VAES}}
