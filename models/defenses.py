@@ -162,7 +162,10 @@ class EndToEnd(keras.Model):
             ce = ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
             rec = ops.mean(ops.abs(denoised - x_clean))
             loss = ce + self.rec_weight * rec
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
+        # Only what the pipeline runs through gets a gradient (not, e.g., a CycleGAN's other generator
+        # and its discriminators, which stay as they are).
+        used = [(g, w) for g, w in zip(tape.gradient(loss, weights), weights) if g is not None]
+        self.optimizer.apply([g for g, _ in used], [w for _, w in used])
         for name, value in zip(self.trackers, (loss, ce, rec)):
             self.trackers[name].update_state(value)
         self.accuracy.update_state(y, logits)

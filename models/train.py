@@ -437,14 +437,37 @@ def _base_metrics(args, kind: str, model, train_data, test_data, wall: float) ->
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _repeated(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+def _repeated(x, y: np.ndarray, batch_size: int, seed: int, paired_augment: bool = False):
     """Shuffled, endlessly repeated batches of in-memory arrays (`x` may be a tuple of them).
     `model.fit` on arrays with `steps_per_epoch` runs out of data after the first epoch in Keras 3
-    and trains the later epochs on nothing; a repeated dataset with explicit steps does not."""
+    and trains the later epochs on nothing; a repeated dataset with explicit steps does not.
+
+    With `paired_augment` (`x` a tuple of images of one shape, e.g. a denoiser's inputs and
+    targets): the target classifier's random flip and shift by up to 2 pixels, the same for every
+    image of a tuple, so that a pair stays aligned. No random erasing: erased inputs beside whole
+    targets would teach the denoiser to fill boxes in, and erased targets to keep noise."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(min(len(y), 20000), seed=seed, reshuffle_each_iteration=True)
+    if paired_augment:
+        ds = tf.data.Dataset.zip((ds.repeat(), tf.data.Dataset.random(seed=seed).batch(2))).map(
+            _paired_shift_flip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def _paired_shift_flip(example, seed, shift: int = 2):
+    """One random flip and one random shift (zero-padded by `shift`, cropped back) applied alike to
+    every image of the tuple example[0]."""
+    import tensorflow as tf
+
+    images, y = example
+    stacked = tf.concat(images, axis=-1)  # (H, W, sum of channels): one crop for all
+    h, w, c = stacked.shape
+    first, second = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    stacked = tf.image.stateless_random_flip_left_right(stacked, first)
+    stacked = tf.pad(stacked, [[shift, shift], [shift, shift], [0, 0]])
+    stacked = tf.image.stateless_random_crop(stacked, (h, w, c), second)
+    return tuple(tf.split(stacked, [image.shape[-1] for image in images], axis=-1)), y
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -544,8 +567,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "classifier_augment": bool(args.classifier_augment),
                "denoiser_training_s": _denoiser_seconds(out) if not args.denoiser else None,
                "denoiser_resumed": resumed is not None, "end_to_end_epochs": args.end_to_end_epochs,
-               **({"end_to_end_lr": args.end_to_end_lr, "end_to_end_rec_weight": args.end_to_end_rec_weight}
-                  if args.end_to_end_epochs else {})}
+               **({"end_to_end_lr": args.end_to_end_lr, "end_to_end_rec_weight": args.end_to_end_rec_weight,
+                   "end_to_end_augment": bool(args.end_to_end_augment)} if args.end_to_end_epochs else {})}
     if resumed is not None:
         seconds = metrics["denoiser_training_s"]
         metrics["note"] = (f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
@@ -557,7 +580,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                   if args.classifier_epochs else f"the classifier {args.base} as it is, nothing trained")
         if args.end_to_end_epochs:
             tuning += (f"; then the denoiser and the classifier fine-tuned together for {args.end_to_end_epochs} epochs "
-                       f"(end to end, Adam {args.end_to_end_lr}, L1 weight {args.end_to_end_rec_weight})")
+                       f"(end to end, Adam {args.end_to_end_lr}, L1 weight {args.end_to_end_rec_weight}"
+                       f"{', flipped and shifted' if args.end_to_end_augment else ''})")
         metrics.update(epochs=args.classifier_epochs, epochs_run=args.classifier_epochs,
                        note=f"denoiser {args.denoiser} as trained before (its own card holds its command); {tuning}")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -597,7 +621,8 @@ def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarra
     steps = len(x_in) // args.batch_size
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
-    batches = _repeated((x_in, x_clean), labels.astype(np.int32), args.batch_size, args.seed)
+    batches = _repeated((x_in, x_clean), labels.astype(np.int32), args.batch_size, args.seed,
+                        paired_augment=args.end_to_end_augment)
     pipeline = EndToEnd(denoiser, classifier, pad=pad, rec_weight=args.end_to_end_rec_weight)
     pipeline.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(args.end_to_end_lr, decay_steps=steps * args.end_to_end_epochs)))
@@ -691,7 +716,8 @@ def _finished_denoiser(args, out: Path):
     if rows != args.epochs:
         return None
     denoiser = _saved_denoiser(args.model, saved, f"{saved} (left in --out by an earlier run; use another --out)")
-    print(f"{args.model}: the denoiser's {rows} epochs are done ({saved}); resuming at the classifier fine-tuning",
+    print(f"{args.model}: the denoiser's {rows} epochs are done ({saved}); resuming at the "
+          f"{'classifier' if args.classifier_epochs else 'end-to-end' if args.end_to_end_epochs else 'final'} step",
           flush=True)
     return denoiser
 
@@ -1028,6 +1054,9 @@ def add_parser(sub) -> None:
                    help="denoisers: Adam rate of the end-to-end fine-tuning, decayed along a cosine")
     p.add_argument("--end-to-end-rec-weight", type=_args.real(0), default=10.0,
                    help="denoisers: weight of the denoiser's L1 to the clean image in that fine-tuning")
+    p.add_argument("--end-to-end-augment", action="store_true",
+                   help="denoisers: in that fine-tuning, flip and shift (up to 2 pixels) each input and its clean "
+                        "target alike, as the target classifier's training did (no random erasing)")
     p.add_argument("--compose", action="store_true",
                    help="denoisers with --denoiser and --classifier-epochs 0: export the pair as a composition of the "
                         "two saved models (<name>.compose.json, assembled by nnjpeg.pretrained.load), not one file "

@@ -436,7 +436,8 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     (out / "adversarial_eps0.1_n16.npy").unlink()  # not needed again: the denoiser is not retrained
     capsys.readouterr()
     assert command("defense-vae", 2) == 0
-    assert "the denoiser's 1 epochs are done" in capsys.readouterr().out
+    assert "the denoiser's 1 epochs are done (" + str(out / "denoiser.keras") + "); resuming at the classifier step" in (
+        capsys.readouterr().out)
     assert (out / "log.csv").read_text() == log and not (out / "adversarial_eps0.1_n16.npy").exists()
     resumed = keras.saving.load_model(out / "denoiser.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(weights, resumed, strict=True))
@@ -453,7 +454,8 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
         command("hfl-vae", 0)
     # End-to-end fine-tuning after the resumed denoiser: the pair is trained together, the exported
     # denoiser is the fine-tuned one, and out/denoiser.keras stays the one a resumed run starts from.
-    assert command("defense-vae", 0, "--end-to-end-epochs", "1") == 0
+    assert command("defense-vae", 0, "--end-to-end-epochs", "1", "--end-to-end-augment") == 0
+    assert "resuming at the end-to-end step" in capsys.readouterr().out
     tuned = keras.saving.load_model(out / "denoiser_end_to_end.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(weights, keras.saving.load_model(out / "denoiser.keras").get_weights(),
                                                     strict=True))
@@ -461,7 +463,7 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     shipped = keras.saving.load_model(tmp_path / "w" / "defense-vae.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(tuned, shipped, strict=True))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["end_to_end_epochs"] == 1 and metrics["end_to_end_rec_weight"] == 10.0
+    assert metrics["end_to_end_epochs"] == 1 and metrics["end_to_end_rec_weight"] == 10.0 and metrics["end_to_end_augment"]
     assert metrics["note"].endswith("this one resumed at the end-to-end fine-tuning")
     assert len((out / "log_end_to_end.csv").read_text().splitlines()) == 1 + 1
     for card in ("defense-vae-classifier.md", "defense-vae.md"):
@@ -503,6 +505,50 @@ def test_end_to_end_fine_tuning_trains_denoiser_and_classifier_together():
         assert any(not np.allclose(a, b) for a, b in zip(old, new, strict=True))
     np.testing.assert_allclose(np.asarray(pipeline(noisy[:3])),
                                np.asarray(classifier(np.asarray(denoiser(noisy[:3]))[:, 2:-2, 2:-2])), rtol=1e-5, atol=1e-6)
+
+
+def test_end_to_end_trains_only_what_the_pipeline_runs_through():
+    from nnjpeg.models.cyclegan import DefenseCycleGAN
+    from nnjpeg.models.defenses import EndToEnd
+
+    keras.utils.set_random_seed(1)
+    x = np.random.default_rng(1).random((16, 16, 16, 1)).astype(np.float32)
+    gan = DefenseCycleGAN(channels=1, width=4, blocks=1)
+    for part in (gan.to_clean, gan.to_adversarial, gan.judge_clean, gan.judge_adversarial):
+        part(x[:1])
+    classifier = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    parts = {name: [w.copy() for w in getattr(gan, name).get_weights()]
+             for name in ("to_clean", "to_adversarial", "judge_clean", "judge_adversarial")}
+    pipeline = EndToEnd(gan, classifier, pad=2, rec_weight=1.0)
+    pipeline.compile(optimizer=keras.optimizers.Adam(1e-2))
+    pipeline.fit((x, x), np.arange(16) % 2, batch_size=8, epochs=1, verbose=0)
+    for name, before in parts.items():
+        moved = any(not np.array_equal(a, b) for a, b in zip(before, getattr(gan, name).get_weights(), strict=True))
+        assert moved == (name == "to_clean"), name
+
+
+def test_paired_augmentation_moves_input_and_target_alike():
+    from nnjpeg.models.train import _repeated
+
+    rng = np.random.default_rng(0)
+    inputs = rng.random((20, 12, 12, 1)).astype(np.float32)
+    targets = np.concatenate([inputs, 1 - inputs], axis=-1)  # another channel count: split back right
+    labels = np.arange(20)
+    moved = 0
+    for (a, b), y in _repeated((inputs, targets), labels, 5, seed=0, paired_augment=True).take(8):
+        a, b = a.numpy(), b.numpy()
+        np.testing.assert_array_equal(a, b[..., :1])  # the pair stays aligned
+        for image, k in zip(a[..., 0], y.numpy(), strict=True):
+            source = inputs[k, :, :, 0]
+            padded = [np.pad(s, 2) for s in (source, source[:, ::-1])]
+            found = [(f, dy, dx) for f in (0, 1) for dy in range(5) for dx in range(5)
+                     if np.array_equal(padded[f][dy : dy + 12, dx : dx + 12], image)]
+            assert found, k  # a flip and a shift of its own image, zero-filled
+            moved += (0, 2, 2) not in found
+    assert moved > 20  # most of the 40 images are flipped or shifted
+    # Without it, the images come as they are.
+    (a, _), y = next(iter(_repeated((inputs, targets), labels, 5, seed=0)))
+    np.testing.assert_array_equal(a.numpy(), inputs[y.numpy()])
 
 
 def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
