@@ -1080,6 +1080,10 @@ def _cmd(args: argparse.Namespace) -> int:
     if misplaced:
         raise ValueError(f"Expected {', '.join(misplaced)} only with {' or '.join(ONLY_FOR[misplaced[0]])}, the models "
                          f"they shape. Received: {' '.join(misplaced)} with {args.model}")
+    idle = sorted(f for f in given if f.startswith("--end-to-end-") and f != "--end-to-end-epochs")
+    if idle and not args.end_to_end_epochs:
+        raise ValueError(f"Expected {', '.join(idle)} only with --end-to-end-epochs N > 0, the fine-tuning they "
+                         f"shape. Received: {' '.join(idle)} with --end-to-end-epochs {args.end_to_end_epochs}")
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,

@@ -132,3 +132,9 @@ def test_train_refuses_an_option_of_another_model(capsys):
     assert main(["train", "cyclegan", "--kl-weight", "0.1", "--hf-cutoff=0.3"]) == 2
     assert ("Expected --hf-cutoff, --kl-weight only with defense-vae or hfl-vae, the models they shape. "
             "Received: --hf-cutoff --kl-weight with cyclegan") in capsys.readouterr().err
+
+
+def test_train_refuses_end_to_end_options_without_its_epochs(capsys):
+    assert main(["train", "defense-vae", "--end-to-end-augment", "--end-to-end-lr=0.001"]) == 2
+    assert ("Expected --end-to-end-augment, --end-to-end-lr only with --end-to-end-epochs N > 0, the fine-tuning "
+            "they shape. Received: --end-to-end-augment --end-to-end-lr with --end-to-end-epochs 0") in capsys.readouterr().err
