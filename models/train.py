@@ -450,24 +450,17 @@ def _repeated(x, y: np.ndarray, batch_size: int, seed: int, paired_augment: bool
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(min(len(y), 20000), seed=seed, reshuffle_each_iteration=True)
     if paired_augment:
+        shift_flip = augment_fn(*x[0].shape[1:3], flip=True, pad=2, erase_p=0.0)
+
+        def paired(example, seed):
+            images, labels = example
+            # One flip and one crop for the images stacked along their channels, split back after.
+            stacked, labels = shift_flip((tf.concat(images, axis=-1), labels), seed)
+            return tuple(tf.split(stacked, [image.shape[-1] for image in images], axis=-1)), labels
+
         ds = tf.data.Dataset.zip((ds.repeat(), tf.data.Dataset.random(seed=seed).batch(2))).map(
-            _paired_shift_flip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            paired, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE)
-
-
-def _paired_shift_flip(example, seed, shift: int = 2):
-    """One random flip and one random shift (zero-padded by `shift`, cropped back) applied alike to
-    every image of the tuple example[0]."""
-    import tensorflow as tf
-
-    images, y = example
-    stacked = tf.concat(images, axis=-1)  # (H, W, sum of channels): one crop for all
-    h, w, c = stacked.shape
-    first, second = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    stacked = tf.image.stateless_random_flip_left_right(stacked, first)
-    stacked = tf.pad(stacked, [[shift, shift], [shift, shift], [0, 0]])
-    stacked = tf.image.stateless_random_crop(stacked, (h, w, c), second)
-    return tuple(tf.split(stacked, [image.shape[-1] for image in images], axis=-1)), y
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
