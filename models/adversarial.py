@@ -153,10 +153,15 @@ class AdversarialTrainer(keras.Model):
         if self.method == "free":
             weights = self.classifier.trainable_variables
             for _ in range(self.replays):
-                delta = tf.convert_to_tensor(self.delta)
+                # The kept perturbation, cut to this minibatch's image range: x + delta is a valid image
+                # with no clipping in the graph, so that every pixel gets a gradient. Clipping x + delta
+                # instead would leave a pixel whose delta pushes it past 0 or 1 with a zero gradient,
+                # and so stuck there for the next minibatches too (on Fashion-MNIST's black
+                # background, about half of them).
+                delta = tf.clip_by_value(x + self.delta, 0.0, 1.0) - x
                 with tf.GradientTape() as tape:
                     tape.watch(delta)
-                    adv = tf.clip_by_value(x + delta, 0.0, 1.0)
+                    adv = x + delta
                     logits = self.classifier(adv, training=True)
                     loss = self._loss(y, logits)
                 grad_delta, *grads = tape.gradient(loss, [delta, *weights])

@@ -66,6 +66,22 @@ def test_each_method_trains_the_classifier(method):
     assert trainer.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] == pytest.approx(clean)
 
 
+def test_free_perturbation_is_not_stuck_past_the_image_range():
+    # A kept perturbation of -eps on black pixels is cut to 0 before the replay, so those pixels
+    # still get a gradient and can step up; clipping x + delta instead would zero their gradient
+    # and keep them at -eps for good.
+    x, y = tiny_data(4)
+    x[:, :, :6] = 0.0  # a black left half
+    trainer = AdversarialTrainer(build_madry_cnn((12, 12, 1), 2), method="free", eps=0.1, replays=1, batch_size=4)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0))
+    trainer.build((None, 12, 12, 1))
+    trainer.delta.assign(np.full((4, 12, 12, 1), -0.1, np.float32))
+    trainer.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    delta = trainer.delta.numpy()
+    black = delta[:, :, :6]
+    assert np.mean(black > 0) > 0.2 and set(np.round(black.astype(np.float64), 6).ravel()) <= {-0.1, 0.0, 0.1}
+
+
 def test_default_step_sizes_follow_the_papers():
     clf = build_madry_cnn((12, 12, 1), 2)
     assert AdversarialTrainer(clf, "pgd", eps=0.1).step_size == pytest.approx(0.025)
