@@ -156,8 +156,8 @@ class AdversarialTrainer(keras.Model):
                 # The kept perturbation, cut to this minibatch's image range: x + delta is a valid image
                 # with no clipping in the graph, so that every pixel gets a gradient. Clipping x + delta
                 # instead would leave a pixel whose delta pushes it past 0 or 1 with a zero gradient,
-                # and so stuck there for the next minibatches too (on Fashion-MNIST's black
-                # background, about half of them).
+                # and so stuck there for the next minibatches too: on Fashion-MNIST, whose pixels are
+                # about half black, a delta of -eps on those.
                 delta = tf.clip_by_value(x + self.delta, 0.0, 1.0) - x
                 with tf.GradientTape() as tape:
                     tape.watch(delta)
