@@ -28,13 +28,19 @@ TARGET = "fmnist/classifier"
 SURROGATES = ("fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c")
 
 
-def _subset(dataset: str, n: int, seed: int):
+def test_images(dataset: str):
+    """Every test image of `dataset` as float32 in [0, 1], with its int64 label."""
     from nnjpeg.models.train import load_dataset
 
-    _checks.integer("n", n, 1, meaning=", the number of test images,")
     _, (x, y) = load_dataset(dataset)
+    return x.astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def _subset(dataset: str, n: int, seed: int):
+    _checks.integer("n", n, 1, meaning=", the number of test images,")
+    x, y = test_images(dataset)
     idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n]) if n < len(x) else np.arange(len(x))
-    return x[idx].astype(np.float32) / 255.0, y[idx].astype(np.int64)
+    return x[idx], y[idx]
 
 
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
