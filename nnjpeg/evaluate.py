@@ -28,19 +28,21 @@ TARGET = "fmnist/classifier"
 SURROGATES = ("fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c")
 
 
-def test_images(dataset: str):
-    """Every test image of `dataset` as float32 in [0, 1], with its int64 label."""
+def test_images(dataset: str, n: int | None = None, seed: int = 0):
+    """The test images of `dataset` as float32 in [0, 1], each with its int64 label: all of them, or
+    a seeded subset of `n` in their order (selected before the conversion, which copies)."""
     from nnjpeg.models.train import load_dataset
 
     _, (x, y) = load_dataset(dataset)
+    if n is not None and n < len(x):
+        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+        x, y = x[idx], y[idx]
     return x.astype(np.float32) / 255.0, y.astype(np.int64)
 
 
 def _subset(dataset: str, n: int, seed: int):
     _checks.integer("n", n, 1, meaning=", the number of test images,")
-    x, y = test_images(dataset)
-    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n]) if n < len(x) else np.arange(len(x))
-    return x[idx], y[idx]
+    return test_images(dataset, n, seed)
 
 
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
