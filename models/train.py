@@ -480,6 +480,10 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
 
+    if args.init and (args.denoiser or args.model in ("vqunet", "non-vq-unet")):
+        raise ValueError("Expected --init PATH (a saved denoiser to train further) only for defense-vae, hfl-vae and "
+                         f"cyclegan, and without --denoiser PATH. Received: {args.model} with --init {args.init}"
+                         f"{f' and --denoiser {args.denoiser}' if args.denoiser else ''}")
     if args.compose and not (args.denoiser and args.classifier_epochs == 0 and args.end_to_end_epochs == 0):
         raise ValueError("Expected --compose with --denoiser PATH, --classifier-epochs 0 and --end-to-end-epochs 0 (a "
                          f"composition of two saved models, nothing trained). Received: --denoiser {args.denoiser}, "
@@ -499,7 +503,10 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     elif (resumed := _finished_denoiser(args, out)) is not None:
         denoiser = resumed
     elif args.model in ADVERSARIAL_PAIRS:
-        denoiser = DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)
+        if args.init:  # a denoiser trained before, trained --epochs more (a fresh optimizer)
+            denoiser = _saved_denoiser(args.model, Path(args.init), "--init")
+        else:
+            denoiser = DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)
         adv = _adversarial_inputs(args, base, train_data, out, pad)
         fit_x, fit_y = (_with_clean_pairs(x_train, adv, args.seed) if args.clean_pairs else (adv, x_train[: len(adv)]))
     else:
@@ -556,15 +563,18 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                # a resumed --restore-best run kept an epoch that only its first invocation knew
                "denoiser_epoch_kept": (None if args.denoiser or (resumed is not None and args.restore_best)
                                        else best.best_epoch + 1 if best else args.epochs),
-               "denoiser_from": args.denoiser, "classifier_schedule": args.classifier_schedule,
+               "denoiser_from": args.denoiser, "denoiser_init": args.init, "classifier_schedule": args.classifier_schedule,
                "classifier_augment": bool(args.classifier_augment),
                "denoiser_training_s": _denoiser_seconds(out) if not args.denoiser else None,
                "denoiser_resumed": resumed is not None, "end_to_end_epochs": args.end_to_end_epochs,
                **({"end_to_end_lr": args.end_to_end_lr, "end_to_end_rec_weight": args.end_to_end_rec_weight,
                    "end_to_end_augment": bool(args.end_to_end_augment)} if args.end_to_end_epochs else {})}
+    if args.init:
+        metrics["note"] = (f"the denoiser started from {args.init} (its own card holds its command) and trained "
+                           f"{args.epochs} epochs more")
     if resumed is not None:
         seconds = metrics["denoiser_training_s"]
-        metrics["note"] = (f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
+        metrics["note"] = (f"{metrics['note']}; " if args.init else "") + (f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
                            f"({'its time not recorded' if seconds is None else f'{seconds:.0f} s'}); this one resumed at "
                            f"the {'classifier' if args.classifier_epochs else 'end-to-end'} fine-tuning")
     if args.denoiser:  # nothing but the classifier trained in this invocation
@@ -591,7 +601,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                             "test_accuracy": None, "note": "the denoiser alone (32x32 inputs for 28x28 "
                             f"data, zero-padded by 2); test reconstruction l1 {metrics['test_reconstruction_l1']:.4f}; "
                             f"accuracies are those of the pipeline {Path(args.export).name}"
-                            + (f"; {metrics['note']}" if resumed is not None else "")}
+                            + (f"; {metrics['note']}" if resumed is not None or args.init else "")}
         export(out / ("denoiser_end_to_end.keras" if args.end_to_end_epochs else "denoiser.keras"), denoiser_metrics,
                _denoiser_path(Path(args.export)), out / "log.csv")
     print(json.dumps({k: metrics[k] for k in ("model", "test_accuracy", "accuracy_drop", "wall_time_s_this_invocation")}))
@@ -996,7 +1006,8 @@ def add_parser(sub) -> None:
                    help="pgd-at, fast-at, free-at: NN-favored JPEG (OF band i + j < K) in front of the classifier, "
                         "attacked through with the straight-through gradient during training")
     p.add_argument("--init", default=None,
-                   help="pgd-at, fast-at, free-at: start from this trained classifier (.keras) instead of a new one")
+                   help="pgd-at, fast-at, free-at: start from this trained classifier (.keras) instead of a new one; "
+                        "defense-vae, hfl-vae, cyclegan: from this saved denoiser, trained --epochs more")
     p.add_argument("--val-n", type=_args.COUNT, default=5000,
                    help="pgd-at, fast-at, free-at: training images held out to pick the epoch kept")
     p.add_argument("--unet-widths", type=_widths, default=(64, 128, 256, 512),

@@ -481,6 +481,41 @@ def test_a_finished_denoiser_is_resumed_at_the_classifier_fine_tuning(tmp_path, 
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["denoiser_from"] == str(out / "denoiser.keras")
 
 
+def test_init_trains_a_saved_denoiser_further(tmp_path):
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(tmp_path / "base.keras")
+    command = lambda model, out, *more: train.main([  # noqa: E731
+        "train", model, "--adv-eps", "0.1", "--adv-n", "16", "--clean-pairs", "--classifier-epochs", "0", "--limit",
+        "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out",
+        str(tmp_path / out), *more])
+    assert command("cyclegan", "first") == 0
+    first = tmp_path / "first" / "denoiser.keras"
+    assert command("cyclegan", "second", "--init", str(first), "--export", str(tmp_path / "w" / "cyclegan-classifier.keras")) == 0
+    before = keras.saving.load_model(first).get_weights()
+    after = keras.saving.load_model(tmp_path / "second" / "denoiser.keras").get_weights()
+    # The same four networks, trained further (not a new model of the same shapes).
+    assert [a.shape for a in before] == [b.shape for b in after]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+    metrics = json.loads((tmp_path / "second" / "metrics.json").read_text())
+    assert metrics["denoiser_init"] == str(first) and metrics["note"] == (
+        f"the denoiser started from {first} (its own card holds its command) and trained 1 epochs more")
+    for card in ("cyclegan-classifier.md", "cyclegan.md"):
+        assert f"the denoiser started from {first}" in (tmp_path / "w" / card).read_text()
+    # A denoiser of another kind, a U-Net, or --init beside --denoiser: refused, naming what was given.
+    with pytest.raises(ValueError, match=r"Expected --init to be a saved hfl-vae denoiser. Received: DefenseCycleGAN"):
+        command("hfl-vae", "third", "--init", str(first))
+    with pytest.raises(ValueError, match=r"Expected --init PATH .* Received: vqunet with --init "):
+        command("vqunet", "third", "--init", str(first))
+    with pytest.raises(ValueError, match=r"without --denoiser PATH. Received: cyclegan with --init .* and --denoiser "):
+        command("cyclegan", "third", "--init", str(first), "--denoiser", str(first))
+
+
 def test_end_to_end_fine_tuning_trains_denoiser_and_classifier_together():
     from nnjpeg.models.defenses import EndToEnd
 
