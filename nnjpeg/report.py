@@ -180,7 +180,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     if clean_all and clean_data is None and data is None:
         clean_data = evaluate.test_images("fashion-mnist")
     if clean_all and clean_data is not None:
-        results["clean, all"] = stage("clean, all", lambda ds: _clean_accuracy(ds, models, clean_data, progress))
+        results["clean, all"] = stage("clean, all", lambda ds: _clean_accuracy(ds, models, clean_data, progress,
+                                                                               measured=((x, y), gray)))
     surrogates = [s for s in evaluate.SURROGATES if s in models]
     if len(surrogates) == len(evaluate.SURROGATES):
         results["black-box"] = stage("black-box", lambda ds: evaluate.evaluate(
@@ -300,11 +301,18 @@ class _Checkpoint:
         return result
 
 
-def _clean_accuracy(defenses: list[str], models: dict, data, progress: bool) -> dict:
-    """Each defense's accuracy on the benign images `data`, as an evaluation with no attack."""
+def _clean_accuracy(defenses: list[str], models: dict, data, progress: bool, measured=None) -> dict:
+    """Each defense's accuracy on the benign images `data`, as an evaluation with no attack.
+    `measured`: ((images, labels), an evaluation of them); when they are `data` (a report on every
+    test image), its clean accuracies are taken, not measured again."""
     from nnjpeg import _console, evaluate
 
     x, y = data
+    if measured is not None:
+        (mx, my), result = measured
+        if mx.shape == x.shape and np.array_equal(my, y) and np.array_equal(mx, x):
+            return {"records": [], "clean": {d: result["clean"][d] for d in defenses},
+                    "config": {"defenses": list(defenses), "n": len(x), "attacks": []}}
     clean = {}
     with _console.stage(len(defenses), f"clean accuracy, {len(x)} test images", enabled=progress) as bar:
         for d in defenses:

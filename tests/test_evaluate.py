@@ -351,3 +351,17 @@ def test_paper_claims_set_each_denoiser_baselines_clean_drop_beside_the_papers()
     assert lines[1] == ("- VQUNet paper, Table 1: Defense-CycleGAN costs 1.18 points of clean accuracy; here 1.50 "
                         "points on 10000 test images: **reproduced** (within 1 point of the paper's drop counts as "
                         "reproduced).")
+
+
+def test_clean_accuracy_on_every_test_image_reuses_the_gray_box_stage_when_it_had_them_all(zoo):
+    from nnjpeg import report
+
+    models, (x, y) = zoo
+    gray = {"clean": {"nn-jpeg": 0.25, "fmnist/classifier": 0.5}, "records": []}
+    # The report's images are the same as the full set's: the gray-box accuracies are taken, no model runs.
+    same = report._clean_accuracy(["nn-jpeg"], {}, (x.copy(), y.copy()), False, measured=((x, y), gray))
+    assert same == {"records": [], "clean": {"nn-jpeg": 0.25}, "config": {"defenses": ["nn-jpeg"], "n": len(x), "attacks": []}}
+    # A subset, or other images of the same count: measured anew.
+    for other in ((x[:5], y[:5]), (x[::-1].copy(), y[::-1].copy())):
+        fresh = report._clean_accuracy(["nn-jpeg"], models, (x, y), False, measured=(other, gray))
+        assert fresh["clean"]["nn-jpeg"] == pytest.approx(evaluate.accuracy(models["nn-jpeg"], x, y))
