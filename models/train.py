@@ -574,7 +574,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                            f"{args.epochs} epochs more")
     if resumed is not None:
         seconds = metrics["denoiser_training_s"]
-        metrics["note"] = (f"{metrics['note']}; " if args.init else "") + (f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
+        metrics["note"] = ((f"{metrics['note']}; " if args.init else "")
+                           + f"the denoiser's {args.epochs} epochs were trained by an earlier invocation of this command "
                            f"({'its time not recorded' if seconds is None else f'{seconds:.0f} s'}); this one resumed at "
                            f"the {'classifier' if args.classifier_epochs else 'end-to-end'} fine-tuning")
     if args.denoiser:  # nothing but the classifier trained in this invocation
