@@ -480,9 +480,9 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     from .defenses import denoised_classifier
     from .vqunet import VQUNet
 
-    if args.init and (args.denoiser or args.model in ("vqunet", "non-vq-unet")):
-        raise ValueError("Expected --init PATH (a saved denoiser to train further) only for defense-vae, hfl-vae and "
-                         f"cyclegan, and without --denoiser PATH. Received: {args.model} with --init {args.init}"
+    if args.init and (args.denoiser or args.model not in ADVERSARIAL_PAIRS):
+        raise ValueError(f"Expected --init PATH (a saved denoiser to train further) only for {', '.join(ADVERSARIAL_PAIRS)}, "
+                         f"and without --denoiser PATH. Received: {args.model} with --init {args.init}"
                          f"{f' and --denoiser {args.denoiser}' if args.denoiser else ''}")
     if args.compose and not (args.denoiser and args.classifier_epochs == 0 and args.end_to_end_epochs == 0):
         raise ValueError("Expected --compose with --denoiser PATH, --classifier-epochs 0 and --end-to-end-epochs 0 (a "

@@ -496,12 +496,14 @@ def test_init_trains_a_saved_denoiser_further(tmp_path):
         str(tmp_path / out), *more])
     assert command("cyclegan", "first") == 0
     first = tmp_path / "first" / "denoiser.keras"
-    assert command("cyclegan", "second", "--init", str(first), "--export", str(tmp_path / "w" / "cyclegan-classifier.keras")) == 0
+    # At a rate of 1e-6 the few steps move every weight a little: trained further, not initialized anew.
+    assert command("cyclegan", "second", "--init", str(first), "--lr", "1e-6",
+                   "--export", str(tmp_path / "w" / "cyclegan-classifier.keras")) == 0
     before = keras.saving.load_model(first).get_weights()
     after = keras.saving.load_model(tmp_path / "second" / "denoiser.keras").get_weights()
-    # The same four networks, trained further (not a new model of the same shapes).
     assert [a.shape for a in before] == [b.shape for b in after]
-    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(before, after, strict=True))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     metrics = json.loads((tmp_path / "second" / "metrics.json").read_text())
     assert metrics["denoiser_init"] == str(first) and metrics["note"] == (
         f"the denoiser started from {first} (its own card holds its command) and trained 1 epochs more")
