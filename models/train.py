@@ -902,15 +902,16 @@ def _epochs_line(metrics: dict) -> str:
     if not metrics["epochs"] and not end_to_end:
         return "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"
     pipeline = "denoiser_from" in metrics and not metrics["denoiser_from"]
+    saved = metrics.get("denoiser_from")  # --denoiser: this command trained no epoch of the denoiser's own
     stages = []
-    if metrics["epochs"]:
+    if metrics["epochs"] and not saved:
         stages.append(f"{metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}"
                       + (" (the denoiser's)" if pipeline and (metrics.get("classifier_epochs") or end_to_end) else ""))
-    if pipeline and metrics.get("classifier_epochs"):
+    if (pipeline or saved) and metrics.get("classifier_epochs"):
         stages.append(f"{metrics['classifier_epochs']} of the classifier's fine-tuning")
     if end_to_end:
         stages.append(f"{end_to_end} of the denoiser and classifier fine-tuned end to end")
-    return "- Epochs: " + ", then ".join(stages)
+    return "- Epochs: " + ", then ".join(stages) + (f", on the saved denoiser {saved}" if saved else "")
 
 
 def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None:

@@ -306,7 +306,9 @@ def test_train_cli_exports_denoiser_pipeline_and_preprocessing_defenses(tmp_path
     assert any(not np.array_equal(a, b) for a, b in zip(start, tuned.layers[-1].get_weights(), strict=True))
     ft = json.loads((w / "ft-classifier.json").read_text())
     assert ft["epochs"] == 2 and ft["classifier_augment"] and ft["classifier_schedule"] == "cosine"
-    assert "as trained before" in (w / "ft-classifier.md").read_text()
+    card = (w / "ft-classifier.md").read_text()
+    assert "as trained before" in card
+    assert f"- Epochs: 2 of the classifier's fine-tuning, on the saved denoiser {w / 'vqunet.keras'}\n" in card
     with pytest.raises(ValueError, match=r"Expected --denoiser to be a saved non-vq-unet denoiser. Received: VQUNet with vq=True"):
         train.main(["train", "non-vq-unet", "--denoiser", str(w / "vqunet.keras"), "--out", str(tmp_path / "bad"), *small])
     # --restore-best keeps the epoch with the lowest reconstruction error on held-out training images. A
