@@ -897,17 +897,18 @@ def export_composition(spec: dict, metrics: dict, dest: Path) -> None:
 
 
 def _epochs_line(metrics: dict) -> str:
-    """The card's epochs; a pipeline whose denoiser this command trained counts its stages apart."""
+    """The card's epochs; a denoiser pipeline counts its stages apart, and names the saved denoiser
+    (--denoiser) it started from instead of counting that denoiser's epochs."""
     end_to_end = metrics.get("end_to_end_epochs") or 0
     if not metrics["epochs"] and not end_to_end:
         return "- Epochs: none (a preprocessing defense around the target classifier; nothing trained)"
-    pipeline = "denoiser_from" in metrics and not metrics["denoiser_from"]
+    denoised = "denoiser_from" in metrics  # a denoiser in front of the classifier
     saved = metrics.get("denoiser_from")  # --denoiser: this command trained no epoch of the denoiser's own
     stages = []
     if metrics["epochs"] and not saved:
         stages.append(f"{metrics.get('epochs_logged', metrics['epochs_run'])} of {metrics['epochs']}"
-                      + (" (the denoiser's)" if pipeline and (metrics.get("classifier_epochs") or end_to_end) else ""))
-    if (pipeline or saved) and metrics.get("classifier_epochs"):
+                      + (" (the denoiser's)" if denoised and (metrics.get("classifier_epochs") or end_to_end) else ""))
+    if denoised and metrics.get("classifier_epochs"):
         stages.append(f"{metrics['classifier_epochs']} of the classifier's fine-tuning")
     if end_to_end:
         stages.append(f"{end_to_end} of the denoiser and classifier fine-tuned end to end")
