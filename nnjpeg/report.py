@@ -812,6 +812,7 @@ def markdown(results: dict, meta: dict) -> str:
                   "|---|" + "---:|" * len(p2["columns"])]
         lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for k, vals in p2["rows"].items()]
         lines += [""]
+    if "black-box" in results:
         lines += ["## Black-box (NN-JPEG paper, Table 2 layout, bottom)", "",
                   f"Examples transferred from the surrogates ({', '.join(meta['surrogates'])}), test images split evenly "
                   "among them.", "", *table2(results["black-box"]), "",

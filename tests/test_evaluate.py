@@ -138,6 +138,9 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     # Without that grid, the paper's rows follow the gray-box table as a table of their own.
     short = report.markdown({k: v for k, v in res["results"].items() if not k.startswith("paper-grid")}, res["meta"])
     assert short.index("## Gray-box") < short.index("| Proposed | 66.5 |") < short.index("## Black-box")
+    for body in (text, short):
+        assert "## Black-box (NN-JPEG paper, Table 2 layout, bottom)" in body and "not all are installed" not in body
+        assert "![fig2](fig2_vqunet_protocol.png)" in body
     assert "## White-box, strong: which defense holds" in text and "Strongest white-box evaluation" in text
     assert "| Acc_raw / Acc_ae (BPDA, 4 iterations, n=6) |" in text
     assert "AutoAttack" in text.split("## White-box, strong")[1]
