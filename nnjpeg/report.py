@@ -810,8 +810,7 @@ def markdown(results: dict, meta: dict) -> str:
         p2 = PAPER["nnjpeg_table2_gray"]
         lines += [f"*paper* gray-box rows ({p2['source']}):", "", "| | " + " | ".join(p2["columns"]) + " |",
                   "|---|" + "---:|" * len(p2["columns"])]
-        lines += [f"| {k} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for k, vals in p2["rows"].items()]
-        lines += [""]
+        lines += [*(f"| {k} | " + " | ".join(f"{v:.1f}" for v in vals) + " |" for k, vals in p2["rows"].items()), ""]
     if "black-box" in results:
         lines += ["## Black-box (NN-JPEG paper, Table 2 layout, bottom)", "",
                   f"Examples transferred from the surrogates ({', '.join(meta['surrogates'])}), test images split evenly "
