@@ -942,7 +942,7 @@ def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None
         "", f"Metrics: [`{dest.with_suffix('.json').name}`]({dest.with_suffix('.json').name}).",
     ]
     if log is not None and log.is_file():
-        lines += ["", "Per-epoch log (`log.csv`):", "", "```", log.read_text().strip(), "```"]
+        lines += ["", f"Per-epoch log (`{log.name}`):", "", "```", log.read_text().strip(), "```"]
     dest.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -42,6 +42,7 @@ DEFENSES = {
     "fmnist/vqunet-k256-classifier": ("VQUNet (K=256)", None),
     "fmnist/non-vq-unet-classifier": ("U-Net (no VQ)", None),
     "fmnist/vqunet-adv-classifier": ("VQUNet-adv", None),
+    "fmnist/vqunet-mix-classifier": ("VQUNet-mix", None),
     "fmnist/defense-vae-classifier": ("Defense-VAE", "Defense_VAE"),
     "fmnist/hfl-vae-classifier": ("HFL-VAE", "HFL_VAE"),
     "fmnist/cyclegan-classifier": ("Defense-CycleGAN", "Cycle_GAN"),
@@ -56,6 +57,8 @@ VQUNET_VARIANTS = {
     "fmnist/non-vq-unet-classifier": "the same U-Net without quantization",
     "fmnist/vqunet-adv-classifier": "inputs also FGSM/PGD examples of the target (eps 0.1), clean targets, K = 1024",
     "fmnist/vqunet-adv-pgd-at": "that denoiser in front of the PGD-AT classifier, nothing retrained",
+    "fmnist/vqunet-mix-classifier": "inputs FGSM/PGD examples at eps 0.03, 0.1, 0.2, 0.3, clean targets, K = 1024; "
+                                    "then denoiser and target fine-tuned end to end (as Defense-VAE)",
 }
 
 # Reported numbers, typed from the papers (../shared/papers), each with its source.

@@ -383,6 +383,38 @@ def test_denoiser_variants_learn_from_perturbed_inputs(inputs, tmp_path):
     assert (out / "adversarial_eps0.1_n16.npy").is_file() == (inputs == "adversarial")
 
 
+def test_vqunet_on_several_budgets_fine_tuned_end_to_end_exports_the_tuned_pair(tmp_path):
+    # The recipe of fmnist/vqunet-mix: adversarial inputs at several budgets, then the denoiser and
+    # the target fine-tuned together; the shipped denoiser is the fine-tuned one.
+    import json
+
+    from nnjpeg import datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(tmp_path / "base.keras")
+    out, w = tmp_path / "run", tmp_path / "weights"
+    assert train.main(["train", "vqunet", "--inputs", "adversarial", "--adv-eps", "0.05,0.1", "--adv-n", "16",
+                       "--unet-widths", "4,8", "--num-codes", "8", "--classifier-epochs", "0", "--end-to-end-epochs", "1",
+                       "--limit", "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0",
+                       "--base", str(tmp_path / "base.keras"), "--out", str(out),
+                       "--export", str(w / "vqunet-mix-classifier.keras")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["adv_eps"] == [0.05, 0.1] and metrics["end_to_end_epochs"] == 1 and metrics["classifier_epochs"] == 0
+    assert (out / "adversarial_eps0.05-0.1_n16.npy").is_file()
+    first = keras.saving.load_model(out / "denoiser.keras").get_weights()
+    tuned = keras.saving.load_model(out / "denoiser_end_to_end.keras").get_weights()
+    shipped = keras.saving.load_model(w / "vqunet-mix.keras").get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(first, tuned, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(tuned, shipped, strict=True))
+    card = (w / "vqunet-mix-classifier.md").read_text()
+    assert "then 1 of the denoiser and classifier fine-tuned end to end" in card
+    assert "Per-epoch log (`log_end_to_end.csv`):" in card and "Per-epoch log (`log.csv`):" in (w / "vqunet-mix.md").read_text()
+    pipeline = keras.saving.load_model(w / "vqunet-mix-classifier.keras")
+    assert pipeline.predict(np.zeros((2, 28, 28, 1), np.float32), verbose=0).shape == (2, 10)
+
+
 @pytest.mark.parametrize("model", ["defense-vae", "hfl-vae", "cyclegan"])
 def test_adversarial_pair_denoisers_with_several_budgets_and_clean_pairs(tmp_path, model):
     import json
