@@ -89,9 +89,11 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     models, data = zoo
     vq = VQUNet(channels=1, widths=(4, 8), num_codes=8)
     vq(np.zeros((1, 32, 32, 1), np.float32))
-    models = {**models, "fmnist/vqunet": vq}
+    # NN-JPEG stands in for a VQUNet variant as well, so that the table of what was tried is drawn.
+    models = {**models, "fmnist/vqunet": vq, "fmnist/vqunet-classifier": models["nn-jpeg"]}
     res = report.run(tmp_path, eps=(0.05, 0.2), analysis_eps=(0.05, 0.2), gray_attacks=("fgsm",), black_attacks=("fgsm",), white_attack="fgsm",
-                     progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__, data=data,
+                     progress=False, defenses=["fmnist/classifier", "nn-jpeg", "fmnist/vqunet-classifier"],
+                     load=models.__getitem__, data=data,
                      available=list(models), vq_n=8, white_n=16, robust_n=12, robust_steps=5, robust_restarts=2,
                      white_eps=0.1, bpda_n=6, bpda_iterations=4, clean_data=(data[0][:10], data[1][:10]))
     assert set(res["results"]) == {"gray-box", "black-box", "white-box", "vq-analysis", "ablation", "paper-grid gray-box",
@@ -140,11 +142,12 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
     for body in (text, short):
         assert "## Black-box (NN-JPEG paper, Table 2 layout, bottom)" in body and "not all are installed" not in body
         assert "![fig2](fig2_vqunet_protocol.png)" in body
+    assert "## VQUNet: what was tried" in text and "![tried](vqunet_tried.png)" in text
     assert "## White-box, strong: which defense holds" in text and "Strongest white-box evaluation" in text
     assert "| Acc_raw / Acc_ae (BPDA, 4 iterations, n=6) |" in text
     assert "AutoAttack" in text.split("## White-box, strong")[1]
     for f in ("fig2_vqunet_protocol.png", "table3_white_box.png", "gray-box/results.md", "black-box/accuracy_vs_eps.png",
-              "vqunet_analyses.png", "ablation.png", "masking_check.png"):
+              "vqunet_analyses.png", "ablation.png", "masking_check.png", "vqunet_tried.png"):
         assert (tmp_path / f).stat().st_size > 0
     # What the terminal shows: aligned tables, the reading without Markdown marks, and where files went.
     from nnjpeg import demo
@@ -322,6 +325,26 @@ def test_vqunet_table_uses_the_mixed_protocol():
                                 {"white_eps": 0.1, "white_attack": "pgd"})
     assert lines[-1].endswith("Best reached: VQUNet-adv, lowest mixed accuracy 95.0 % (fgsm), clean drop 0.5 points: "
                               "the goal is met.")
+    for r in gray["records"]:  # the examples made on the target now get through: the goal is missed again
+        r["accuracy"] = 0.75 if r["defense"] == adv else r["accuracy"]
+    gray["clean"][vq] = 0.90
+    lines = report.vqunet_table({"gray-box": gray, "black-box": black, "white-box": white}, [vq, adv],
+                                {"white_eps": 0.1, "white_attack": "pgd"})
+    assert lines[-1].endswith("Best reached: VQUNet-adv, lowest mixed accuracy 85.0 % (fgsm), clean drop 0.5 points: the "
+                              "goal is **not met**. Nearest the goal: VQUNet-adv, 5.0 points under 90 % (fgsm: 75.0 % of "
+                              "the examples made on the target survive, 95.0 % of the transferred ones) at a clean drop "
+                              "of 0.5 points.")
+
+
+def test_vqunet_tried_plot_draws_with_and_without_the_target(tmp_path):
+    from nnjpeg import report
+
+    vq = "fmnist/vqunet-classifier"
+    gray = {"clean": {vq: 0.93, "fmnist/classifier": 0.94}, "config": {"attacks": ["pgd"]},
+            "records": [{"defense": vq, "attack": "pgd", "eps": 0.1, "accuracy": 0.5}]}
+    for name, clean in (("with.png", gray["clean"]), ("without.png", {vq: 0.93})):
+        report.plot_vqunet_tried({"gray-box": {**gray, "clean": clean}}, [vq], {"white_eps": 0.1}, tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_training_table_sums_the_chain_and_names_a_fine_tuning():
