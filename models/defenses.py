@@ -126,7 +126,8 @@ class EndToEnd(keras.Model):
     """Denoiser and classifier fine-tuned together, the end-to-end fine-tuning of Defense-VAE's
     paper (Li & Ji, 2019): the cross-entropy of the pipeline's prediction plus `rec_weight` times
     the mean absolute error of the denoiser's output against the clean image, so that the denoiser
-    learns to keep what the classifier needs and stays a denoiser. For training only: the two
+    learns to keep what the classifier needs and stays a denoiser; a VQUNet adds its codebook terms
+    (beta * L_E + L_Q), which keep its encoder and codebooks together. For training only: the two
     models are saved apart and composed with `denoised_classifier`.
 
     Inputs: ((x_in, x_clean), y), images padded to the denoiser's shape, integer labels.
@@ -138,7 +139,10 @@ class EndToEnd(keras.Model):
         self.classifier = classifier
         self.pad = pad
         self.rec_weight = rec_weight
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "cross_entropy", "reconstruction")}
+        # A denoiser with a codebook (VQUNet) keeps its own codebook terms in the loss.
+        self.codebook = hasattr(denoiser, "denoise_with_codebook_loss")
+        names = ("loss", "cross_entropy", "reconstruction") + (("codebook",) if self.codebook else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     def _crop(self, x):
@@ -157,16 +161,19 @@ class EndToEnd(keras.Model):
         (x_in, x_clean), y = data
         weights = self.denoiser.trainable_variables + self.classifier.trainable_variables
         with tf.GradientTape() as tape:
-            denoised = self.denoiser(x_in, training=True)
+            if self.codebook:
+                denoised, codebook = self.denoiser.denoise_with_codebook_loss(x_in, training=True)
+            else:
+                denoised, codebook = self.denoiser(x_in, training=True), 0.0
             logits = self.classifier(self._crop(denoised), training=True)
             ce = ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
             rec = ops.mean(ops.abs(denoised - x_clean))
-            loss = ce + self.rec_weight * rec
+            loss = ce + self.rec_weight * rec + codebook
         # Only what the pipeline runs through gets a gradient (not, e.g., a CycleGAN's other generator
         # and its discriminators, which stay as they are).
         used = [(g, w) for g, w in zip(tape.gradient(loss, weights), weights) if g is not None]
         self.optimizer.apply([g for g, _ in used], [w for _, w in used])
-        for name, value in zip(self.trackers, (loss, ce, rec)):
+        for name, value in zip(self.trackers, (loss, ce, rec, codebook)):
             self.trackers[name].update_state(value)
         self.accuracy.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics}

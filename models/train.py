@@ -1056,7 +1056,8 @@ def add_parser(sub) -> None:
     p.add_argument("--end-to-end-epochs", type=_args.integer(0), default=0,
                    help="denoisers: then fine-tune the denoiser and the classifier together for this many epochs "
                         "(Defense-VAE's end-to-end fine-tuning: cross-entropy of the pipeline plus the denoiser's "
-                        "L1 to the clean image), on the clean images and the denoiser's adversarial pairs")
+                        "L1 to the clean image, plus a VQUNet's codebook terms), on the clean images and the "
+                        "denoiser's adversarial pairs")
     p.add_argument("--end-to-end-lr", type=_args.real(0, low_open=True), default=1e-4,
                    help="denoisers: Adam rate of the end-to-end fine-tuning, decayed along a cosine")
     p.add_argument("--end-to-end-rec-weight", type=_args.real(0), default=10.0,

@@ -208,18 +208,32 @@ class VQUNet(keras.Model):
     def call(self, x, training=False):
         return self.decode(self.encode(x, training=training), training=training)
 
-    def _vq_losses(self, x, target, training):
-        levels = self.encode(x, training=training)
-        recon = self.decode(levels, training=training)
-        l_rec = ops.mean(ops.square(target - recon))
+    @staticmethod
+    def _codebook_terms(levels):
         l_e = ops.convert_to_tensor(0.0)
         l_q = ops.convert_to_tensor(0.0)
         for a, q, _ in levels:
             if q is not None:
                 l_e = l_e + ops.mean(ops.square(ops.stop_gradient(q) - a))  # L_E: encoder towards its codes
                 l_q = l_q + ops.mean(ops.square(q - ops.stop_gradient(a)))  # L_Q: codes towards the encoder
+        return l_e, l_q
+
+    def _vq_losses(self, x, target, training):
+        levels = self.encode(x, training=training)
+        recon = self.decode(levels, training=training)
+        l_rec = ops.mean(ops.square(target - recon))
+        l_e, l_q = self._codebook_terms(levels)
         total = self.alpha * l_rec + self.beta * l_e + l_q
         return total, l_rec, l_e, l_q, levels
+
+    def denoise_with_codebook_loss(self, x, training=False):
+        """The denoised images and the codebook part of the loss, beta * L_E + L_Q (0 without VQ),
+        for training the VQUNet inside a larger model (models/defenses.py EndToEnd): there the
+        codebooks get a gradient from nothing else (the straight-through estimator passes none to
+        them), and without L_E the encoder drifts away from its codes."""
+        levels = self.encode(x, training=training)
+        l_e, l_q = self._codebook_terms(levels)
+        return self.decode(levels, training=training), self.beta * l_e + l_q
 
     def _track_metrics(self, total, l_rec, l_e, l_q, levels):
         self.loss_tracker.update_state(total)

@@ -578,6 +578,29 @@ def test_end_to_end_fine_tuning_trains_denoiser_and_classifier_together():
                                np.asarray(classifier(np.asarray(denoiser(noisy[:3]))[:, 2:-2, 2:-2])), rtol=1e-5, atol=1e-6)
 
 
+def test_end_to_end_keeps_a_vqunets_codebook_terms():
+    from nnjpeg.models.defenses import EndToEnd
+    from nnjpeg.models.vqunet import VQUNet
+
+    keras.utils.set_random_seed(2)
+    x = np.random.default_rng(2).random((16, 16, 16, 1)).astype(np.float32)
+    vq = VQUNet(channels=1, widths=(4, 8), num_codes=8, restart_every=0)
+    vq(x[:1])
+    vq.init_codebooks(x, seed=0)
+    codes = [q.codebook.embeddings.numpy().copy() for q in vq.quantizers]
+    classifier = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    pipeline = EndToEnd(vq, classifier, pad=2, rec_weight=1.0)
+    pipeline.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = pipeline.fit((x, x), np.arange(16) % 2, batch_size=16, epochs=2, verbose=0).history
+    # One step per epoch: the loss logged is the sum of its terms, the codebook's (beta * L_E + L_Q) among them.
+    assert history["codebook"][0] > 0
+    for loss, ce, rec, codebook in zip(*(history[k] for k in ("loss", "cross_entropy", "reconstruction", "codebook"))):
+        assert loss == pytest.approx(ce + rec + codebook, rel=1e-5)
+    # The straight-through estimator gives the codebooks no gradient: they move by L_Q alone.
+    for before, quantizer in zip(codes, vq.quantizers, strict=True):
+        assert not np.allclose(before, quantizer.codebook.embeddings.numpy())
+
+
 def test_end_to_end_trains_only_what_the_pipeline_runs_through():
     from nnjpeg.models.cyclegan import DefenseCycleGAN
     from nnjpeg.models.defenses import EndToEnd
