@@ -58,7 +58,8 @@ VQUNET_VARIANTS = {
     "fmnist/vqunet-adv-classifier": "inputs also FGSM/PGD examples of the target (eps 0.1), clean targets, K = 1024",
     "fmnist/vqunet-adv-pgd-at": "that denoiser in front of the PGD-AT classifier, nothing retrained",
     "fmnist/vqunet-mix-classifier": "inputs FGSM/PGD examples at eps 0.03, 0.1, 0.2, 0.3, clean targets, K = 1024; "
-                                    "then denoiser and target fine-tuned end to end (as Defense-VAE)",
+                                    "then denoiser and target fine-tuned end to end (as Defense-VAE), the codebook "
+                                    "terms in the loss",
 }
 
 # Reported numbers, typed from the papers (../shared/papers), each with its source.
@@ -517,7 +518,8 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
             gap = {d: 100 * max(0.0, 0.9 - lowest[d][0]) + max(0.0, drop[d] - 1.0) for d in lowest}
             near = min(gap, key=gap.get)
             value, attack, g, b = lowest[near]
-            lines[-1] += (f" Nearest the goal: {_label(near)}, {100 * (0.9 - value):.1f} points under 90 % ({attack}"
+            lines[-1] += ((" It is also the nearest to the goal:" if near == best else f" Nearest the goal: {_label(near)},")
+                          + f" {100 * (0.9 - value):.1f} points under 90 % ({attack}"
                           + ("" if b is None else f": {_pct(g)} % of the examples made on the target survive, "
                              f"{_pct(b)} % of the transferred ones")
                           + f") at a clean drop of {drop[near]:.1f} points.")
