@@ -519,7 +519,8 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
             near = min(gap, key=gap.get)
             value, attack, g, b = lowest[near]
             lines[-1] += ((" It is also the nearest to the goal:" if near == best else f" Nearest the goal: {_label(near)},")
-                          + f" {100 * (0.9 - value):.1f} points under 90 % ({attack}"
+                          + (f" {100 * (0.9 - value):.1f} points under 90 %" if value < 0.9 else f" {_pct(value)} %")
+                          + f" ({attack}"
                           + ("" if b is None else f": {_pct(g)} % of the examples made on the target survive, "
                              f"{_pct(b)} % of the transferred ones")
                           + f") at a clean drop of {drop[near]:.1f} points.")
@@ -555,7 +556,7 @@ def plot_vqunet_tried(results: dict, variants, meta: dict, path: Path) -> None:
                         ha="right" if crowded else "left", fontsize=8)
             placed.append(xy)
         ax.set_xlim(left, right)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     ax.set_ylim(0, 100)
     ax.set_xlabel("clean-accuracy drop vs the target (points)")
     ax.set_ylabel(f"lowest mixed-protocol accuracy, eps {meta['white_eps']:g} (%)")
