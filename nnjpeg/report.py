@@ -459,23 +459,25 @@ def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) ->
     return lines
 
 
-def _vqunet_lowest(results: dict, variants, meta: dict) -> tuple[list[str], dict]:
-    """The attacks run in both scenarios at the white-box eps, and each variant's lowest cell under the
-    VQUNet paper's mixed protocol there: {variant: (mixed, attack, gray-box, black-box)}, the
-    black-box part None when there is no black-box run (the mixed cell is then the gray-box one)."""
+def _vqunet_cells(results: dict, variants, meta: dict) -> tuple[list[str], dict]:
+    """The attacks run at the white-box eps, and each variant's cells there under the VQUNet paper's
+    mixed protocol: {variant: {attack: (mixed, gray-box, black-box)}}, the black-box part None when
+    there is no black-box run (the mixed cell is then the gray-box one)."""
     gray, black, e = results["gray-box"], results.get("black-box"), meta["white_eps"]
     attacks = [a for a in gray["config"]["attacks"] if _acc(gray, variants[0], a, e) is not None]
-    lowest = {}
+    cells = {d: {} for d in variants}
     for d in variants:
-        cells = []
         for a in attacks:
             g = _acc(gray, d, a, e)
             b = _acc(black, d, a, e) if black is not None else None
             if g is not None:
-                cells.append((g if b is None else (g + b) / 2, a, g, b))
-        if cells:
-            lowest[d] = min(cells)
-    return attacks, lowest
+                cells[d][a] = (g if b is None else (g + b) / 2, g, b)
+    return attacks, cells
+
+
+def _vqunet_lowest(cells: dict) -> dict:
+    """Each variant's lowest cell of `_vqunet_cells`: {variant: (mixed, attack, gray-box, black-box)}."""
+    return {d: min((m, a, g, b) for a, (m, g, b) in row.items()) for d, row in cells.items() if row}
 
 
 def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
@@ -484,20 +486,17 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
     when the goal is not met, the variant nearest to it and which half of the protocol holds it back."""
     from nnjpeg import robust as R
 
-    gray, black, white = results["gray-box"], results.get("black-box"), results["white-box"]
+    gray, white = results["gray-box"], results["white-box"]
     e = meta["white_eps"]
-    attacks, lowest = _vqunet_lowest(results, variants, meta)
-
-    def mixed(d, a):
-        g, b = _acc(gray, d, a, e), _acc(black, d, a, e) if black is not None else None
-        return None if g is None else (g if b is None else (g + b) / 2)
-
+    attacks, cells = _vqunet_cells(results, variants, meta)
+    lowest = _vqunet_lowest(cells)
     rb = results.get("robust")
     head = ["variant", "how it was trained", "clean"] + [f"{a} (mixed)" for a in attacks] + [f"white-box {meta['white_attack']}"]
     head += ["strongest white-box"] if rb else []
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for d in variants:
-        row = [_label(d), VQUNET_VARIANTS[d], _pct(gray["clean"][d])] + [_pct(mixed(d, a)) for a in attacks]
+        row = [_label(d), VQUNET_VARIANTS[d], _pct(gray["clean"][d])]
+        row += [_pct(cells[d][a][0] if a in cells[d] else None) for a in attacks]
         row.append(_pct(_acc(white, d, meta["white_attack"], e)))
         if rb:
             row.append(_pct(R.worst(rb, d)))
@@ -535,7 +534,7 @@ def plot_vqunet_tried(results: dict, variants, meta: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _, lowest = _vqunet_lowest(results, variants, meta)
+    lowest = _vqunet_lowest(_vqunet_cells(results, variants, meta)[1])
     clean = results["gray-box"]["clean"]
     target = clean.get("fmnist/classifier")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
