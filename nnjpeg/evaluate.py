@@ -5,7 +5,12 @@ Scenarios (the two papers' protocols, plus the adaptive one that matters):
 - black-box: examples transferred from the surrogates (the test subset split evenly among them);
 - white-box: the attack runs on each defended model as a whole, gradients passing through the
   defense (straight-through/BPDA through the codec layers, the VQ straight-through estimator);
-- mixed: the VQUNet paper's protocol, half white-box on the defended model, half transferred.
+- mixed: the VQUNet paper's protocol (half the examples made on the target, half transferred from
+  the surrogates), measured on every image both ways: the mean of the gray-box and black-box
+  accuracies, each kept beside it.
+
+A defense is a pretrained name ("fmnist/ensemble") or the path of a saved `.keras` model, e.g. one
+that `nnjpeg train --export` wrote.
 
 Every record holds (defense, attack, eps, scenario, accuracy, n); accuracies are measured, never typed.
 """
@@ -45,6 +50,24 @@ def _subset(dataset: str, n: int, seed: int):
     return test_images(dataset, n, seed)
 
 
+def load_defense(spec: str):
+    """A pretrained name (`nnjpeg.pretrained.load`), or a path ending in ".keras": a saved model,
+    e.g. one written by `nnjpeg train --export`, loaded with every nnjpeg layer registered."""
+    from nnjpeg import pretrained
+
+    if not isinstance(spec, str) or not spec.endswith(".keras"):
+        if isinstance(spec, str) and spec in pretrained.names():
+            return pretrained.load(spec)
+        raise ValueError(f"Expected a pretrained model name in {pretrained.names()} or the path of a saved .keras "
+                         f"model. Received: {spec!r}")
+    if not Path(spec).is_file():
+        raise ValueError(f"Expected the path of a saved .keras model. Received: {spec!r}, which is not a file")
+    import keras
+
+    pretrained.register_serializables()
+    return keras.saving.load_model(spec, compile=False)
+
+
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
              dataset: str = "fashion-mnist", data=None, load: Callable | None = None, target: str = TARGET,
              surrogates=SURROGATES, attack_kwargs: dict | None = None, eot: dict | None = None,
@@ -52,13 +75,14 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     """Runs every (defense, attack, eps) under `scenario`.
 
     Args:
-        defenses: pretrained model names (image -> logits), e.g. "fmnist/ensemble".
+        defenses: pretrained model names or paths of saved .keras models (image -> logits), e.g.
+            "fmnist/ensemble" or "runs/vqunet/final.keras".
         attacks: names from `nnjpeg.attacks.ATTACKS`.
         eps_list: L-inf budgets (images in [0, 1]); ignored (recorded as null) for deepfool/cw.
         scenario: one of SCENARIOS.
         n: test images (a seeded random subset).
         data: optional (x, y) to use instead of the dataset (float32 in [0, 1], int labels).
-        load: name -> keras.Model (default `nnjpeg.pretrained.load`).
+        load: name -> keras.Model (default `load_defense`).
         target, surrogates: models for the gray-box and black-box scenarios.
         attack_kwargs: per-attack keyword arguments, e.g. {"pgd": {"nb_iter": 40}}.
         eot: defense name -> samples, for randomized defenses: white-box attacks then run on
@@ -86,16 +110,13 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     for e in [e for _, e in pairs] if pairs is not None else eps_list:
         if e is not None and (isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < float("inf")):
             raise ValueError(f"Expected every eps to be a finite number > 0. Received: eps={e!r}")
-    if load is None:
-        from nnjpeg import pretrained
-
-        load = pretrained.load
+    load = load or load_defense
     x, y = data if data is not None else _subset(dataset, n, seed)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"Expected one image or more, with a label each. Received: {len(x)} images, {len(y)} labels")
     models = {d: load(d) for d in defenses}
     clean = {d: accuracy(m, x, y) for d, m in models.items()}
-    source = load(target) if scenario == "gray-box" else None
+    source = load(target) if scenario in ("gray-box", "mixed") else None
     subs = [load(s) for s in surrogates] if scenario in ("black-box", "mixed") else []
     kwargs = attack_kwargs or {}
     records = []
@@ -119,25 +140,25 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     bar = _console.stage(len(runs) * len(models), desc or scenario, enabled=progress)
     for name, e in runs:
         label = name if e is None else f"{name} eps {e:g}"
-        shared = None
-        if scenario in ("gray-box", "black-box"):
-            bar.set_postfix_str(f"{label}: made on {'the target' if scenario == 'gray-box' else 'the surrogates'}")
-            shared = run(name, source, x, y, e) if scenario == "gray-box" else transfer(name, x, y, e)
+        made = []  # the examples every defense is fed: (scenario, examples), one pair per half of "mixed"
+        if scenario in ("gray-box", "mixed"):
+            bar.set_postfix_str(f"{label}: made on the target")
+            made.append(("gray-box", run(name, source, x, y, e)))
+        if scenario in ("black-box", "mixed"):
+            bar.set_postfix_str(f"{label}: made on the surrogates")
+            made.append(("black-box", transfer(name, x, y, e)))
         for d, model in models.items():
             bar.set_postfix_str(f"{label}: {d}")
-            if scenario == "white-box":
-                adv = run(name, attacked[d], x, y, e)
-            elif scenario == "mixed":
-                half = len(x) // 2
-                adv = np.concatenate([run(name, attacked[d], x[:half], y[:half], e),
-                                      transfer(name, x[half:], y[half:], e)])
-            else:
-                adv = shared
-            linf = float(np.abs(adv - x).max()) if len(x) else 0.0
-            l2 = float(np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1)).mean()) if len(x) else 0.0
+            fed = [("white-box", run(name, attacked[d], x, y, e))] if scenario == "white-box" else made
+            parts = {s: accuracy(model, adv, y) for s, adv in fed}
+            linf = max(float(np.abs(adv - x).max()) for _, adv in fed) if len(x) else 0.0
+            l2 = (float(np.mean([np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1)).mean() for _, adv in fed]))
+                  if len(x) else 0.0)
             records.append({"defense": d, "attack": name, "eps": e, "scenario": scenario,
-                            "accuracy": accuracy(model, adv, y), "clean_accuracy": clean[d], "n": int(len(x)),
-                            "mean_l2": l2, "max_linf": linf})
+                            "accuracy": float(np.mean(list(parts.values()))), "clean_accuracy": clean[d],
+                            "n": int(len(x)), "mean_l2": l2, "max_linf": linf,
+                            **({"gray_box_accuracy": parts["gray-box"], "black_box_accuracy": parts["black-box"]}
+                               if scenario == "mixed" else {})})
             bar.update()
     bar.close()
     config = {"defenses": list(defenses), "attacks": list(attacks), "eps": list(eps_list), "scenario": scenario,
@@ -158,9 +179,20 @@ def markdown(result: dict) -> str:
         if (r["attack"], r["eps"]) not in keys:
             keys.append((r["attack"], r["eps"]))
     for a, e in keys:
-        acc = {r["defense"]: r["accuracy"] for r in result["records"] if r["attack"] == a and r["eps"] == e}
-        lines.append(f"| {a} | {'–' if e is None else e} | " + " | ".join(f"{100 * acc[d]:.1f}" for d in defenses) + " |")
+        cell = {r["defense"]: _cell(r) for r in result["records"] if r["attack"] == a and r["eps"] == e}
+        lines.append(f"| {a} | {'–' if e is None else e} | " + " | ".join(cell[d] for d in defenses) + " |")
+    if result["config"]["scenario"] == "mixed":
+        lines += ["", "Each mixed cell: the mean of the examples made on the target and those transferred from the "
+                  "surrogates (each in brackets, in that order), all on the same images."]
     return "\n".join(lines)
+
+
+def _cell(record: dict) -> str:
+    """A record's accuracy in %, a mixed one with its gray-box and black-box halves."""
+    if "gray_box_accuracy" not in record:
+        return f"{100 * record['accuracy']:.1f}"
+    return (f"{100 * record['accuracy']:.1f} ({100 * record['gray_box_accuracy']:.1f} / "
+            f"{100 * record['black_box_accuracy']:.1f})")
 
 
 def plot(result: dict, path: Path) -> None:
@@ -200,7 +232,8 @@ def write_report(result: dict, out: Path, json_path: Path | None = None) -> None
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of defenses under attack (gray-box, black-box, white-box, mixed)")
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--defense", action="append", required=True, help="pretrained name; repeat for several")
+    p.add_argument("--defense", action="append", required=True,
+                   help="pretrained name, or the path of a saved .keras model; repeat for several")
     p.add_argument("--attack", action="append", required=True, help="attack name; repeat for several")
     p.add_argument("--eps", type=_args.EPS, action="append", default=None, help="L-inf budget; repeat for several (default 0.1)")
     p.add_argument("--scenario", default="gray-box", choices=SCENARIOS)
@@ -210,7 +243,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=_args.COUNT, default=None, help="iterations of the iterative attacks (PGD: 20, BIM: 10)")
     p.add_argument("--restarts", type=_args.COUNT, default=1, help="PGD random restarts")
     p.add_argument("--eot", type=_args.integer(0), default=0,
-                   help="white-box and mixed: average a randomized defense over this many draws (0: none)")
+                   help="white-box: average a randomized defense over this many draws (0: none)")
     p.add_argument("--out", default="out/evaluate", help="report folder (Markdown table, plot)")
     p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
@@ -220,6 +253,9 @@ def _cmd(args) -> int:
     from . import _console
 
     _console.quiet_tensorflow(args.verbose)
+    if args.eot > 1 and args.scenario != "white-box":
+        raise ValueError(f"Expected --eot N only with --scenario white-box, the one that attacks the defense itself. "
+                         f"Received: --eot {args.eot} with --scenario {args.scenario}")
     kwargs = {"pgd": {"restarts": args.restarts}}
     if args.steps is not None:
         for name in ("pgd", "bim", "mifgsm", "ti-fgsm", "di-fgsm"):
@@ -242,7 +278,9 @@ def text(result: dict) -> str:
     keys = list(dict.fromkeys((r["attack"], r["eps"]) for r in result["records"]))
     rows = [["none (clean)", "–", *(f"{100 * result['clean'][d]:.1f}" for d in defenses)]]
     for a, e in keys:
-        acc = {r["defense"]: r["accuracy"] for r in result["records"] if r["attack"] == a and r["eps"] == e}
-        rows.append([a, "–" if e is None else f"{e:g}", *(f"{100 * acc[d]:.1f}" for d in defenses)])
+        cell = {r["defense"]: _cell(r) for r in result["records"] if r["attack"] == a and r["eps"] == e}
+        rows.append([a, "–" if e is None else f"{e:g}", *(cell[d] for d in defenses)])
+    mixed = result["config"]["scenario"] == "mixed"
     return text_table(["attack", "eps", *defenses], rows,
-                      title=f"{result['config']['scenario']}, {result['config']['n']} test images, accuracy (%)")
+                      title=f"{result['config']['scenario']}, {result['config']['n']} test images, accuracy (%)"
+                      + (": mean (made on the target / transferred)" if mixed else ""))

@@ -103,6 +103,11 @@ def test_unknown_attack_or_defense_is_named(capsys):
     assert "Received: defenses=['fmnist/ensemble'], attacks=['bogus']" in capsys.readouterr().err
     assert main(["evaluate", "--defense", "fmnist/nothing", "--attack", "fgsm", "--n", "2"]) == 2
     assert "Received: 'fmnist/nothing'" in capsys.readouterr().err
+    assert main(["evaluate", "--defense", "runs/none/final.keras", "--attack", "fgsm", "--n", "2"]) == 2
+    assert "Received: 'runs/none/final.keras', which is not a file" in capsys.readouterr().err
+    # EOT averages a defense's randomness for an attack run on it: only the white-box scenario does.
+    assert main(["evaluate", "--defense", "fmnist/ensemble", "--attack", "fgsm", "--scenario", "mixed", "--eot", "4"]) == 2
+    assert "Received: --eot 4 with --scenario mixed" in capsys.readouterr().err
 
 
 def test_tensorflow_starts_quietly(tmp_path):

@@ -61,6 +61,39 @@ def test_harness_end_to_end(zoo, scenario, tmp_path):
     assert (tmp_path / "accuracy_vs_eps.png").stat().st_size > 0
 
 
+def test_mixed_is_the_mean_of_the_gray_and_black_box_halves_on_the_same_images(zoo, tmp_path):
+    # The VQUNet paper's protocol, as the report's mixed cells: each image made on the target and
+    # transferred from the surrogates, the accuracy the mean of the two, each kept.
+    models, data = zoo
+    run = lambda scenario: evaluate.evaluate(["fmnist/classifier", "nn-jpeg"], ["fgsm"], [0.1], scenario,  # noqa: E731
+                                             data=data, load=models.__getitem__, progress=False)["records"]
+    gray, black, mixed = run("gray-box"), run("black-box"), run("mixed")
+    for g, b, m in zip(gray, black, mixed, strict=True):
+        assert (m["gray_box_accuracy"], m["black_box_accuracy"]) == (g["accuracy"], b["accuracy"])
+        assert m["accuracy"] == pytest.approx((g["accuracy"] + b["accuracy"]) / 2)
+        assert m["mean_l2"] == pytest.approx((g["mean_l2"] + b["mean_l2"]) / 2)
+        assert m["max_linf"] == max(g["max_linf"], b["max_linf"]) and "gray_box_accuracy" not in g
+    assert mixed[0]["gray_box_accuracy"] == 0.0 != mixed[0]["black_box_accuracy"]  # FGSM on the target itself
+    result = {"records": mixed, "clean": {"fmnist/classifier": 1.0, "nn-jpeg": 1.0},
+              "config": {"defenses": ["fmnist/classifier", "nn-jpeg"], "scenario": "mixed", "n": 32, "seed": 0}}
+    row = (f"{100 * mixed[0]['accuracy']:.1f} (0.0 / {100 * mixed[0]['black_box_accuracy']:.1f})")
+    assert f"| fgsm | 0.1 | {row} |" in evaluate.markdown(result)
+    assert row in evaluate.text(result) and "mean (made on the target / transferred)" in evaluate.text(result)
+
+
+def test_a_saved_keras_file_is_a_defense_beside_the_pretrained_names(zoo, tmp_path):
+    models, _ = zoo
+    models["nn-jpeg"].save(tmp_path / "mine.keras")
+    loaded = evaluate.load_defense(str(tmp_path / "mine.keras"))
+    x = np.random.default_rng(1).random((4, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), models["nn-jpeg"].predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"Received: '.*gone.keras', which is not a file"):
+        evaluate.load_defense(str(tmp_path / "gone.keras"))
+    with pytest.raises(ValueError, match=r"a pretrained model name in .* or the path of a saved .keras model. "
+                                         r"Received: 'fmnist/nothing'"):
+        evaluate.load_defense("fmnist/nothing")
+
+
 def test_errors(zoo):
     models, data = zoo
     with pytest.raises(ValueError, match=r"scenario in .* Received: 'grey'"):

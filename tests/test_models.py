@@ -413,6 +413,26 @@ def test_vqunet_on_several_budgets_fine_tuned_end_to_end_exports_the_tuned_pair(
     assert "Per-epoch log (`log_end_to_end.csv`):" in card and "Per-epoch log (`log.csv`):" in (w / "vqunet-mix.md").read_text()
     pipeline = keras.saving.load_model(w / "vqunet-mix-classifier.keras")
     assert pipeline.predict(np.zeros((2, 28, 28, 1), np.float32), verbose=0).shape == (2, 10)
+    # A saved denoiser fine-tuned again (--denoiser with --end-to-end-epochs), end to end with a fresh
+    # copy of the target, on new budgets and augmented: the saved denoiser and its card stay as they
+    # are, and only the pipeline is exported.
+    card = (w / "vqunet-mix.md").read_text()
+    assert train.main(["train", "vqunet", "--denoiser", str(w / "vqunet-mix.keras"), "--inputs", "adversarial",
+                       "--adv-eps", "0.1,0.15", "--adv-n", "16", "--classifier-epochs", "0", "--end-to-end-epochs", "1",
+                       "--end-to-end-augment", "--limit", "40", "--batch-size", "8", "--verbose", "0",
+                       "--base", str(tmp_path / "base.keras"), "--out", str(tmp_path / "again"),
+                       "--export", str(w / "again-classifier.keras")]) == 0
+    assert (w / "vqunet-mix.md").read_text() == card and not (w / "again.keras").exists()
+    saved = keras.saving.load_model(w / "vqunet-mix.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(shipped, saved.get_weights(), strict=True))
+    again = keras.saving.load_model(w / "again-classifier.keras").get_layer(saved.name)
+    assert any(not np.allclose(a, b) for a, b in zip(shipped, again.get_weights(), strict=True))
+    metrics = json.loads((w / "again-classifier.json").read_text())
+    assert metrics["end_to_end_augment"] and metrics["adv_eps"] == [0.1, 0.15] and metrics["denoiser_training_s"] is None
+    card = (w / "again-classifier.md").read_text()
+    assert (f"- Epochs: 1 of the denoiser and classifier fine-tuned end to end, on the saved denoiser "
+            f"{w / 'vqunet-mix.keras'}\n") in card
+    assert "fine-tuned together for 1 epochs (end to end, Adam 0.0001, L1 weight 10.0, flipped and shifted)" in card
 
 
 @pytest.mark.parametrize("model", ["defense-vae", "hfl-vae", "cyclegan"])
