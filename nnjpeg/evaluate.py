@@ -97,7 +97,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         dict with `records`, `clean` (accuracy of each defense on the benign subset) and `config`.
 
     Raises:
-        ValueError: unknown scenario, attack or defense, empty lists, or an eps that is not > 0.
+        ValueError: unknown scenario, attack or defense, empty lists, an eps that is not > 0, or
+            `eot` outside the white-box scenario.
     """
     from nnjpeg import attacks as A
 
@@ -107,6 +108,9 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     if unknown or not attacks or not defenses:
         raise ValueError(f"Expected one or more defenses and attacks from {sorted(A.ATTACKS)}. "
                          f"Received: defenses={list(defenses)}, attacks={list(attacks)}")
+    if eot and scenario != "white-box":
+        raise ValueError(f"Expected eot only with the white-box scenario, the one that attacks the defense itself. "
+                         f"Received: eot={eot!r} with scenario {scenario!r}")
     for e in [e for _, e in pairs] if pairs is not None else eps_list:
         if e is not None and (isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < float("inf")):
             raise ValueError(f"Expected every eps to be a finite number > 0. Received: eps={e!r}")

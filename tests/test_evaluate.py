@@ -103,6 +103,8 @@ def test_errors(zoo):
     x, y = data
     with pytest.raises(ValueError, match=r"one image or more, with a label each. Received: 0 images, 0 labels"):
         evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], data=(x[:0], y[:0]), load=models.__getitem__)
+    with pytest.raises(ValueError, match=r"Received: eot=\{'nn-jpeg': 4\} with scenario 'mixed'"):
+        evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], "mixed", data=data, load=models.__getitem__, eot={"nn-jpeg": 4})
     with pytest.raises(ValueError, match=r"Received: 3 images, 2 labels"):
         evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], data=(x[:3], y[:2]), load=models.__getitem__)
 
@@ -440,3 +442,31 @@ def test_clean_accuracy_on_every_test_image_reuses_the_gray_box_stage_when_it_ha
     for other in ((x[:5], y[:5]), (x[::-1].copy(), y[::-1].copy())):
         fresh = report._clean_accuracy(["nn-jpeg"], models, (x, y), False, measured=(other, gray))
         assert fresh["clean"]["nn-jpeg"] == pytest.approx(evaluate.accuracy(models["nn-jpeg"], x, y))
+
+
+def test_transfer_ceiling_names_the_best_transferred_half_and_what_the_other_half_would_need():
+    from nnjpeg import report
+
+    vq, free = "fmnist/vqunet-mix-classifier", "fmnist/free-at"
+
+    def res(clean, values):
+        return {"clean": clean, "config": {"attacks": ["fgsm", "pgd"], "defenses": list(clean)},
+                "records": [{"defense": d, "attack": a, "eps": 0.1, "accuracy": v} for (d, a), v in values.items()]}
+
+    gray = res({vq: 0.92, free: 0.88}, {(vq, "fgsm"): 0.85, (vq, "pgd"): 0.86, (free, "fgsm"): 0.87, (free, "pgd"): 0.87})
+    black = res({vq: 0.92, free: 0.88}, {(vq, "fgsm"): 0.84, (vq, "pgd"): 0.83, (free, "fgsm"): 0.87, (free, "pgd"): 0.86})
+    results, meta = {"gray-box": gray, "black-box": black}, {"white_eps": 0.1}
+    assert report.transfer_ceiling(results, [vq], meta) == [
+        "The transferred half alone, for every defense in this report, at eps 0.1 under the worst of fgsm, pgd: the "
+        "highest is 86.0 % (Free-AT, pgd; 88.0 % clean). Beside a transferred half that high, a mixed 90 % needs "
+        "94.0 % of the examples made on the target to be classified right, more than any VQUNet variant here gets "
+        "right of the clean images (92.0 %)."]
+    # A transferred half that would leave the other half within reach: no comparison with clean accuracy.
+    black["records"][2]["accuracy"] = black["records"][3]["accuracy"] = 0.89
+    assert report.transfer_ceiling(results, [vq], meta)[0].endswith(
+        "the highest is 89.0 % (Free-AT, fgsm; 88.0 % clean). Beside a transferred half that high, a mixed 90 % needs "
+        "91.0 % of the examples made on the target to be classified right.")
+    # At 90 % or more nothing is needed of the other half beyond the goal itself; without a black-box run, nothing.
+    black["records"][2]["accuracy"] = black["records"][3]["accuracy"] = 0.95
+    assert report.transfer_ceiling(results, [vq], meta)[0].endswith("the highest is 95.0 % (Free-AT, fgsm; 88.0 % clean).")
+    assert report.transfer_ceiling({"gray-box": gray}, [vq], meta) == []
