@@ -55,17 +55,18 @@ def load_defense(spec: str):
     e.g. one written by `nnjpeg train --export`, loaded with every nnjpeg layer registered."""
     from nnjpeg import pretrained
 
-    if not isinstance(spec, str) or not spec.endswith(".keras"):
-        if isinstance(spec, str) and spec in pretrained.names():
-            return pretrained.load(spec)
-        raise ValueError(f"Expected a pretrained model name in {pretrained.names()} or the path of a saved .keras "
-                         f"model. Received: {spec!r}")
-    if not Path(spec).is_file():
-        raise ValueError(f"Expected the path of a saved .keras model. Received: {spec!r}, which is not a file")
-    import keras
+    if isinstance(spec, str) and spec.endswith(".keras"):
+        if not Path(spec).is_file():
+            raise ValueError(f"Expected the path of a saved .keras model. Received: {spec!r}, which is not a file")
+        import keras
 
-    pretrained.register_serializables()
-    return keras.saving.load_model(spec, compile=False)
+        pretrained.register_serializables()
+        return keras.saving.load_model(spec, compile=False)
+    known = pretrained.names()
+    if known and spec not in known:  # an install without weights: pretrained.load says so itself
+        raise ValueError(f"Expected a pretrained model name in {known} or the path of a saved .keras model. "
+                         f"Received: {spec!r}")
+    return pretrained.load(spec)
 
 
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,

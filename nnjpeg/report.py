@@ -459,12 +459,18 @@ def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) ->
     return lines
 
 
+def _vqunet_attacks(results: dict, variants, meta: dict) -> list[str]:
+    """The gray-box attacks run on the VQUNet variants at the white-box eps."""
+    gray, e = results["gray-box"], meta["white_eps"]
+    return [a for a in gray["config"]["attacks"] if _acc(gray, variants[0], a, e) is not None]
+
+
 def _vqunet_cells(results: dict, variants, meta: dict) -> tuple[list[str], dict]:
-    """The attacks run at the white-box eps, and each variant's cells there under the VQUNet paper's
-    mixed protocol: {variant: {attack: (mixed, gray-box, black-box)}}, the black-box part None when
-    there is no black-box run (the mixed cell is then the gray-box one)."""
+    """The attacks run at the white-box eps (`_vqunet_attacks`), and each variant's cells there under
+    the VQUNet paper's mixed protocol: {variant: {attack: (mixed, gray-box, black-box)}}, the
+    black-box part None when there is no black-box run (the mixed cell is then the gray-box one)."""
     gray, black, e = results["gray-box"], results.get("black-box"), meta["white_eps"]
-    attacks = [a for a in gray["config"]["attacks"] if _acc(gray, variants[0], a, e) is not None]
+    attacks = _vqunet_attacks(results, variants, meta)
     cells = {d: {} for d in variants}
     for d in variants:
         for a in attacks:
@@ -533,8 +539,7 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
     black = results.get("black-box")
     if black is None or not variants:
         return []
-    attacks, _ = _vqunet_cells(results, variants, meta)
-    e = meta["white_eps"]
+    attacks, e = _vqunet_attacks(results, variants, meta), meta["white_eps"]
     lowest = {}
     for d in black["config"]["defenses"]:
         cells = [(_acc(black, d, a, e), a) for a in attacks]

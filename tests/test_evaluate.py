@@ -81,7 +81,7 @@ def test_mixed_is_the_mean_of_the_gray_and_black_box_halves_on_the_same_images(z
     assert row in evaluate.text(result) and "mean (made on the target / transferred)" in evaluate.text(result)
 
 
-def test_a_saved_keras_file_is_a_defense_beside_the_pretrained_names(zoo, tmp_path):
+def test_a_saved_keras_file_is_a_defense_beside_the_pretrained_names(zoo, tmp_path, monkeypatch):
     models, _ = zoo
     models["nn-jpeg"].save(tmp_path / "mine.keras")
     loaded = evaluate.load_defense(str(tmp_path / "mine.keras"))
@@ -92,6 +92,10 @@ def test_a_saved_keras_file_is_a_defense_beside_the_pretrained_names(zoo, tmp_pa
     with pytest.raises(ValueError, match=r"a pretrained model name in .* or the path of a saved .keras model. "
                                          r"Received: 'fmnist/nothing'"):
         evaluate.load_defense("fmnist/nothing")
+    # An install without weights (-DNNJPEG_SHIP_WEIGHTS=OFF) is told so, as pretrained.load tells it.
+    monkeypatch.setattr(nnjpeg.pretrained, "WEIGHTS", tmp_path / "none")
+    with pytest.raises(ValueError, match=r"installed without its weights"):
+        evaluate.load_defense("fmnist/ensemble")
 
 
 def test_errors(zoo):
