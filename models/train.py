@@ -555,7 +555,8 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
                "eps": args.eps if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial" else None,
-               "adv_eps": list(args.adv_eps) if args.adv_eps else None, "clean_pairs": bool(args.clean_pairs),
+               "adv_eps": list(args.adv_eps) if args.adv_eps else None,
+               "adv_models": list(args.adv_models) if args.adv_models else None, "clean_pairs": bool(args.clean_pairs),
                "inputs": "adversarial" if args.model in ADVERSARIAL_PAIRS else args.inputs,
                **({"vae_layout": args.vae_layout, "kl_weight": denoiser.kl_weight, "hf_weight": denoiser.hf_weight,
                    "hf_cutoff": denoiser.hf_cutoff} if args.model in VAES else {}),
@@ -671,24 +672,33 @@ def _with_clean_pairs(clean: np.ndarray, perturbed: np.ndarray, seed: int, label
 
 
 def _adversarial_inputs(args, base, train_data, out: Path, pad: int = 0) -> np.ndarray:
-    """Adversarial versions of the first --adv-n training images (all by default) made on --base:
-    split evenly among the budgets of --adv-eps (default --eps alone), FGSM for the first half of
-    each share, PGD-10 for the second; cached in the run folder, since the attacks are the slow part
-    of a resumed run. Returned zero-padded by `pad` (the denoisers' 32x32 for 28x28 data)."""
+    """Adversarial versions of the first --adv-n training images (all by default) made on --base,
+    or split evenly among the models of --adv-models; each model's share split evenly among the
+    budgets of --adv-eps (default --eps alone), FGSM for the first half of each share, PGD-10 for
+    the second; cached in the run folder, since the attacks are the slow part of a resumed run.
+    Returned zero-padded by `pad` (the denoisers' 32x32 for 28x28 data)."""
     from nnjpeg import attacks
+    from nnjpeg.evaluate import load_defense
 
     n_adv = min(len(train_data[0]), args.adv_n or len(train_data[0]))
     budgets = tuple(args.adv_eps or (args.eps,))
-    cache = out / f"adversarial_eps{'-'.join(map(str, budgets))}_n{n_adv}.npy"
+    if args.adv_models and n_adv < 2 * len(budgets) * len(args.adv_models):
+        raise ValueError(f"Expected --adv-n of at least {2 * len(budgets) * len(args.adv_models)} (an FGSM and a PGD "
+                         f"share for each budget of each of the {len(args.adv_models)} --adv-models). Received: {n_adv}")
+    tag = "" if not args.adv_models else "_on-" + "-".join(
+        Path(m).stem if m.endswith(".keras") else m.replace("/", "-") for m in args.adv_models)
+    cache = out / f"adversarial_eps{'-'.join(map(str, budgets))}_n{n_adv}{tag}.npy"
     if cache.is_file():
         adv = np.load(cache)
     else:
+        models = [load_defense(m) for m in args.adv_models] if args.adv_models else [base]
         raw, labels = _unit(train_data[0][:n_adv]), train_data[1][:n_adv]
         adv = np.empty_like(raw)
-        for i, part in enumerate(np.array_split(np.arange(n_adv), 2 * len(budgets))):
-            eps = budgets[i // 2]
-            adv[part] = (attacks.fgsm(base, raw[part], labels[part], eps, progress=True) if i % 2 == 0 else
-                         attacks.pgd(base, raw[part], labels[part], eps, nb_iter=10, progress=True))
+        for model, share in zip(models, np.array_split(np.arange(n_adv), len(models)), strict=True):
+            for i, part in enumerate(np.array_split(share, 2 * len(budgets))):
+                eps = budgets[i // 2]
+                adv[part] = (attacks.fgsm(model, raw[part], labels[part], eps, progress=True) if i % 2 == 0 else
+                             attacks.pgd(model, raw[part], labels[part], eps, nb_iter=10, progress=True))
         np.save(cache, adv)
     return np.pad(adv, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else adv
 
@@ -958,6 +968,14 @@ def _eps_list(spec: str) -> tuple[float, ...]:
     return budgets
 
 
+def _model_list(spec: str) -> tuple[str, ...]:
+    models = tuple(spec.split(","))
+    if not all(models) or len(set(models)) != len(models):
+        raise argparse.ArgumentTypeError("expected distinct comma-separated pretrained names or .keras paths, e.g. "
+                                         f"fmnist/classifier,fmnist/surrogate-c. Received: {spec!r}")
+    return models
+
+
 def _widths(spec: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in spec.split(","))
@@ -1027,6 +1045,10 @@ def add_parser(sub) -> None:
                    help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: several budgets "
                         "for the adversarial inputs, comma-separated (e.g. 0.03,0.1,0.2), the images split evenly among them "
                         "(default: --eps alone)")
+    p.add_argument("--adv-models", type=_model_list, default=None,
+                   help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: the models the adversarial "
+                        "inputs are made on, comma-separated pretrained names or .keras paths, the images split evenly "
+                        "among them (default: --base alone)")
     p.add_argument("--clean-pairs", action="store_true",
                    help="defense-vae, hfl-vae, cyclegan: also map every clean training image to itself "
                         "(denoisers with --inputs adversarial or noisy always do)")
@@ -1040,8 +1062,8 @@ def add_parser(sub) -> None:
                    help="hfl-vae: the loss's band starts at this radial frequency (cycles per pixel)")
     p.add_argument("--inputs", default="clean", choices=("clean", "adversarial", "noisy"),
                    help="vqunet / non-vq-unet: what the denoiser learns to map to the clean image: the clean image "
-                        "itself (the paper's recipe), or also its FGSM/PGD version made on --base at --eps (the first "
-                        "--adv-n images), or its Gaussian-noised version (std --sigma)")
+                        "itself (the paper's recipe), or also its FGSM/PGD version made on --base (or --adv-models) at "
+                        "--eps (the first --adv-n images), or its Gaussian-noised version (std --sigma)")
     p.add_argument("--restore-best", action="store_true",
                    help="denoisers: hold out the last 10 %% of the training images and keep the weights of the epoch "
                         "with the lowest reconstruction error on them (default: the last epoch's, all images trained on)")
@@ -1092,6 +1114,12 @@ def _cmd(args: argparse.Namespace) -> int:
     if idle and not args.end_to_end_epochs:
         raise ValueError(f"Expected {', '.join(idle)} only with --end-to-end-epochs N > 0, the fine-tuning they "
                          f"shape. Received: {' '.join(idle)} with --end-to-end-epochs {args.end_to_end_epochs}")
+    makes_adversarial = args.model in ADVERSARIAL_PAIRS or (args.model in ("vqunet", "non-vq-unet")
+                                                            and args.inputs == "adversarial")
+    if args.adv_models and not makes_adversarial:
+        raise ValueError(f"Expected --adv-models only where adversarial inputs are made ({', '.join(ADVERSARIAL_PAIRS)}, "
+                         f"or vqunet / non-vq-unet with --inputs adversarial). Received: --adv-models with {args.model}"
+                         f"{f' --inputs {args.inputs}' if args.model in ('vqunet', 'non-vq-unet') else ''}")
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,

@@ -82,6 +82,9 @@ def test_compress_errors(tmp_path, capsys):
     (["train", "free-at", "--replays", "0"], "argument --replays: expected an integer >= 1. Received: '0'"),
     (["train", "defense-vae", "--adv-eps", "0.1,-0.2"],
      "argument --adv-eps: expected comma-separated finite numbers > 0, e.g. 0.03,0.1,0.2. Received: '0.1,-0.2'"),
+    (["train", "defense-vae", "--adv-models", "a.keras,,b.keras"],
+     "argument --adv-models: expected distinct comma-separated pretrained names or .keras paths, e.g. "
+     "fmnist/classifier,fmnist/surrogate-c. Received: 'a.keras,,b.keras'"),
 ])
 def test_numbers_out_of_range_are_refused_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -137,6 +140,13 @@ def test_train_refuses_an_option_of_another_model(capsys):
     assert main(["train", "cyclegan", "--kl-weight", "0.1", "--hf-cutoff=0.3"]) == 2
     assert ("Expected --hf-cutoff, --kl-weight only with defense-vae or hfl-vae, the models they shape. "
             "Received: --hf-cutoff --kl-weight with cyclegan") in capsys.readouterr().err
+
+
+def test_train_refuses_adv_models_where_no_adversarial_input_is_made(capsys):
+    assert main(["train", "vqunet", "--adv-models", "fmnist/surrogate-c"]) == 2
+    assert ("Expected --adv-models only where adversarial inputs are made (defense-vae, hfl-vae, cyclegan, or vqunet / "
+            "non-vq-unet with --inputs adversarial). Received: --adv-models with vqunet --inputs clean"
+            ) in capsys.readouterr().err
 
 
 def test_train_refuses_end_to_end_options_without_its_epochs(capsys):

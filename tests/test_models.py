@@ -383,6 +383,46 @@ def test_denoiser_variants_learn_from_perturbed_inputs(inputs, tmp_path):
     assert (out / "adversarial_eps0.1_n16.npy").is_file() == (inputs == "adversarial")
 
 
+def test_adversarial_inputs_made_on_several_models(tmp_path):
+    # --adv-models: the --adv-n images split evenly among the models, each share attacked on its own
+    # model (FGSM for the first half of a share, PGD for the second), cached under the models' names.
+    import json
+
+    from nnjpeg import attacks, datasets
+    from nnjpeg.models import train
+
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    paths = []
+    for seed, name in enumerate(("first", "second")):
+        keras.utils.set_random_seed(seed)
+        build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1).save(tmp_path / f"{name}.keras")
+        paths.append(str(tmp_path / f"{name}.keras"))
+    out = tmp_path / "run"
+
+    def run(adv_n, models, out):
+        return train.main(["train", "vqunet", "--inputs", "adversarial", "--adv-n", str(adv_n), "--adv-models",
+                           ",".join(models), "--unet-widths", "4,8", "--num-codes", "8", "--classifier-epochs", "0",
+                           "--limit", "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0", "--base", paths[0],
+                           "--out", str(out)])
+
+    assert run(16, paths, out) == 0
+    assert json.loads((out / "metrics.json").read_text())["adv_models"] == paths
+    adv = np.load(out / "adversarial_eps0.1_n16_on-first-second.npy")
+    (x, y), _ = train.load_dataset("fashion-mnist")
+    x, y = x[:16].astype(np.float32) / 255.0, y[:16]
+    on = {name: keras.saving.load_model(path) for name, path in zip(("first", "second"), paths, strict=True)}
+    np.testing.assert_allclose(adv[:4], attacks.fgsm(on["first"], x[:4], y[:4], 0.1), atol=1e-6)
+    np.testing.assert_allclose(adv[8:12], attacks.fgsm(on["second"], x[8:12], y[8:12], 0.1), atol=1e-6)
+    assert not np.allclose(adv[8:12], attacks.fgsm(on["first"], x[8:12], y[8:12], 0.1))
+    assert np.abs(adv - x).max() <= 0.1 + 1e-6
+    # Too few images for an FGSM and a PGD share per budget and model, or a model that is not there.
+    with pytest.raises(ValueError, match=r"Expected --adv-n of at least 4 .* Received: 3"):
+        run(3, paths, tmp_path / "small")
+    with pytest.raises(ValueError, match=r"Received: '.*missing.keras', which is not a file"):
+        run(16, [paths[0], str(tmp_path / "missing.keras")], tmp_path / "missing")
+
+
 def test_vqunet_on_several_budgets_fine_tuned_end_to_end_exports_the_tuned_pair(tmp_path):
     # The recipe of fmnist/vqunet-mix: adversarial inputs at several budgets, then the denoiser and
     # the target fine-tuned together; the shipped denoiser is the fine-tuned one.
