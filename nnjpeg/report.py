@@ -43,6 +43,7 @@ DEFENSES = {
     "fmnist/non-vq-unet-classifier": ("U-Net (no VQ)", None),
     "fmnist/vqunet-adv-classifier": ("VQUNet-adv", None),
     "fmnist/vqunet-mix-classifier": ("VQUNet-mix", None),
+    "fmnist/vqunet-oracle-classifier": ("VQUNet-oracle", None),
     "fmnist/defense-vae-classifier": ("Defense-VAE", "Defense_VAE"),
     "fmnist/hfl-vae-classifier": ("HFL-VAE", "HFL_VAE"),
     "fmnist/cyclegan-classifier": ("Defense-CycleGAN", "Cycle_GAN"),
@@ -60,7 +61,15 @@ VQUNET_VARIANTS = {
     "fmnist/vqunet-mix-classifier": "inputs FGSM/PGD examples at eps 0.03, 0.1, 0.2, 0.3, clean targets, K = 1024; "
                                     "then denoiser and target fine-tuned end to end (as Defense-VAE), the codebook "
                                     "terms in the loss",
+    "fmnist/vqunet-oracle-classifier": "VQUNet-mix's denoiser fine-tuned end to end again with a fresh target, on "
+                                       "FGSM/PGD examples at eps 0.05, 0.1, 0.15 made on the target and on this "
+                                       "report's three surrogates: a reference that has seen the attacker's models, "
+                                       "not a defense",
 }
+
+# Variants trained on examples made on the report's own surrogates: they bound what training on the
+# transferred half can do, and are never the best reached nor the ceiling set against the goal.
+SEEN_SURROGATES = ("fmnist/vqunet-oracle-classifier",)
 
 # Reported numbers, typed from the papers (../shared/papers), each with its source.
 PAPER = {
@@ -508,10 +517,15 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
             row.append(_pct(R.worst(rb, d)))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
-                  "drop of at most 1 point (its Table 1 and Fig. 2)."]
+                  "drop of at most 1 point (its Table 1 and Fig. 2)."
+              + (f" {', '.join(_label(d) for d in variants if d in SEEN_SURROGATES)}: trained on examples made on "
+                 "this report's surrogates, the models the transferred half comes from, which no defender of an "
+                 "unknown attacker has; set beside the others, never counted as the best reached."
+                 if any(d in SEEN_SURROGATES for d in variants) else "")]
     target = gray["clean"].get("fmnist/classifier")
     drop = {d: None if target is None else 100 * (target - gray["clean"][d]) for d in lowest}
-    if lowest:
+    if fair := {d: v for d, v in lowest.items() if d not in SEEN_SURROGATES}:
+        lowest = fair
         best = max(lowest, key=lambda d: lowest[d][0])
         value, attack = lowest[best][:2]
         met = value >= 0.9 and drop[best] is not None and drop[best] <= 1.0
@@ -545,12 +559,13 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
         cells = [(_acc(black, d, a, e), a) for a in attacks]
         if cells and all(v is not None for v, _ in cells):
             lowest[d] = min(cells)
-    if not lowest:
+    fair = {d: v for d, v in lowest.items() if d not in SEEN_SURROGATES}
+    if not fair:
         return []
-    top = max(lowest, key=lambda d: lowest[d][0])
-    value, attack = lowest[top]
-    text = (f"The transferred half alone, for every defense in this report, at eps {e:g} under the worst of "
-            f"{', '.join(attacks)}: the highest is {_pct(value)} % ({_label(top)}, {attack}; "
+    top = max(fair, key=lambda d: fair[d][0])
+    value, attack = fair[top]
+    text = (f"The transferred half alone, for every defense in this report that never saw the surrogates, at eps {e:g} "
+            f"under the worst of {', '.join(attacks)}: the highest is {_pct(value)} % ({_label(top)}, {attack}; "
             f"{_pct(black['clean'][top])} % clean).")
     if value < 0.9:
         need = 1.8 - value  # the half made on the target that a mixed 90 % needs beside it
@@ -559,7 +574,17 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
                  "the target to be classified right"
                  + (f", more than any VQUNet variant here gets right of the clean images ({_pct(clean)} %)."
                     if need > clean else "."))
-    return [text]
+    lines = [text]
+    gray = results["gray-box"]
+    for d in (d for d in SEEN_SURROGATES if d in lowest):
+        value, attack = lowest[d]
+        made = min((_acc(gray, d, a, e), a) for a in attacks)
+        lines.append(f"{_label(d)}, trained on examples made on the surrogates themselves, keeps {_pct(value)} % of the "
+                     f"transferred examples under its worst attack ({attack}): "
+                     + ("still under 90 %" if value < 0.9 else "90 % or more")
+                     + f"; of the examples made on the target it keeps {_pct(made[0])} % ({made[1]}), of the clean "
+                     f"images {_pct(gray['clean'][d])} %.")
+    return lines
 
 
 def plot_vqunet_tried(results: dict, variants, meta: dict, path: Path) -> None:
@@ -584,9 +609,11 @@ def plot_vqunet_tried(results: dict, variants, meta: dict, path: Path) -> None:
         placed = []
         for d, (value, attack, _, _) in sorted(lowest.items(), key=lambda kv: kv[1][0]):
             xy = (drops[d], 100 * value)
-            ax.scatter(*xy, color="tab:blue")
+            seen = d in SEEN_SURROGATES  # hollow: not a defense, a reference that saw the surrogates
+            ax.scatter(*xy, edgecolors="tab:blue", facecolors="none" if seen else "tab:blue",
+                       label="trained on the surrogates' own examples" if seen else None)
             # A point just above a neighbour's takes its label on the left, clear of the neighbour's.
-            crowded = any(abs(xy[0] - u) < 1.5 and 0 <= xy[1] - v < 5 for u, v in placed)
+            crowded = any(abs(xy[0] - u) < 3.0 and 0 <= xy[1] - v < 5 for u, v in placed)
             ax.annotate(f"{_label(d)} ({attack})", xy, textcoords="offset points", xytext=(-5 if crowded else 5, 3),
                         ha="right" if crowded else "left", fontsize=8)
             placed.append(xy)
@@ -640,8 +667,10 @@ def verdicts(results: dict) -> list[str]:
 
 def reading(results: dict) -> list[str]:
     """Plain sentences generated from the numbers."""
+    from nnjpeg import robust as R
+
     gray, white = results["gray-box"], results["white-box"]
-    black = results.get("black-box")
+    black, robust = results.get("black-box"), results.get("robust")
     a, e = white["config"]["attacks"][0], white["config"]["eps"][0]
     target_clean = gray["clean"]["fmnist/classifier"]
     out = []
@@ -656,10 +685,14 @@ def reading(results: dict) -> list[str]:
             worst_b = min((r for r in black["records"] if r["defense"] == d), key=lambda r: r["accuracy"])
             s += f"; black-box worst {_pct(worst_b['accuracy'])} % ({worst_b['attack']}, eps {worst_b['eps']})"
         s += f"; white-box {a} at eps {e}: {_pct(w)} %"
-        if d != "fmnist/classifier" and w is not None:  # grouped as the demo's verdicts: on the white-box images
+        strong = R.worst(robust, d) if robust else None
+        if strong is not None:
+            s += f", under the strongest white-box evaluation {_pct(strong)} %"
+        if d != "fmnist/classifier" and w is not None:  # grouped as the demo's verdicts, by the strongest attack run
             s += (" — **falls to the adaptive attack**", " — holds partly under the adaptive attack",
-                  " — holds under this adaptive attack (check stronger ones before trusting it)")[
-                _white_group(w, white["clean"][d])]
+                  " — holds under this adaptive attack (check stronger ones before trusting it)" if strong is None
+                  else " — holds under the strongest white-box evaluation here")[
+                _white_group(w if strong is None else min(w, strong), white["clean"][d])]
         out.append(s + ".")
     return out + papers_reading(results)
 

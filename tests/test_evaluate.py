@@ -384,16 +384,28 @@ def test_vqunet_table_uses_the_mixed_protocol():
     assert table()[-1].endswith(
         "the goal is **not met**. It is also the nearest to the goal: 95.0 % (fgsm: 95.0 % of the examples made on "
         "the target survive, 95.0 % of the transferred ones) at a clean drop of 1.5 points.")
+    # A variant that saw the surrogates, above every goal: in the table, said apart, never the best reached.
+    seen = "fmnist/vqunet-oracle-classifier"
+    gray["clean"][seen] = 0.93
+    for res_ in (gray, black):
+        res_["records"] += [{"defense": seen, "attack": a, "eps": 0.1, "accuracy": 0.99} for a in ("fgsm", "pgd")]
+    white["records"].append({"defense": seen, "attack": "pgd", "eps": 0.1, "accuracy": 0.0})
+    lines = report.vqunet_table({"gray-box": gray, "black-box": black, "white-box": white}, [vq, adv, seen],
+                                {"white_eps": 0.1, "white_attack": "pgd"})
+    assert lines[4].startswith("| VQUNet-oracle | VQUNet-mix's denoiser") and lines[4].endswith("| 93.0 | 99.0 | 99.0 | 0.0 |")
+    assert ("(its Table 1 and Fig. 2). VQUNet-oracle: trained on examples made on this report's surrogates, the models "
+            "the transferred half comes from, which no defender of an unknown attacker has; set beside the others, never "
+            "counted as the best reached. Best reached: VQUNet, lowest mixed accuracy 95.0 % (fgsm)") in lines[-1]
 
 
 def test_vqunet_tried_plot_draws_with_and_without_the_target(tmp_path):
     from nnjpeg import report
 
-    vq = "fmnist/vqunet-classifier"
-    gray = {"clean": {vq: 0.93, "fmnist/classifier": 0.94}, "config": {"attacks": ["pgd"]},
-            "records": [{"defense": vq, "attack": "pgd", "eps": 0.1, "accuracy": 0.5}]}
-    for name, clean in (("with.png", gray["clean"]), ("without.png", {vq: 0.93})):
-        report.plot_vqunet_tried({"gray-box": {**gray, "clean": clean}}, [vq], {"white_eps": 0.1}, tmp_path / name)
+    vq, seen = "fmnist/vqunet-classifier", "fmnist/vqunet-oracle-classifier"
+    gray = {"clean": {vq: 0.93, seen: 0.92, "fmnist/classifier": 0.94}, "config": {"attacks": ["pgd"]},
+            "records": [{"defense": d, "attack": "pgd", "eps": 0.1, "accuracy": 0.5} for d in (vq, seen)]}
+    for name, clean in (("with.png", gray["clean"]), ("without.png", {vq: 0.93, seen: 0.92})):
+        report.plot_vqunet_tried({"gray-box": {**gray, "clean": clean}}, [vq, seen], {"white_eps": 0.1}, tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -461,8 +473,8 @@ def test_transfer_ceiling_names_the_best_transferred_half_and_what_the_other_hal
     black = res({vq: 0.92, free: 0.88}, {(vq, "fgsm"): 0.84, (vq, "pgd"): 0.83, (free, "fgsm"): 0.87, (free, "pgd"): 0.86})
     results, meta = {"gray-box": gray, "black-box": black}, {"white_eps": 0.1}
     assert report.transfer_ceiling(results, [vq], meta) == [
-        "The transferred half alone, for every defense in this report, at eps 0.1 under the worst of fgsm, pgd: the "
-        "highest is 86.0 % (Free-AT, pgd; 88.0 % clean). Beside a transferred half that high, a mixed 90 % needs "
+        "The transferred half alone, for every defense in this report that never saw the surrogates, at eps 0.1 under "
+        "the worst of fgsm, pgd: the highest is 86.0 % (Free-AT, pgd; 88.0 % clean). Beside a transferred half that high, a mixed 90 % needs "
         "94.0 % of the examples made on the target to be classified right, more than any VQUNet variant here gets "
         "right of the clean images (92.0 %)."]
     # A transferred half that would leave the other half within reach: no comparison with clean accuracy.
@@ -474,3 +486,44 @@ def test_transfer_ceiling_names_the_best_transferred_half_and_what_the_other_hal
     black["records"][2]["accuracy"] = black["records"][3]["accuracy"] = 0.95
     assert report.transfer_ceiling(results, [vq], meta)[0].endswith("the highest is 95.0 % (Free-AT, fgsm; 88.0 % clean).")
     assert report.transfer_ceiling({"gray-box": gray}, [vq], meta) == []
+    # A variant trained on the surrogates' own examples is no ceiling, however high: it gets its own line.
+    seen = "fmnist/vqunet-oracle-classifier"
+    for res_, made, moved in ((gray, 0.8, 0.78), (black, 0.97, 0.96)):
+        res_["clean"][seen] = 0.9
+        res_["config"]["defenses"].append(seen)
+        res_["records"] += [{"defense": seen, "attack": "fgsm", "eps": 0.1, "accuracy": made},
+                            {"defense": seen, "attack": "pgd", "eps": 0.1, "accuracy": moved}]
+    lines = report.transfer_ceiling(results, [vq, seen], meta)
+    assert lines[0].endswith("the highest is 95.0 % (Free-AT, fgsm; 88.0 % clean).")
+    assert lines[1] == ("VQUNet-oracle, trained on examples made on the surrogates themselves, keeps 96.0 % of the "
+                        "transferred examples under its worst attack (pgd): 90 % or more; of the examples made on the "
+                        "target it keeps 78.0 % (pgd), of the clean images 90.0 %.")
+    black["records"][-1]["accuracy"] = 0.87
+    assert report.transfer_ceiling(results, [vq, seen], meta)[1].startswith(
+        "VQUNet-oracle, trained on examples made on the surrogates themselves, keeps 87.0 % of the transferred examples "
+        "under its worst attack (pgd): still under 90 %;")
+
+
+def test_reading_judges_a_defense_by_the_strongest_white_box_attack_run_on_it():
+    from nnjpeg import report
+
+    names = ["fmnist/classifier", "fmnist/vqunet-oracle-classifier", "fmnist/pgd-at"]
+    clean = dict(zip(names, (0.94, 0.9, 0.84), strict=True))
+    gray = {"clean": clean, "config": {"defenses": names, "attacks": ["pgd"]},
+            "records": [{"defense": d, "attack": "pgd", "eps": 0.1, "accuracy": v}
+                        for d, v in zip(names, (0.0, 0.8, 0.83), strict=True)]}
+    white = {"clean": clean, "config": {"attacks": ["pgd"], "eps": [0.1]},
+             "records": [{"defense": d, "attack": "pgd", "eps": 0.1, "accuracy": v}
+                         for d, v in zip(names, (0.0, 0.108, 0.72), strict=True)]}
+    lines = report.reading({"gray-box": gray, "white-box": white})[:3]
+    assert lines[1].endswith("white-box pgd at eps 0.1: 10.8 % — holds partly under the adaptive attack.")
+    assert lines[2].endswith("72.0 % — holds under this adaptive attack (check stronger ones before trusting it).")
+    # PGD-100 with restarts takes the first to 0 %: it falls, and the second holds under it.
+    rb, _ = _robust({d: [clean[d], 0.5, v, 0.1, 0.0] for d, v in zip(names[1:], (0.0, 0.66), strict=True)},
+                    dict(zip(names[1:], (0.0, 0.66), strict=True)), {})
+    lines = report.reading({"gray-box": gray, "white-box": white, "robust": rb})[:3]
+    assert lines[1].endswith("white-box pgd at eps 0.1: 10.8 %, under the strongest white-box evaluation 0.0 % — "
+                             "**falls to the adaptive attack**.")
+    assert lines[2].endswith("72.0 %, under the strongest white-box evaluation 66.0 % — holds under the strongest "
+                             "white-box evaluation here.")
+    assert "strongest" not in lines[0]

@@ -15,7 +15,8 @@ REQUIRED = ["fmnist/classifier", "fmnist/surrogate-a", "fmnist/surrogate-b", "fm
             "fmnist/defense-vae-classifier", "fmnist/jpeg75-classifier", "fmnist/fd-classifier", "fmnist/tvm-classifier",
             "fmnist/pgd-at", "fmnist/fast-at", "fmnist/free-at", "fmnist/nnjpeg-pgd-at", "fmnist/vqunet-adv-classifier",
             "fmnist/vqunet-adv-pgd-at", "fmnist/defense-vae", "fmnist/hfl-vae", "fmnist/hfl-vae-classifier",
-            "fmnist/cyclegan", "fmnist/cyclegan-classifier", "fmnist/vqunet-mix", "fmnist/vqunet-mix-classifier"]
+            "fmnist/cyclegan", "fmnist/cyclegan-classifier", "fmnist/vqunet-mix", "fmnist/vqunet-mix-classifier",
+            "fmnist/vqunet-oracle-classifier"]
 
 
 def _reject_non_json(token):
