@@ -67,8 +67,8 @@ VQUNET_VARIANTS = {
                                        "not a defense",
 }
 
-# Variants trained on examples made on the report's own surrogates: they bound what training on the
-# transferred half can do, and are never the best reached nor the ceiling set against the goal.
+# Variants trained on examples made on the report's own surrogates: they show what training on the
+# transferred half itself reaches, and are never the best reached nor the ceiling set against the goal.
 SEEN_SURROGATES = ("fmnist/vqunet-oracle-classifier",)
 
 # Reported numbers, typed from the papers (../shared/papers), each with its source.
@@ -578,12 +578,13 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
     gray = results["gray-box"]
     for d in (d for d in SEEN_SURROGATES if d in lowest):
         value, attack = lowest[d]
-        made = min((_acc(gray, d, a, e), a) for a in attacks)
+        made = min(((v, a) for a in attacks if (v := _acc(gray, d, a, e)) is not None), default=None)
         lines.append(f"{_label(d)}, trained on examples made on the surrogates themselves, keeps {_pct(value)} % of the "
                      f"transferred examples under its worst attack ({attack}): "
                      + ("still under 90 %" if value < 0.9 else "90 % or more")
-                     + f"; of the examples made on the target it keeps {_pct(made[0])} % ({made[1]}), of the clean "
-                     f"images {_pct(gray['clean'][d])} %.")
+                     + (f"; of the clean images it keeps {_pct(gray['clean'][d])} %." if made is None else
+                        f"; of the examples made on the target it keeps {_pct(made[0])} % ({made[1]}), of the clean "
+                        f"images {_pct(gray['clean'][d])} %."))
     return lines
 
 
