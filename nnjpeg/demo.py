@@ -60,8 +60,10 @@ def run(out: Path, *, n: int = 1000, white_n: int = 250, eps=DEFAULT_EPS, attack
     from nnjpeg import attacks as A, datasets, report
 
     t0 = time.time()
+    # A reference trained on the surrogates' own examples is no defense: it is left to the report.
+    defenses = [d for d in report.shipped_defenses() if d not in report.SEEN_SURROGATES]
     res = report.run(out, n=n, seed=seed, eps=tuple(eps), analysis_eps=tuple(eps), gray_attacks=tuple(attacks),
-                     l2_attacks=(), ablation_attacks=(), clean_all=False,
+                     defenses=defenses, l2_attacks=(), ablation_attacks=(), clean_all=False,
                      black_attacks=tuple(attacks), paper_grid=False, robust=False,
                      white_attack="pgd", white_eps=max(eps), white_n=white_n, eot=2, pgd_steps=10, command=command,
                      progress=progress)
