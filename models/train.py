@@ -199,6 +199,12 @@ def _finish(out: Path, model, metrics: dict, args: argparse.Namespace, shown) ->
 ADVERSARIAL = {"pgd-at": "pgd", "fast-at": "fast", "free-at": "free"}
 VAES = ("defense-vae", "hfl-vae")  # DefenseVAE denoisers
 ADVERSARIAL_PAIRS = (*VAES, "cyclegan")  # denoisers trained on (adversarial, clean) pairs
+UNETS = ("vqunet", "non-vq-unet")  # denoisers trained on clean inputs, or on perturbed ones with --inputs
+
+
+def _makes_adversarial_inputs(args: argparse.Namespace) -> bool:
+    """Whether `args` train a denoiser on adversarial inputs (those --adv-n, --adv-eps, --adv-models shape)."""
+    return args.model in ADVERSARIAL_PAIRS or (args.model in UNETS and args.inputs == "adversarial")
 
 
 def train_adversarial(args: argparse.Namespace) -> dict:
@@ -554,7 +560,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "test_accuracy": acc, "test_loss": None, "test_images": int(len(x_eval)),
                "target_test_accuracy": base_acc, "accuracy_drop": base_acc - acc,
                "test_reconstruction_l1": float(np.abs(recon - x_test).mean()), "classifier_epochs": args.classifier_epochs,
-               "eps": args.eps if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial" else None,
+               "eps": args.eps if _makes_adversarial_inputs(args) else None,
                "adv_eps": list(args.adv_eps) if args.adv_eps else None,
                "adv_models": list(args.adv_models) if args.adv_models else None, "clean_pairs": bool(args.clean_pairs),
                "inputs": "adversarial" if args.model in ADVERSARIAL_PAIRS else args.inputs,
@@ -620,8 +626,7 @@ def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarra
 
     from .defenses import EndToEnd
 
-    adv = (_adversarial_inputs(args, base, train_data, out, pad)
-           if args.model in ADVERSARIAL_PAIRS or args.inputs == "adversarial" else x_train[:0])
+    adv = _adversarial_inputs(args, base, train_data, out, pad) if _makes_adversarial_inputs(args) else x_train[:0]
     x_in, x_clean, labels = _with_clean_pairs(x_train, adv, args.seed, labels=train_data[1])
     steps = len(x_in) // args.batch_size
     if args.steps_per_epoch:
@@ -1114,17 +1119,15 @@ def _cmd(args: argparse.Namespace) -> int:
     if idle and not args.end_to_end_epochs:
         raise ValueError(f"Expected {', '.join(idle)} only with --end-to-end-epochs N > 0, the fine-tuning they "
                          f"shape. Received: {' '.join(idle)} with --end-to-end-epochs {args.end_to_end_epochs}")
-    makes_adversarial = args.model in ADVERSARIAL_PAIRS or (args.model in ("vqunet", "non-vq-unet")
-                                                            and args.inputs == "adversarial")
-    if args.adv_models and not makes_adversarial:
+    if args.adv_models and not _makes_adversarial_inputs(args):
         raise ValueError(f"Expected --adv-models only where adversarial inputs are made ({', '.join(ADVERSARIAL_PAIRS)}, "
                          f"or vqunet / non-vq-unet with --inputs adversarial). Received: --adv-models with {args.model}"
-                         f"{f' --inputs {args.inputs}' if args.model in ('vqunet', 'non-vq-unet') else ''}")
+                         f"{f' --inputs {args.inputs}' if args.model in UNETS else ''}")
     args.out = args.out or f"runs/{args.model}"
     if args.lr is None:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,
                    **{name: 1e-3 for name in (*VAES, *ADVERSARIAL)}}.get(args.model, 0.1)
-    if args.model in ("vqunet", "non-vq-unet", *ADVERSARIAL_PAIRS):
+    if args.model in (*UNETS, *ADVERSARIAL_PAIRS):
         train_denoiser(args)
     elif args.model in ADVERSARIAL:
         train_adversarial(args)
