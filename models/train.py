@@ -598,8 +598,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save(out / "final.keras")
     if args.export and args.compose:
-        export_composition({"kind": "denoised", "denoiser": args.denoiser, "classifier": args.base, "pad": pad,
-                            "input_shape": list(train_data[0].shape[1:]), "name": model.name}, metrics, Path(args.export))
+        export_composition(model, [Path(args.denoiser), Path(args.base)], metrics, Path(args.export))
     elif args.export:
         export(out / "final.keras", metrics, Path(args.export),
                out / ("log_end_to_end.csv" if args.end_to_end_epochs else "log_classifier.csv"))
@@ -861,28 +860,17 @@ def build_preprocessing(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def _without_compile_config(config):
-    if isinstance(config, dict):
-        return {k: _without_compile_config(v) for k, v in config.items() if k != "compile_config"}
-    if isinstance(config, list):
-        return [_without_compile_config(v) for v in config]
-    return config
-
-
 def save_for_inference(model_path: Path, dest: Path) -> None:
     """Saves the model at `model_path` to `dest` without compile state, its nested models' included:
     the optimizers' slots (Adam keeps two per weight) would triple the file for nothing a user of
     the weights needs."""
     import keras
 
+    from nnjpeg.composition import save_for_inference as save
     from nnjpeg.pretrained import register_serializables
 
     register_serializables()
-    trained = keras.saving.load_model(model_path, compile=False)
-    config = _without_compile_config(keras.saving.serialize_keras_object(trained))
-    model = keras.saving.deserialize_keras_object(config)
-    model.set_weights(trained.get_weights())
-    model.save(dest)
+    save(keras.saving.load_model(model_path, compile=False), dest)
 
 
 def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> None:
@@ -893,22 +881,25 @@ def export(model_path: Path, metrics: dict, dest: Path, log: Path | None) -> Non
     _write_card(dest, metrics, f"`{metrics['model']}`, {metrics['parameters']:,} parameters, {size_mb:.2f} MB", log)
 
 
-def export_composition(spec: dict, metrics: dict, dest: Path) -> None:
-    """Writes a composition of two shipped models (`<name>.compose.json`: what `nnjpeg.pretrained.load`
-    assembles, e.g. a denoiser in front of a classifier) with its card and metrics, instead of a
-    `.keras` file that would hold both models' weights again."""
-    parts = {key: Path(spec[key]).resolve() for key in ("denoiser", "classifier")}
-    if any(path.parent != dest.resolve().parent or path.suffix != ".keras" for path in parts.values()):
+def export_composition(model, parts: list[Path], metrics: dict, dest: Path) -> None:
+    """Writes `model`, made of two saved models, as a composition of them (`<name>.compose.json`:
+    what `nnjpeg.pretrained.load` assembles, e.g. a denoiser in front of a classifier) with its card
+    and metrics, instead of a `.keras` file that would hold both models' weights again."""
+    from nnjpeg import composition
+
+    resolved = [path.resolve() for path in parts]
+    if any(path.parent != dest.resolve().parent or path.suffix != ".keras" for path in resolved):
         raise ValueError(f"Expected the composed models as .keras files in the folder of --export ({dest.parent}). "
-                         f"Received: {', '.join(str(path) for path in parts.values())}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+                         f"Received: {', '.join(str(path) for path in resolved)}")
     stem = dest.name[: -len(".keras")] if dest.name.endswith(".keras") else dest.name
-    card = dest.with_name(f"{stem}.keras")
-    composition = {**spec, **{key: path.name for key, path in parts.items()}}
-    dest.with_name(f"{stem}.compose.json").write_text(json.dumps(composition, indent=2) + "\n")
-    _write_card(card, metrics, f"a composition of `{parts['denoiser'].stem}` and `{parts['classifier'].stem}` "
+    layout = composition.write(model, dest.with_name(f"{stem}{composition.SUFFIX}"), resolved)
+    if not all(rel in {path.name for path in resolved} for rel in layout.values()):
+        raise ValueError(f"Expected every part of the composition to be one of {[str(path) for path in resolved]}. "
+                         f"Received: {layout}")
+    names = " and ".join(f"`{Path(rel).stem}`" for rel in layout.values())
+    _write_card(dest.with_name(f"{stem}.keras"), metrics, f"a composition of {names} "
                 f"({metrics['parameters']:,} parameters in all, no weights of its own: "
-                f"[`{stem}.compose.json`]({stem}.compose.json))", None)
+                f"[`{stem}{composition.SUFFIX}`]({stem}{composition.SUFFIX}))", None)
 
 
 def _epochs_line(metrics: dict) -> str:

@@ -155,6 +155,52 @@ def cmd_frequency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from . import pretrained
+
+    if args.action == "index":
+        folder = Path(args.dir)
+        url = args.url or pretrained.manifest(folder)["url"]
+        spec = pretrained.write_manifest(folder, url)
+        size = sum(f["size"] for f in spec["files"].values())
+        print(f"wrote {folder / pretrained.MANIFEST}: {len(spec['models'])} models, {len(spec['files'])} files, "
+              f"{size / 1e6:.1f} MB")
+        return 0
+    models = args.names or None
+    if args.action == "list":
+        for name in pretrained.names():
+            entries = pretrained.files(name)
+            print(f"{name:40s} {sum(e.size for e in entries) / 1e6:7.2f} MB  {', '.join(e.path for e in entries)}")
+        return 0
+    if args.action == "fetch":
+        paths = pretrained.fetch(models, dest=args.dest)
+        print(f"{len(paths)} files, {sum(p.stat().st_size for p in paths) / 1e6:.1f} MB, checked: "
+              f"{Path(args.dest) if args.dest else 'in the cache'}")
+        return 0
+    rows = pretrained.verify(models, path=args.path)
+    for path, status, where in rows:
+        print(f"{status:8s} {path}  ({where})")
+    bad = [row for row in rows if row[1] != "ok"]
+    print(f"{len(rows) - len(bad)} of {len(rows)} files ok")
+    return 1 if bad else 0
+
+
+def _add_weights_parser(sub) -> None:
+    p = sub.add_parser("weights", help="the pretrained models' weight files: list, fetch for offline use, verify, "
+                                       "index a weights folder")
+    p.add_argument("action", choices=("list", "fetch", "verify", "index"),
+                   help="list: names and files; fetch: make them local (the cache, or --dest); verify: re-hash the "
+                        "local copies; index: rewrite a weights folder's manifest.json after adding a model")
+    p.add_argument("names", nargs="*", help="fetch, verify: pretrained names (default: all)")
+    p.add_argument("--dest", default=None, help="fetch: a folder to fill instead of the cache (then point "
+                                                "NNJPEG_WEIGHTS_DIR at it)")
+    p.add_argument("--path", default=None, help="verify: the folder to check (default: NNJPEG_WEIGHTS_DIR, a "
+                                                "checkout's, else the cache)")
+    p.add_argument("--dir", default="models/weights", help="index: the weights folder (default models/weights)")
+    p.add_argument("--url", default=None, help="index: the download address to record (default: the one recorded)")
+    p.set_defaults(func=cmd_weights)
+
+
 def cmd_info(_: argparse.Namespace) -> int:
     from . import __version__
 
@@ -180,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compress)
     p = sub.add_parser("info", help="version, compiled and active SIMD kernels, CUDA")
     p.set_defaults(func=cmd_info)
+    _add_weights_parser(sub)
     try:
         from .models import train
     except ImportError:  # a source tree that was never installed has no nnjpeg.models
@@ -219,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]
+    from .hub import WeightsUnavailable
+
     try:
         return args.func(args)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, WeightsUnavailable) as e:
         print(f"nnjpeg {args.command}: {e}", file=sys.stderr)
         return 2
 

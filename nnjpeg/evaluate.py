@@ -51,19 +51,23 @@ def _subset(dataset: str, n: int, seed: int):
 
 
 def load_defense(spec: str):
-    """A pretrained name (`nnjpeg.pretrained.load`), or a path ending in ".keras": a saved model,
-    e.g. one written by `nnjpeg train --export`, loaded with every nnjpeg layer registered."""
-    from nnjpeg import pretrained
+    """A pretrained name (`nnjpeg.pretrained.load`), or the path of a saved model: a ".keras" file,
+    e.g. one written by `nnjpeg train --export`, or a composition (".compose.json") of saved parts,
+    loaded with every nnjpeg layer registered."""
+    from nnjpeg import composition, pretrained
 
-    if isinstance(spec, str) and spec.endswith(".keras"):
+    if isinstance(spec, str) and spec.endswith((".keras", composition.SUFFIX)):
         if not Path(spec).is_file():
-            raise ValueError(f"Expected the path of a saved .keras model. Received: {spec!r}, which is not a file")
+            raise ValueError(f"Expected the path of a saved .keras model or {composition.SUFFIX} composition. "
+                             f"Received: {spec!r}, which is not a file")
         import keras
 
         pretrained.register_serializables()
+        if spec.endswith(composition.SUFFIX):
+            return composition.load(Path(spec))
         return keras.saving.load_model(spec, compile=False)
     known = pretrained.names()
-    if known and spec not in known:  # an install without weights: pretrained.load says so itself
+    if spec not in known:
         raise ValueError(f"Expected a pretrained model name in {known} or the path of a saved .keras model. "
                          f"Received: {spec!r}")
     return pretrained.load(spec)

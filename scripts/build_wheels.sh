@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Builds the wheels users install, and checks each as a user would get it:
-#   dist/             the full wheel (codec + the pretrained weights of nnjpeg.pretrained)
-#   dist/codec-only/  built with -DNNJPEG_SHIP_WEIGHTS=OFF (no weights)
-# Each is retagged by auditwheel with the oldest manylinux policy its symbols allow (this machine's
+# Builds the wheel users install (dist/: the codec, the models' code, and the weights' manifest,
+# cards and metrics; no weight file, at most 2 MB) and checks it as a user would get it. It is retagged by auditwheel with the oldest manylinux policy its symbols allow (this machine's
 # glibc and libstdc++ set it; a manylinux container would give an older one), installed into a fresh
 # virtual environment with nothing of this tree on sys.path, and made to run round trips on every
 # kernel it selects and on the scalar path.
@@ -37,13 +35,13 @@ build() {  # build OUT_DIR [config settings...]
   echo "  $(ls "$out"/nnjpeg-*.whl): $plat"
 }
 
-check() {  # check WHEEL EXPECT_WEIGHTS(0|1)
-  local wheel=$1 weights=$2
+check() {  # check WHEEL
+  local wheel=$1
   rm -rf "$work/venv"
   .venv/bin/python -m venv "$work/venv"  # the same Python the wheel was built for
   "$work/venv/bin/python" -m pip install -q "$wheel"
   for scalar in 0 1; do
-    (cd "$work" && NNJPEG_FORCE_SCALAR=$scalar WEIGHTS=$weights "$work/venv/bin/python" - <<'EOF'
+    (cd "$work" && NNJPEG_FORCE_SCALAR=$scalar NNJPEG_OFFLINE=1 NNJPEG_HOME="$work/home" "$work/venv/bin/python" - <<'EOF'
 import os
 import sys
 
@@ -64,23 +62,26 @@ assert not np.array_equal(one, x)
 std = nnjpeg.jpeg(x.astype(np.float32) / 255, 75)
 assert std.dtype == np.float32 and np.array_equal(std * 255, np.round(std * 255))
 models = nnjpeg.pretrained.names()
-assert bool(models) == (os.environ["WEIGHTS"] == "1"), models
-if not models:
-    try:
-        nnjpeg.pretrained.load("fmnist/classifier")
-        raise AssertionError("a wheel without weights loaded a pretrained model")
-    except ValueError as e:
-        assert "installed without its weights" in str(e), e
+assert "fmnist/classifier" in models and nnjpeg.pretrained.card("fmnist/classifier"), models
+# No weight file in the wheel: offline with an empty cache, loading says so (before Keras is needed).
+try:
+    nnjpeg.pretrained.load("fmnist/classifier")
+    raise AssertionError("an offline wheel with an empty cache loaded a pretrained model")
+except nnjpeg.hub.WeightsUnavailable as e:
+    assert "NNJPEG_OFFLINE" in str(e), e
 print(f"  {os.path.dirname(nnjpeg.__file__)}: kernel {info['kernel']}, {len(models)} pretrained models, round trips ok")
 EOF
     )
   done
 }
 
-echo "== full wheel"
+echo "== wheel"
 build dist
-check "$(ls dist/nnjpeg-*.whl)" 1
-echo "== codec-only wheel (-DNNJPEG_SHIP_WEIGHTS=OFF)"
-build dist/codec-only -Ccmake.define.NNJPEG_SHIP_WEIGHTS=OFF
-check "$(ls dist/codec-only/nnjpeg-*.whl)" 0
-ls -l dist/nnjpeg-*.whl dist/codec-only/nnjpeg-*.whl | awk '{printf "%s  %.1f MB\n", $NF, $5 / 1e6}'
+wheel=$(ls dist/nnjpeg-*.whl)
+check "$wheel"
+size=$(stat -c %s "$wheel")
+echo "  $wheel: $(awk -v s="$size" 'BEGIN {printf "%.2f MB", s / 1e6}')"
+if [ "$size" -gt 2000000 ]; then
+  echo "the wheel is over 2 MB: weight files must stay out of it (CMakeLists.txt installs no *.keras)" >&2
+  exit 1
+fi

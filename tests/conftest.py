@@ -1,10 +1,25 @@
-"""Shared fixtures: natural photographs bundled with scikit-image."""
+"""Shared fixtures: natural photographs bundled with scikit-image; the weights of this checkout."""
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage import data
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+CHECKOUT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
+
+# Tests never reach off this machine: the pretrained models come from this checkout's weights folder
+# (also for the subprocesses that tests start in other folders), never from a download or a
+# developer's cache.
+os.environ.setdefault("NNJPEG_WEIGHTS_DIR", str(CHECKOUT_WEIGHTS))
+os.environ["NNJPEG_OFFLINE"] = "1"
+os.environ["NNJPEG_HOME"] = tempfile.mkdtemp(prefix="nnjpeg-home-")
+atexit.register(shutil.rmtree, os.environ["NNJPEG_HOME"], True)
 
 
 @pytest.fixture(scope="session")

@@ -92,9 +92,10 @@ def test_a_saved_keras_file_is_a_defense_beside_the_pretrained_names(zoo, tmp_pa
     with pytest.raises(ValueError, match=r"a pretrained model name in .* or the path of a saved .keras model. "
                                          r"Received: 'fmnist/nothing'"):
         evaluate.load_defense("fmnist/nothing")
-    # An install without weights (-DNNJPEG_SHIP_WEIGHTS=OFF) is told so, as pretrained.load tells it.
-    monkeypatch.setattr(nnjpeg.pretrained, "WEIGHTS", tmp_path / "none")
-    with pytest.raises(ValueError, match=r"installed without its weights"):
+    # Weights that cannot be had are told so, as pretrained.load tells it.
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("NNJPEG_WEIGHTS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(nnjpeg.hub.WeightsUnavailable, match=r"fmnist/classifier.keras .*empty"):
         evaluate.load_defense("fmnist/ensemble")
 
 

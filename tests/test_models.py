@@ -723,11 +723,14 @@ def test_composition_of_two_saved_models_loads_as_one(tmp_path, monkeypatch):
             "--verbose", "0", "--out", str(tmp_path / "run")]
     assert train.main([*args, "--classifier-epochs", "0", "--compose", "--export", str(w / "pair.keras")]) == 0
     assert sorted(p.name for p in w.iterdir()) == ["clf.keras", "den.keras", "pair.compose.json", "pair.json", "pair.md"]
-    assert json.loads((w / "pair.compose.json").read_text())["denoiser"] == "den.keras"
+    assert set(json.loads((w / "pair.compose.json").read_text())["parts"].values()) == {"den.keras", "clf.keras"}
     assert "a composition of `den` and `clf`" in (w / "pair.md").read_text()
+    for name in ("clf", "den"):  # a model card makes a saved model a pretrained name
+        (w / f"{name}.md").write_text(f"# {name}\n")
+    pretrained.write_manifest(tmp_path / "weights", "http://127.0.0.1:9/")
     monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path / "weights")
     assert pretrained.names() == ["fmnist/clf", "fmnist/den", "fmnist/pair"]
-    model = pretrained.load("fmnist/pair")
+    model = pretrained.load("fmnist/pair", path=tmp_path / "weights")
     x = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
     clf, den = keras.saving.load_model(w / "clf.keras"), keras.saving.load_model(w / "den.keras")
     want = clf(np.asarray(den(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))))[:, 2:-2, 2:-2])
