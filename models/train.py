@@ -892,10 +892,7 @@ def export_composition(model, parts: list[Path], metrics: dict, dest: Path) -> N
         raise ValueError(f"Expected the composed models as .keras files in the folder of --export ({dest.parent}). "
                          f"Received: {', '.join(str(path) for path in resolved)}")
     stem = dest.name[: -len(".keras")] if dest.name.endswith(".keras") else dest.name
-    layout = composition.write(model, dest.with_name(f"{stem}{composition.SUFFIX}"), resolved)
-    if not all(rel in {path.name for path in resolved} for rel in layout.values()):
-        raise ValueError(f"Expected every part of the composition to be one of {[str(path) for path in resolved]}. "
-                         f"Received: {layout}")
+    layout = composition.write(model, dest.with_name(f"{stem}{composition.SUFFIX}"), resolved, new_parts=False)
     names = " and ".join(f"`{Path(rel).stem}`" for rel in layout.values())
     _write_card(dest.with_name(f"{stem}.keras"), metrics, f"a composition of {names} "
                 f"({metrics['parameters']:,} parameters in all, no weights of its own: "

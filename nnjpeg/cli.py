@@ -173,9 +173,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
             print(f"{name:40s} {sum(e.size for e in entries) / 1e6:7.2f} MB  {', '.join(e.path for e in entries)}")
         return 0
     if args.action == "fetch":
+        from .hub import cache_dir
+
         paths = pretrained.fetch(models, dest=args.dest)
-        print(f"{len(paths)} files, {sum(p.stat().st_size for p in paths) / 1e6:.1f} MB, checked: "
-              f"{Path(args.dest) if args.dest else 'in the cache'}")
+        root = Path(args.dest) if args.dest else pretrained.weights_folder() or cache_dir() / "weights"
+        print(f"{len(paths)} file{'' if len(paths) == 1 else 's'}, {sum(p.stat().st_size for p in paths) / 1e6:.1f} MB, "
+              f"checked, in {root}")
         return 0
     rows = pretrained.verify(models, path=args.path)
     for path, status, where in rows:

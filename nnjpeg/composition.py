@@ -95,7 +95,7 @@ def match(model, candidates: Iterable[Path], folder: Path) -> dict[str, str | No
             for layer in model.layers if isinstance(layer, keras.Model)}
 
 
-def write(model, dest: Path, candidates: Iterable[Path] = ()) -> dict[str, str]:
+def write(model, dest: Path, candidates: Iterable[Path] = (), *, new_parts: bool = True) -> dict[str, str]:
     """Stores `model` as a composition at `dest` (`<name>.compose.json`).
 
     Each nested model refers to the first of `candidates` (`.keras` files below `dest`'s folder)
@@ -106,12 +106,14 @@ def write(model, dest: Path, candidates: Iterable[Path] = ()) -> dict[str, str]:
         model: a `keras.Model` whose weights all sit in nested models (`composable`).
         dest: the composition's path; it must end in ".compose.json".
         candidates: saved models that may already hold a part.
+        new_parts: write the parts that no candidate holds; False: refuse them, writing nothing.
 
     Returns:
         Per nested model's layer name, its part's path relative to `dest`'s folder.
 
     Raises:
-        ValueError: `dest` not ending in ".compose.json", or a model that is not `composable`.
+        ValueError: `dest` not ending in ".compose.json", a model that is not `composable`, or a part
+            that no candidate holds where `new_parts` is False.
     """
     import keras
 
@@ -123,7 +125,12 @@ def write(model, dest: Path, candidates: Iterable[Path] = ()) -> dict[str, str]:
                          f"{[(layer.name, type(layer).__name__, len(layer.weights)) for layer in model.layers]}")
     folder, stem = dest.parent, dest.name[: -len(SUFFIX)]
     folder.mkdir(parents=True, exist_ok=True)
+    candidates = list(candidates)
     layout = match(model, candidates, folder)
+    missing = [name for name, rel in layout.items() if rel is None]
+    if missing and not new_parts:
+        raise ValueError(f"Expected every nested model of {model.name!r} to be one of {[str(p) for p in candidates]}, "
+                         f"bit for bit. Received: {missing} held by none of them")
     for name, rel in layout.items():
         if rel is None:
             layout[name] = f"parts/{stem}.{name}.keras"

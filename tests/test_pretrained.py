@@ -231,6 +231,7 @@ def test_a_folder_never_downloads(no_local_weights, tmp_path, monkeypatch):
 def test_weights_command_fetches_into_a_folder_and_verifies_it(tmp_path, capsys):
     dest = tmp_path / "dest"
     assert main(["weights", "fetch", "fmnist/fd-classifier", "fmnist/classifier", "--dest", str(dest)]) == 0
+    assert f"1 file, 1.3 MB, checked, in {dest}" in capsys.readouterr().out
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == ["fmnist/classifier.keras"]
     assert main(["weights", "verify", "fmnist/fd-classifier", "--path", str(dest)]) == 0
     assert "1 of 1 files ok" in capsys.readouterr().out
@@ -325,4 +326,8 @@ def test_composition_writes_new_parts_once_and_refuses_bad_input(tmp_path):
     (tmp_path / "wrong.compose.json").write_text(json.dumps({**spec, "parts": {"wrn_classifier": "other.keras"}}))
     with pytest.raises(ValueError, match=r"Expected the part 'other.keras' to hold the weights of 'wrn_classifier'"):
         composition.load(tmp_path / "wrong.compose.json")
+    with pytest.raises(ValueError, match=r"Expected every nested model of .* bit for bit. Received: "
+                                         r"\['wrn_classifier'\] held by none of them"):
+        composition.write(model, tmp_path / "n.compose.json", [tmp_path / "other.keras"], new_parts=False)
+    assert not (tmp_path / "n.compose.json").exists() and not (tmp_path / "parts" / "n.wrn_classifier.keras").exists()
     assert keras.saving.load_model(tmp_path / "other.keras")
