@@ -46,3 +46,11 @@ def real(low: float, high: float | None = None, *, low_open: bool = False) -> Ca
 COUNT = integer(1)  # images, epochs, steps: at least one
 SEED = integer(0)  # NumPy's generators take non-negative seeds
 EPS = real(0, low_open=True)  # an L-inf budget on images in [0, 1]
+
+
+def shard(text: str) -> tuple[int, int]:
+    """"I/K" with 0 <= I < K: the I-th of K parts of the images (a job index of a cluster array)."""
+    i, sep, k = text.partition("/")
+    if not (sep and i.isdigit() and k.isdigit() and 0 <= int(i) < int(k)):
+        raise argparse.ArgumentTypeError(f"expected I/K with 0 <= I < K, e.g. 0/4. Received: {text!r}")
+    return int(i), int(k)

@@ -44,3 +44,8 @@ def logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
     """Share of `x` that `model` classifies as `y`."""
     return float(np.mean(logits(model, x, batch_size).argmax(-1) == y))
+
+
+def correct(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> int:
+    """How many of `x` `model` classifies as `y` (counts add up across shards; shares do not)."""
+    return int(np.sum(logits(model, x, batch_size).argmax(-1) == y))

@@ -12,7 +12,10 @@ Scenarios (the two papers' protocols, plus the adaptive one that matters):
 A defense is a pretrained name ("fmnist/ensemble") or the path of a saved `.keras` model, e.g. one
 that `nnjpeg train --export` wrote.
 
-Every record holds (defense, attack, eps, scenario, accuracy, n); accuracies are measured, never typed.
+Every record holds (defense, attack, eps, scenario, accuracy, n) and the count of images classified
+right; accuracies are measured, never typed. A run can be split into shards (`shard=(i, k)`: the i-th
+of k fixed parts of the same seeded images, e.g. one per job of a cluster array) whose results `merge`
+adds up into those of the whole run.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from . import _args, _checks, _console
-from ._predict import accuracy
+from ._predict import accuracy, correct
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 TARGET = "fmnist/classifier"
@@ -76,7 +79,7 @@ def load_defense(spec: str):
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
              dataset: str = "fashion-mnist", data=None, load: Callable | None = None, target: str = TARGET,
              surrogates=SURROGATES, attack_kwargs: dict | None = None, eot: dict | None = None,
-             progress: bool = True, desc: str | None = None, pairs=None) -> dict:
+             progress: bool = True, desc: str | None = None, pairs=None, shard: tuple[int, int] | None = None) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
 
     Args:
@@ -97,13 +100,16 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         desc: the bar's label (default: the scenario).
         pairs: (attack, eps) pairs to run instead of every attack at every eps (eps None for the
             unbounded attacks), e.g. the NN-JPEG paper's grid of FGSM and I-FGSM budgets.
+        shard: (i, k): only the i-th of k contiguous parts of the images (`np.array_split` of the
+            seeded subset), for `merge`.
 
     Returns:
-        dict with `records`, `clean` (accuracy of each defense on the benign subset) and `config`.
+        dict with `records`, `clean` (accuracy of each defense on the benign subset), `clean_correct`
+        (the counts behind it) and `config`.
 
     Raises:
-        ValueError: unknown scenario, attack or defense, empty lists, an eps that is not > 0, or
-            `eot` outside the white-box scenario.
+        ValueError: unknown scenario, attack or defense, empty lists, an eps that is not > 0,
+            `eot` outside the white-box scenario, or a shard that is not 0 <= i < k <= n.
     """
     from nnjpeg import attacks as A
 
@@ -123,8 +129,14 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     x, y = data if data is not None else _subset(dataset, n, seed)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"Expected one image or more, with a label each. Received: {len(x)} images, {len(y)} labels")
+    n_all = len(x)
+    positions = np.arange(n_all)  # each image's place in the whole run, which a shard keeps
+    if shard is not None:
+        positions = _shard_of(positions, shard)
+        x, y = x[positions], y[positions]
     models = {d: load(d) for d in defenses}
-    clean = {d: accuracy(m, x, y) for d, m in models.items()}
+    clean_correct = {d: correct(m, x, y) for d, m in models.items()}
+    clean = {d: c / len(x) for d, c in clean_correct.items()}
     source = load(target) if scenario in ("gray-box", "mixed") else None
     subs = [load(s) for s in surrogates] if scenario in ("black-box", "mixed") else []
     kwargs = attack_kwargs or {}
@@ -135,11 +147,18 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         return A.attack(name, model, xs, ys, None if name in A.UNBOUNDED else e, progress=progress and _console.verbose(),
                         **kwargs.get(name, {}))
 
+    # The surrogates share the whole run's images evenly, each image to the same one in every shard.
+    owner = np.zeros(n_all, np.int64)
+    for j, idx in enumerate(np.array_split(np.arange(n_all), max(len(subs), 1))):
+        owner[idx] = j
+    owner = owner[positions]
+
     def transfer(name, xs, ys, e):
-        parts = np.array_split(np.arange(len(xs)), len(subs))
         adv = np.empty_like(xs)
-        for model, idx in zip(subs, parts):
-            adv[idx] = run(name, model, xs[idx], ys[idx], e)
+        for j, model in enumerate(subs):
+            idx = np.flatnonzero(owner == j)
+            if len(idx):
+                adv[idx] = run(name, model, xs[idx], ys[idx], e)
         return adv
 
     eot = eot or {}
@@ -159,21 +178,99 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         for d, model in models.items():
             bar.set_postfix_str(f"{label}: {d}")
             fed = [("white-box", run(name, attacked[d], x, y, e))] if scenario == "white-box" else made
-            parts = {s: accuracy(model, adv, y) for s, adv in fed}
+            hits = {s: correct(model, adv, y) for s, adv in fed}
+            parts = {s: c / len(x) for s, c in hits.items()}
             linf = max(float(np.abs(adv - x).max()) for _, adv in fed) if len(x) else 0.0
             l2 = (float(np.mean([np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1)).mean() for _, adv in fed]))
                   if len(x) else 0.0)
             records.append({"defense": d, "attack": name, "eps": e, "scenario": scenario,
                             "accuracy": float(np.mean(list(parts.values()))), "clean_accuracy": clean[d],
-                            "n": int(len(x)), "mean_l2": l2, "max_linf": linf,
-                            **({"gray_box_accuracy": parts["gray-box"], "black_box_accuracy": parts["black-box"]}
+                            "n": int(len(x)), "correct": sum(hits.values()), "mean_l2": l2, "max_linf": linf,
+                            **({"gray_box_accuracy": parts["gray-box"], "black_box_accuracy": parts["black-box"],
+                                "gray_box_correct": hits["gray-box"], "black_box_correct": hits["black-box"]}
                                if scenario == "mixed" else {})})
             bar.update()
     bar.close()
     config = {"defenses": list(defenses), "attacks": list(attacks), "eps": list(eps_list), "scenario": scenario,
               "n": int(len(x)), "seed": seed, "dataset": dataset, "target": target, "surrogates": list(surrogates),
-              "attack_kwargs": kwargs, "eot": eot, "wall_time_s": time.time() - t0}
-    return {"records": records, "clean": clean, "config": config}
+              "attack_kwargs": kwargs, "eot": eot, "wall_time_s": time.time() - t0,
+              **({"shard": list(shard), "n_total": int(n_all)} if shard else {})}
+    return {"records": records, "clean": clean, "clean_correct": clean_correct, "config": config}
+
+
+def _shard_of(positions: np.ndarray, shard) -> np.ndarray:
+    """The shard's contiguous part of `positions`: the i-th of `np.array_split`'s k parts."""
+    if (not isinstance(shard, tuple) or len(shard) != 2 or not all(isinstance(v, int) for v in shard)
+            or not 0 <= shard[0] < shard[1] <= len(positions)):
+        raise ValueError(f"Expected shard (i, k) with 0 <= i < k <= {len(positions)} (the images). Received: {shard!r}")
+    return np.array_split(positions, shard[1])[shard[0]]
+
+
+_PER_SHARD = ("shard", "n", "wall_time_s")
+
+
+def merge(results: list[dict], names: list[str] | None = None) -> dict:
+    """The results of a sharded run added up into those of the whole run: counts summed, shares
+    recomputed from them, mean L2 weighted by images, max L-inf the largest.
+
+    Args:
+        results: one `evaluate` result per shard, `shard=(i, k)` for every i in 0..k-1 once.
+        names: what to call each in errors (e.g. their files); default "result 0", "result 1", ...
+
+    Returns:
+        A result as `evaluate` without `shard` gives, its wall time the shards' sum.
+
+    Raises:
+        ValueError: a result that is not a shard, shards of different settings or of different k,
+            a shard given twice, or a missing one; the message names the results.
+    """
+    names = names or [f"result {i}" for i in range(len(results))]
+    if not results or any("shard" not in r.get("config", {}) or "clean_correct" not in r for r in results):
+        bad = [n for n, r in zip(names, results) if "shard" not in r.get("config", {}) or "clean_correct" not in r]
+        raise ValueError(f"Expected the results of a sharded run (evaluate --shard I/K). Received: {bad or 'none'}")
+    settings = [{k: v for k, v in r["config"].items() if k not in _PER_SHARD} for r in results]
+    differ = [n for n, s in zip(names, settings) if s != settings[0]]
+    if differ:
+        keys = sorted({k for s in settings for k in s if any(t.get(k) != settings[0].get(k) for t in settings)})
+        raise ValueError(f"Expected shards of one run (the same settings). Received: {differ} differ from {names[0]} "
+                         f"in {keys}")
+    k = results[0]["config"]["shard"][1]
+    seen = {}
+    for name, r in zip(names, results):
+        i, kk = r["config"]["shard"]
+        if kk != k:
+            raise ValueError(f"Expected shards of one split into {k}. Received: {name} is shard {i}/{kk}")
+        if i in seen:
+            raise ValueError(f"Expected each shard once. Received: shard {i}/{k} in {seen[i]} and {name}")
+        seen[i] = name
+    if len(seen) != k:
+        raise ValueError(f"Expected all {k} shards. Received: missing {sorted(set(range(k)) - set(seen))} "
+                         f"(given: {', '.join(f'{i}/{k} {seen[i]}' for i in sorted(seen))})")
+    ordered = [r for _, r in sorted(zip([r["config"]["shard"][0] for r in results], results), key=lambda t: t[0])]
+    total = sum(r["config"]["n"] for r in ordered)
+    clean_correct = {d: sum(r["clean_correct"][d] for r in ordered) for d in ordered[0]["clean_correct"]}
+    clean = {d: c / total for d, c in clean_correct.items()}
+    records = [_merged_record([r["records"][j] for r in ordered], total, clean)
+               for j in range(len(ordered[0]["records"]))]
+    if total != settings[0]["n_total"]:
+        raise ValueError(f"Expected shards holding {settings[0]['n_total']} images in all. Received: {total}")
+    config = {**settings[0], "n": total, "wall_time_s": sum(r["config"]["wall_time_s"] for r in ordered)}
+    del config["n_total"]
+    return {"records": records, "clean": clean, "clean_correct": clean_correct, "config": config}
+
+
+def _merged_record(parts: list[dict], total: int, clean: dict) -> dict:
+    first = parts[0]
+    hits = sum(p["correct"] for p in parts)
+    out = {**first, "n": total, "correct": hits, "clean_accuracy": clean[first["defense"]],
+           "mean_l2": sum(p["mean_l2"] * p["n"] for p in parts) / total, "max_linf": max(p["max_linf"] for p in parts)}
+    if "gray_box_correct" in first:
+        gray, black = (sum(p[f"{s}_correct"] for p in parts) for s in ("gray_box", "black_box"))
+        out.update(gray_box_correct=gray, black_box_correct=black, gray_box_accuracy=gray / total,
+                   black_box_accuracy=black / total, accuracy=float(np.mean([gray / total, black / total])))
+    else:
+        out["accuracy"] = hits / total
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -253,9 +350,34 @@ def add_parser(sub) -> None:
     p.add_argument("--restarts", type=_args.COUNT, default=1, help="PGD random restarts")
     p.add_argument("--eot", type=_args.integer(0), default=0,
                    help="white-box: average a randomized defense over this many draws (0: none)")
+    p.add_argument("--shard", type=_args.shard, default=None,
+                   help="I/K: only the I-th of K parts of the images, for `nnjpeg merge` (e.g. a cluster array's "
+                        "job index); counts are written so that the parts add up to the whole run")
     p.add_argument("--out", default="out/evaluate", help="report folder (Markdown table, plot)")
     p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
+    p = sub.add_parser("merge", help="add up the results of `nnjpeg evaluate --shard I/K` into those of the whole run")
+    p.add_argument("results", nargs="+", help="the shards' JSON files, every I of 0..K-1 once")
+    p.add_argument("--json", required=True, help="where to write the merged JSON")
+    p.add_argument("--out", default=None, help="also write the report folder (Markdown table, plot) here")
+    p.set_defaults(func=_merge_cmd)
+
+
+def _merge_cmd(args) -> int:
+    results = []
+    for name in args.results:
+        try:
+            results.append(json.loads(Path(name).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"Expected the JSON file of an evaluate run. Received: {name!r} ({e})") from e
+    merged = merge(results, args.results)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(merged, indent=2))
+    if args.out:
+        write_report(merged, Path(args.out))
+    print(text(merged))
+    print(f"\nMerged {len(results)} shards of {merged['config']['n']} images into {args.json}.")
+    return 0
 
 
 def _cmd(args) -> int:
@@ -271,7 +393,7 @@ def _cmd(args) -> int:
             kwargs.setdefault(name, {})["nb_iter"] = args.steps
     result = evaluate(args.defense, args.attack, args.eps or [0.1], args.scenario, n=args.n, seed=args.seed,
                       dataset=args.dataset, attack_kwargs={k: v for k, v in kwargs.items() if k in args.attack},
-                      eot={d: args.eot for d in args.defense} if args.eot > 1 else None)
+                      eot={d: args.eot for d in args.defense} if args.eot > 1 else None, shard=args.shard)
     write_report(result, Path(args.out), Path(args.json) if args.json else None)
     print(text(result))
     print(f"\nWrote {Path(args.json) if args.json else Path(args.out) / 'results.json'}, "

@@ -532,3 +532,74 @@ def test_reading_judges_a_defense_by_the_strongest_white_box_attack_run_on_it():
     assert lines[2].endswith("72.0 %, under the strongest white-box evaluation 66.0 % — holds under the strongest "
                              "white-box evaluation here.")
     assert "strongest" not in lines[0]
+
+
+def test_shards_merged_equal_the_whole_run_cell_for_cell(zoo):
+    # FGSM and BIM draw nothing at random, so each image's example is the same in a shard as in the
+    # whole run; the surrogates keep their images (mixed), so every count adds up exactly.
+    models, data = zoo
+    run = lambda shard=None: evaluate.evaluate(  # noqa: E731
+        ["fmnist/classifier", "nn-jpeg"], ["fgsm", "bim"], [0.05, 0.1], "mixed", data=data, load=models.__getitem__,
+        attack_kwargs={"bim": {"nb_iter": 3}}, progress=False, shard=shard)
+    whole = run()
+    shards = [run((i, 3)) for i in range(3)]
+    assert [s["config"]["n"] for s in shards] == [11, 11, 10] and [s["config"]["shard"] for s in shards] == [
+        [0, 3], [1, 3], [2, 3]]
+    merged = evaluate.merge(shards[::-1], ["c.json", "b.json", "a.json"])  # any order
+    assert merged["clean"] == whole["clean"] and merged["clean_correct"] == whole["clean_correct"]
+    assert len(merged["records"]) == len(whole["records"]) == 8
+    for m, w in zip(merged["records"], whole["records"], strict=True):
+        exact = {k: v for k, v in w.items() if k != "mean_l2"}
+        assert {k: m[k] for k in exact} == exact
+        assert m["mean_l2"] == pytest.approx(w["mean_l2"], rel=1e-6)
+    assert {k: v for k, v in merged["config"].items() if k != "wall_time_s"} == {
+        k: v for k, v in whole["config"].items() if k != "wall_time_s"}
+    assert evaluate.markdown(merged) == evaluate.markdown(whole)
+
+
+def test_merge_refuses_shards_that_do_not_make_one_run(zoo):
+    models, data = zoo
+    run = lambda shard, eps=0.1: evaluate.evaluate(  # noqa: E731
+        ["nn-jpeg"], ["fgsm"], [eps], "gray-box", data=data, load=models.__getitem__, progress=False, shard=shard)
+    a, b = run((0, 2)), run((1, 2))
+    with pytest.raises(ValueError, match=r"Expected each shard once. Received: shard 0/2 in a.json and again.json"):
+        evaluate.merge([a, a, b], ["a.json", "again.json", "b.json"])
+    with pytest.raises(ValueError, match=r"Expected all 2 shards. Received: missing \[1\] \(given: 0/2 a.json\)"):
+        evaluate.merge([a], ["a.json"])
+    with pytest.raises(ValueError, match=r"Expected shards of one run \(the same settings\). Received: \['other.json'\] "
+                                         r"differ from a.json in \['eps'\]"):
+        evaluate.merge([a, run((1, 2), eps=0.05)], ["a.json", "other.json"])
+    with pytest.raises(ValueError, match=r"Expected shards of one split into 2. Received: c.json is shard 2/3"):
+        evaluate.merge([a, b, run((2, 3))], ["a.json", "b.json", "c.json"])
+    whole = evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], "gray-box", data=data, load=models.__getitem__,
+                              progress=False)
+    with pytest.raises(ValueError, match=r"Expected the results of a sharded run .* Received: \['whole.json'\]"):
+        evaluate.merge([a, whole], ["a.json", "whole.json"])
+    with pytest.raises(ValueError, match=r"Expected shard \(i, k\) with 0 <= i < k <= 32 \(the images\). Received: \(2, 2\)"):
+        run((2, 2))
+
+
+def test_cli_shards_and_merge(tmp_path, capsys):
+    from nnjpeg.cli import main
+
+    common = ["evaluate", "--defense", "fmnist/classifier", "--attack", "fgsm", "--n", "12", "--scenario", "mixed"]
+    for i in range(2):
+        assert main([*common, "--shard", f"{i}/2", "--json", str(tmp_path / f"s{i}.json"),
+                     "--out", str(tmp_path / f"o{i}")]) == 0
+    assert main([*common, "--json", str(tmp_path / "whole.json"), "--out", str(tmp_path / "whole")]) == 0
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "s1.json"), str(tmp_path / "s0.json"), "--json", str(tmp_path / "m.json"),
+                 "--out", str(tmp_path / "m")]) == 0
+    assert "Merged 2 shards of 12 images" in capsys.readouterr().out
+    merged, whole = (json.loads((tmp_path / f).read_text()) for f in ("m.json", "whole.json"))
+    assert [r["accuracy"] for r in merged["records"]] == [r["accuracy"] for r in whole["records"]]
+    assert [(r["gray_box_correct"], r["black_box_correct"]) for r in merged["records"]] == [
+        (r["gray_box_correct"], r["black_box_correct"]) for r in whole["records"]]
+    assert (tmp_path / "m" / "results.md").read_text() == (tmp_path / "whole" / "results.md").read_text()
+    assert main(["merge", str(tmp_path / "s0.json"), "--json", str(tmp_path / "bad.json")]) == 2
+    assert "Expected all 2 shards. Received: missing [1]" in capsys.readouterr().err
+    assert main(["merge", str(tmp_path / "nothing.json"), "--json", str(tmp_path / "bad.json")]) == 2
+    assert "Expected the JSON file of an evaluate run. Received: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--shard", "2/2"])
+    assert "argument --shard: expected I/K with 0 <= I < K, e.g. 0/4. Received: '2/2'" in capsys.readouterr().err
