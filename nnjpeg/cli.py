@@ -204,6 +204,26 @@ def _add_weights_parser(sub) -> None:
     p.set_defaults(func=cmd_weights)
 
 
+def cmd_data_worker(args: argparse.Namespace) -> int:
+    from . import _console, data_service
+
+    _console.quiet_tensorflow(args.verbose)
+    data_service.run_worker(args.dispatcher, port=args.port, host=args.host, timeout=args.timeout)
+    return 0
+
+
+def _add_data_worker_parser(sub) -> None:
+    p = sub.add_parser("data-worker", help="a tf.data service worker with nnjpeg's op registered, for tf_compress "
+                                           "pipelines distributed over machines")
+    p.add_argument("--dispatcher", required=True, help="the dispatcher's HOST:PORT")
+    p.add_argument("--port", type=_args.integer(0, 65535), default=0, help="this worker's port (default: any free one)")
+    p.add_argument("--host", default="localhost", help="the name the dispatcher reaches this worker by")
+    p.add_argument("--timeout", type=_args.real(0, low_open=True), default=None,
+                   help="stop after this many seconds (default: serve until stopped)")
+    p.add_argument("--verbose", action="store_true", help="TensorFlow's logs too")
+    p.set_defaults(func=cmd_data_worker)
+
+
 def cmd_info(_: argparse.Namespace) -> int:
     from . import __version__
 
@@ -230,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="version, compiled and active SIMD kernels, CUDA")
     p.set_defaults(func=cmd_info)
     _add_weights_parser(sub)
+    _add_data_worker_parser(sub)
     try:
         from .models import train
     except ImportError:  # a source tree that was never installed has no nnjpeg.models
