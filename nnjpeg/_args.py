@@ -54,3 +54,12 @@ def shard(text: str) -> tuple[int, int]:
     if not (sep and i.isdigit() and k.isdigit() and 0 <= int(i) < int(k)):
         raise argparse.ArgumentTypeError(f"expected I/K with 0 <= I < K, e.g. 0/4. Received: {text!r}")
     return int(i), int(k)
+
+
+def model_list(text: str) -> tuple[str, ...]:
+    """Distinct comma-separated pretrained names or .keras paths."""
+    models = tuple(text.split(","))
+    if not all(models) or len(set(models)) != len(models):
+        raise argparse.ArgumentTypeError("expected distinct comma-separated pretrained names or .keras paths, e.g. "
+                                         f"fmnist/classifier,fmnist/surrogate-c. Received: {text!r}")
+    return models

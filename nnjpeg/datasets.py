@@ -808,13 +808,14 @@ def _shape_text(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
-def fits(model_input_shape, dataset: Dataset) -> None:
+def fits(model_input_shape, dataset: Dataset, *, model: str | None = None) -> None:
     """Checks that a model takes the dataset's images.
 
     Args:
         model_input_shape: the model's input shape, with the batch axis (`model.input_shape`, e.g.
             (None, 32, 32, 3)) or without it ((32, 32, 3)); None dimensions match anything.
         dataset: a `Dataset` from `load`.
+        model: the model's name, for the message.
 
     Shape:
         model_input_shape: (batch, H, W, C) or (H, W, C); dataset.image_shape: (H, W, C).
@@ -837,5 +838,5 @@ def fits(model_input_shape, dataset: Dataset) -> None:
     shape = tuple(None if d is None else int(d) for d in model_input_shape[-3:])
     if any(m is not None and m != d for m, d in zip(shape, dataset.image_shape)):
         raise ValueError(f"Expected a model taking images of shape (H, W, C) = {_shape_text(dataset.image_shape)} "
-                         f"for dataset {dataset.name} ({dataset.split}); Received: a model taking "
-                         f"{_shape_text(shape)}")
+                         f"for dataset {dataset.name} ({dataset.split}); Received: "
+                         f"{f'{model}, ' if model else ''}a model taking {_shape_text(shape)}")

@@ -36,21 +36,28 @@ TARGET = "fmnist/classifier"
 SURROGATES = ("fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c")
 
 
-def test_images(dataset: str, n: int | None = None, seed: int = 0):
-    """The test images of `dataset` as float32 in [0, 1], each with its int64 label: all of them, or
-    a seeded subset of `n` in their order (selected before the conversion, which copies)."""
-    from nnjpeg.models.train import load_dataset
+def test_set(dataset: str, n: int | None = None, seed: int = 0, data_dir=None):
+    """`nnjpeg.datasets.load(dataset, "test", data_dir)` and its test images as float32 in [0, 1],
+    each with its int64 label: all of them, or a seeded subset of `n` in their order (selected
+    before the conversion, which copies). A folder of images is read whole, then subset."""
+    from nnjpeg import datasets
 
-    _, (x, y) = load_dataset(dataset)
+    loaded = datasets.load(dataset, "test", data_dir)
+    x, y = loaded.arrays()
     if n is not None and n < len(x):
         idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
         x, y = x[idx], y[idx]
-    return x.astype(np.float32) / 255.0, y.astype(np.int64)
+    return loaded, x.astype(np.float32) / 255.0, y.astype(np.int64)
 
 
-def _subset(dataset: str, n: int, seed: int):
+def test_images(dataset: str, n: int | None = None, seed: int = 0, data_dir=None):
+    """`test_set`'s images and labels."""
+    return test_set(dataset, n, seed, data_dir)[1:]
+
+
+def _subset(dataset: str, n: int, seed: int, data_dir=None):
     _checks.integer("n", n, 1, meaning=", the number of test images,")
-    return test_images(dataset, n, seed)
+    return test_images(dataset, n, seed, data_dir)
 
 
 def load_defense(spec: str):
@@ -77,7 +84,7 @@ def load_defense(spec: str):
 
 
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
-             dataset: str = "fashion-mnist", data=None, load: Callable | None = None, target: str = TARGET,
+             dataset: str = "fashion-mnist", data_dir=None, data=None, load: Callable | None = None, target: str = TARGET,
              surrogates=SURROGATES, attack_kwargs: dict | None = None, eot: dict | None = None,
              progress: bool = True, desc: str | None = None, pairs=None, shard: tuple[int, int] | None = None) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
@@ -89,6 +96,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         eps_list: L-inf budgets (images in [0, 1]); ignored (recorded as null) for deepfool/cw.
         scenario: one of SCENARIOS.
         n: test images (a seeded random subset).
+        dataset, data_dir: a name and folder for `nnjpeg.datasets.load` (its test split); every
+            model must take its images (checked before any attack).
         data: optional (x, y) to use instead of the dataset (float32 in [0, 1], int labels).
         load: name -> keras.Model (default `load_defense`).
         target, surrogates: models for the gray-box and black-box scenarios.
@@ -109,7 +118,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
 
     Raises:
         ValueError: unknown scenario, attack or defense, empty lists, an eps that is not > 0,
-            `eot` outside the white-box scenario, or a shard that is not 0 <= i < k <= n.
+            `eot` outside the white-box scenario, a shard that is not 0 <= i < k <= n, or a model
+            whose input shape does not fit the dataset's images.
     """
     from nnjpeg import attacks as A
 
@@ -126,7 +136,12 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         if e is not None and (isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < float("inf")):
             raise ValueError(f"Expected every eps to be a finite number > 0. Received: eps={e!r}")
     load = load or load_defense
-    x, y = data if data is not None else _subset(dataset, n, seed)
+    loaded = None
+    if data is not None:
+        x, y = data
+    else:
+        _checks.integer("n", n, 1, meaning=", the number of test images,")
+        loaded, x, y = test_set(dataset, n, seed, data_dir)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"Expected one image or more, with a label each. Received: {len(x)} images, {len(y)} labels")
     n_all = len(x)
@@ -135,10 +150,16 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         positions = _shard_of(positions, shard)
         x, y = x[positions], y[positions]
     models = {d: load(d) for d in defenses}
-    clean_correct = {d: correct(m, x, y) for d, m in models.items()}
-    clean = {d: c / len(x) for d, c in clean_correct.items()}
     source = load(target) if scenario in ("gray-box", "mixed") else None
     subs = [load(s) for s in surrogates] if scenario in ("black-box", "mixed") else []
+    if loaded is not None:
+        from nnjpeg import datasets
+
+        named = [*models.items(), *([(target, source)] if source is not None else []), *zip(surrogates, subs)]
+        for name, model in named:
+            datasets.fits(model.input_shape, loaded, model=name)
+    clean_correct = {d: correct(m, x, y) for d, m in models.items()}
+    clean = {d: c / len(x) for d, c in clean_correct.items()}
     kwargs = attack_kwargs or {}
     records = []
     t0 = time.time()
@@ -194,6 +215,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     config = {"defenses": list(defenses), "attacks": list(attacks), "eps": list(eps_list), "scenario": scenario,
               "n": int(len(x)), "seed": seed, "dataset": dataset, "target": target, "surrogates": list(surrogates),
               "attack_kwargs": kwargs, "eot": eot, "wall_time_s": time.time() - t0,
+              **({"data_dir": str(data_dir)} if data_dir is not None else {}),
               **({"shard": list(shard), "n_total": int(n_all)} if shard else {})}
     return {"records": records, "clean": clean, "clean_correct": clean_correct, "config": config}
 
@@ -337,7 +359,15 @@ def write_report(result: dict, out: Path, json_path: Path | None = None) -> None
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of defenses under attack (gray-box, black-box, white-box, mixed)")
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist, cifar10, tfds:NAME or folder:DIR (nnjpeg.datasets.load; its test split)")
+    p.add_argument("--data", default=None, help="the dataset's folder (default: where nnjpeg.datasets looks)")
+    p.add_argument("--target", default=TARGET,
+                   help=f"the model gray-box and mixed examples are made on: a pretrained name or a .keras path "
+                        f"(default {TARGET})")
+    p.add_argument("--surrogates", type=_args.model_list, default=SURROGATES,
+                   help="the models black-box and mixed examples are transferred from, comma-separated pretrained "
+                        f"names or .keras paths (default {','.join(SURROGATES)})")
     p.add_argument("--defense", action="append", required=True,
                    help="pretrained name, or the path of a saved .keras model; repeat for several")
     p.add_argument("--attack", action="append", required=True, help="attack name; repeat for several")
@@ -392,7 +422,8 @@ def _cmd(args) -> int:
         for name in ("pgd", "bim", "mifgsm", "ti-fgsm", "di-fgsm"):
             kwargs.setdefault(name, {})["nb_iter"] = args.steps
     result = evaluate(args.defense, args.attack, args.eps or [0.1], args.scenario, n=args.n, seed=args.seed,
-                      dataset=args.dataset, attack_kwargs={k: v for k, v in kwargs.items() if k in args.attack},
+                      dataset=args.dataset, data_dir=args.data, target=args.target, surrogates=args.surrogates,
+                      attack_kwargs={k: v for k, v in kwargs.items() if k in args.attack},
                       eot={d: args.eot for d in args.defense} if args.eot > 1 else None, shard=args.shard)
     write_report(result, Path(args.out), Path(args.json) if args.json else None)
     print(text(result))

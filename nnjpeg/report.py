@@ -347,9 +347,13 @@ def _merge(old, new, order: list):
         records += new["records"] if new else []
         keys = list(dict.fromkeys((r["attack"], r["eps"]) for r in old["records"] + records))
         records.sort(key=lambda r: (keys.index((r["attack"], r["eps"])), order.index(r["defense"])))
-        clean = {d: (new if d in redone else old)["clean"][d] for d in order}
+        source = {d: new if d in redone else old for d in order}
+        clean = {d: source[d]["clean"][d] for d in order}
         config = {**old["config"], "defenses": list(order)}
-        return {"records": records, "clean": clean, "config": config}
+        merged = {"records": records, "clean": clean, "config": config}
+        if all("clean_correct" in r for r in source.values()):  # stages saved before counts were kept have none
+            merged["clean_correct"] = {d: source[d]["clean_correct"][d] for d in order}
+        return merged
     if isinstance(old, dict):
         return {k: _merge(v, (new or {}).get(k), order) for k, v in old.items()}
     return old

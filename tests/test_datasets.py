@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from nnjpeg import datasets
+from synthetic import CIFAR_NAMES, write_cifar
 
 
 def test_debian_fashion_mnist_files():
@@ -77,26 +78,6 @@ def test_cifar10_batches(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # `load` and `Dataset`: synthetic data written in each dataset's real on-disk format.
 
-CIFAR_NAMES = [b"plane", b"car", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-
-
-def _write_cifar(folder, seed=2):
-    """The CIFAR-10 python batches: 6 images in each data_batch, 5 in test_batch, and batches.meta."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    written = {}
-    for name, n in [(f"data_batch_{i}", 6) for i in range(1, 6)] + [("test_batch", 5)]:
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, n)]
-        written[name] = (data, labels)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels,
-                         b"filenames": [b"f%d.png" % i for i in range(n)]}, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": CIFAR_NAMES, b"num_cases_per_batch": 6, b"num_vis": 3072}, f)
-    return written
-
-
 def _no_cifar_env(monkeypatch, keras_home):
     monkeypatch.delenv("NNJPEG_CIFAR10", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
@@ -121,7 +102,7 @@ def _check_cifar_test(ds, written, source):
 def test_load_cifar10_from_data_dir_and_its_parent(tmp_path, monkeypatch):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
     folder = tmp_path / "cifar-10-batches-py"
-    written = _write_cifar(folder)
+    written = write_cifar(folder)
     for data_dir in (folder, str(folder), tmp_path):
         _check_cifar_test(datasets.load("cifar10", data_dir=data_dir), written, folder)
     train = datasets.load("cifar-10", "train", tmp_path)
@@ -135,7 +116,7 @@ def test_load_cifar10_from_data_dir_and_its_parent(tmp_path, monkeypatch):
 
 def test_load_cifar10_as_tf_matches_arrays(tmp_path, monkeypatch):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
-    _write_cifar(tmp_path)
+    write_cifar(tmp_path)
     ds = datasets.load("cifar10", "test", tmp_path)
     x, y = ds.arrays()
     elements = list(ds.as_tf().as_numpy_iterator())
@@ -148,7 +129,7 @@ def test_load_cifar10_as_tf_matches_arrays(tmp_path, monkeypatch):
 def test_load_cifar10_from_env(tmp_path, monkeypatch):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
     folder = tmp_path / "elsewhere" / "cifar-10-batches-py"
-    written = _write_cifar(folder)
+    written = write_cifar(folder)
     monkeypatch.setenv("NNJPEG_CIFAR10", str(folder))
     _check_cifar_test(datasets.load("cifar10"), written, folder)
     monkeypatch.setenv("NNJPEG_CIFAR10", str(folder.parent))  # the parent is accepted too
@@ -159,7 +140,7 @@ def test_load_cifar10_from_env(tmp_path, monkeypatch):
 def test_load_cifar10_from_both_keras_cache_layouts(tmp_path, monkeypatch, layout):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
     folder = tmp_path / "keras" / "datasets" / layout
-    written = _write_cifar(folder)
+    written = write_cifar(folder)
     _check_cifar_test(datasets.load("cifar10"), written, folder)
     (xtr, ytr), (xte, yte) = datasets.load_cifar10()  # the old function searches the same places
     assert xtr.shape == (30, 32, 32, 3) and ytr.dtype == np.uint8
@@ -185,7 +166,7 @@ def test_load_cifar10_not_found_names_every_folder(tmp_path, monkeypatch):
 
 def test_load_cifar10_refuses_bad_pickles(tmp_path, monkeypatch):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
-    written = _write_cifar(tmp_path)
+    written = write_cifar(tmp_path)
     test_batch = tmp_path / "test_batch"
     full = test_batch.read_bytes()
     test_batch.write_bytes(full[: len(full) // 2])
@@ -459,7 +440,7 @@ def test_load_argument_errors(tmp_path):
 
 def test_arrays_limit_errors(tmp_path, monkeypatch):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
-    _write_cifar(tmp_path)
+    write_cifar(tmp_path)
     ds = datasets.load("cifar10", data_dir=tmp_path)
     assert ds.arrays(limit=0)[0].shape == (0, 32, 32, 3)
     with pytest.raises(ValueError, match=r"Expected limit to be None or an integer >= 0. Received: limit=-1"):
@@ -547,7 +528,7 @@ def test_load_tfds_without_the_package(monkeypatch):
 
 def test_fits(tmp_path, monkeypatch):
     _no_cifar_env(monkeypatch, tmp_path / "keras")
-    _write_cifar(tmp_path)
+    write_cifar(tmp_path)
     ds = datasets.load("cifar10", data_dir=tmp_path)
     for shape in ((None, 32, 32, 3), (32, 32, 3), [None, None, None, 3], (8, None, 32, None), (np.int64(32), 32, 3)):
         assert datasets.fits(shape, ds) is None

@@ -1,0 +1,93 @@
+"""A user's own copy of the papers' datasets, end to end through the command line, on small synthetic
+data in each dataset's real on-disk format: CIFAR-10's python batches (given with --data, or found
+in either Keras cache layout alone) and an ImageNet-style folder of JPEG and PNG files."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pytest.importorskip("cleverhans")
+
+from nnjpeg.cli import main  # noqa: E402
+from synthetic import write_cifar  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    """Synthetic CIFAR-10 batches and a classifier trained one epoch on them by `nnjpeg train`."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar(root / "cifar-10-batches-py")
+    model = root / "m.keras"
+    assert main(["train", "classifier", "--dataset", "cifar10", "--data", str(root / "cifar-10-batches-py"),
+                 "--epochs", "1", "--batch-size", "8", "--width", "4", "--blocks", "1", "--verbose", "0",
+                 "--out", str(root / "run"), "--export", str(model)]) == 0
+    return root, model
+
+
+@pytest.mark.parametrize("scenario", ["gray-box", "white-box"])
+def test_cifar10_from_data_folder(cifar, scenario, tmp_path):
+    root, model = cifar
+    assert keras.saving.load_model(model).input_shape == (None, 32, 32, 3)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--dataset", "cifar10", "--data", str(root), "--target", str(model), "--defense",
+                 str(model), "--attack", "fgsm", "--attack", "pgd", "--steps", "3", "--scenario", scenario, "--n", "4",
+                 "--json", str(out), "--out", str(tmp_path / "o")]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["n"] == 4 and result["config"]["dataset"] == "cifar10"
+    assert {(r["attack"], r["scenario"]) for r in result["records"]} == {("fgsm", scenario), ("pgd", scenario)}
+    assert all(r["max_linf"] <= 0.1 + 1e-6 for r in result["records"])
+
+
+def test_cifar10_found_in_the_keras_cache_alone(cifar, tmp_path, monkeypatch):
+    root, model = cifar
+    layout = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target"
+    write_cifar(layout / "cifar-10-batches-py")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("NNJPEG_CIFAR10", raising=False)
+    assert main(["evaluate", "--dataset", "cifar10", "--target", str(model), "--defense", str(model), "--attack",
+                 "fgsm", "--n", "5", "--json", str(tmp_path / "e.json"), "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["config"]["n"] == 5
+
+
+def test_a_model_that_does_not_fit_the_data_is_refused(cifar, capsys):
+    root, model = cifar
+    assert main(["evaluate", "--dataset", "cifar10", "--data", str(root), "--target", str(model), "--defense",
+                 "fmnist/classifier", "--attack", "fgsm", "--n", "4"]) == 2
+    err = capsys.readouterr().err
+    assert ("Expected a model taking images of shape (H, W, C) = (32, 32, 3) for dataset cifar10 (test); Received: "
+            "fmnist/classifier, a model taking (28, 28, 1)") in err and "Traceback" not in err
+    # The default target and surrogates are Fashion-MNIST models: named, not fed the wrong images.
+    assert main(["evaluate", "--dataset", "cifar10", "--data", str(root), "--defense", str(model), "--attack",
+                 "fgsm", "--scenario", "black-box", "--n", "4"]) == 2
+    assert "Received: fmnist/surrogate-a, a model taking (28, 28, 1)" in capsys.readouterr().err
+
+
+def test_an_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for label, (name, size) in enumerate([("cat", (40, 60)), ("dog", (73, 31)), ("fox", (64, 64))]):
+        (tmp_path / "data" / "val" / name).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / "val" / name / f"{i}.{'png' if i else 'jpg'}")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((224, 224, 3))
+    h = keras.layers.Conv2D(2, 8, strides=8, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+    model.save(tmp_path / "folder.keras")
+    # The folder's "test" split is its val/ folder where there is no test/.
+    (tmp_path / "data" / "test").symlink_to(tmp_path / "data" / "val")
+    args = ["evaluate", "--dataset", f"folder:{tmp_path / 'data'}", "--target", str(tmp_path / "folder.keras"),
+            "--defense", str(tmp_path / "folder.keras"), "--attack", "fgsm", "--n", "6"]
+    for scenario in ("gray-box", "white-box"):
+        assert main([*args, "--scenario", scenario, "--json", str(tmp_path / f"{scenario}.json"),
+                     "--out", str(tmp_path / scenario)]) == 0
+        result = json.loads((tmp_path / f"{scenario}.json").read_text())
+        assert result["config"]["n"] == 6 and len(result["records"]) == 1
