@@ -126,8 +126,10 @@ def write(result: dict, out: Path) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ablation", help="NN-JPEG Fig. 5: quantization table x colour transform under gray-box attacks")
-    p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name of the undefended classifier")
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--classifier", default="fmnist/classifier",
+                   help="the undefended classifier: a pretrained name or a .keras path")
+    p.add_argument("--dataset", default="fashion-mnist", help="as for `nnjpeg evaluate`")
+    p.add_argument("--data", default=None, help="the dataset's folder (default: where nnjpeg.datasets looks)")
     p.add_argument("--attack", action="append", default=None, help="repeatable (default fgsm and bim)")
     p.add_argument("--eps", type=_args.EPS, action="append", default=None, help="repeatable (default 0.05 and 0.1)")
     p.add_argument("--quality", type=int, default=75, help="quality of the standard tables (default 75)")
@@ -139,11 +141,9 @@ def add_parser(sub) -> None:
 
 
 def _cmd(args) -> int:
-    from . import pretrained
-    from .evaluate import _subset
+    from .evaluate import model_and_images
 
-    model = pretrained.load(args.classifier)
-    x, y = _subset(args.dataset, args.n, args.seed)
+    model, x, y = model_and_images(args.classifier, args.dataset, args.n, args.seed, args.data)
     result = run(model, x, y, attacks=tuple(args.attack or ("fgsm", "bim")), eps=tuple(args.eps or (0.05, 0.1)),
                  quality=args.quality, k=args.k)
     result.update({"classifier": args.classifier, "dataset": args.dataset, "seed": args.seed})

@@ -115,11 +115,10 @@ def _plot(panels, args, path: Path) -> None:
 
 def _attack_set(args, n):
     """A seeded test subset, the classifier's correct ones kept, and their adversarial examples."""
-    from . import attacks, pretrained
-    from .evaluate import _subset
+    from . import attacks
+    from .evaluate import model_and_images
 
-    model = pretrained.load(args.classifier)
-    x, y = _subset(getattr(args, "dataset", "fashion-mnist"), n, args.seed)
+    model, x, y = model_and_images(args.classifier, args.dataset, n, args.seed, args.data)
     correct = model.predict(x, batch_size=500, verbose=0).argmax(-1) == y
     return model, x, y, x[correct], y[correct], attacks.attack(args.attack, model, x[correct], y[correct], args.eps,
                                                                 progress=True)
@@ -146,12 +145,17 @@ def cmd_frequency(args: argparse.Namespace) -> int:
     crops = np.stack([p[:256, :256] for p in photos.values() if min(p.shape[:2]) >= 256]).astype(np.float32) / 255.0
     analysis.write(analysis.analyse(crops, label="natural RGB photographs (scikit-image), benign only"), out, "photos_rgb")
     _, _, _, xc, _, adv = _attack_set(args, args.n)
-    res = analysis.analyse(xc, adv, label=f"Fashion-MNIST (grey), {args.attack} eps={args.eps} on {args.classifier}")
-    analysis.write(res, out, "fmnist_grey")
-    top = res["channels"]["grey"]["ratio_sorted"][:5]
-    print("bands where perturbation/benign std is largest (Fashion-MNIST):",
+    grey = xc.shape[-1] == 1
+    title = "Fashion-MNIST" if args.dataset == "fashion-mnist" else args.dataset
+    stem = ("fmnist" if args.dataset == "fashion-mnist" else "".join(c if c.isalnum() else "_" for c in args.dataset)) \
+        + ("_grey" if grey else "_rgb")
+    res = analysis.analyse(xc, adv, label=f"{title} ({'grey' if grey else 'RGB'}), {args.attack} eps={args.eps} on "
+                                          f"{args.classifier}")
+    analysis.write(res, out, stem)
+    top = res["channels"]["grey" if grey else "R"]["ratio_sorted"][:5]
+    print(f"bands where perturbation/benign std is largest ({title}{'' if grey else ', red channel'}):",
           ", ".join(f"{t['band']} (anti-diagonal {t['anti_diagonal']}: {t['ratio']:.2f})" for t in top))
-    print(f"wrote {out}/photos_rgb.(json|png) and {out}/fmnist_grey.(json|png)")
+    print(f"wrote {out}/photos_rgb.(json|png) and {out}/{stem}.(json|png)")
     return 0
 
 
@@ -231,6 +235,12 @@ def cmd_info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_arguments(p) -> None:
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist, cifar10, tfds:NAME or folder:DIR (nnjpeg.datasets.load; its test split)")
+    p.add_argument("--data", default=None, help="the dataset's folder (default: where nnjpeg.datasets looks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -264,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub)
     ablation.add_parser(sub)
     p = sub.add_parser("search-table", help="NN-JPEG Algorithm 1: grid over (k, QS_AF) under a clean-accuracy-drop bound")
-    p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name of the undefended classifier")
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--classifier", default="fmnist/classifier",
+                   help="the undefended classifier: a pretrained name or a .keras path")
+    _add_data_arguments(p)
     p.add_argument("--attack", default="bim")
     p.add_argument("--eps", type=_args.EPS, default=0.03)
     p.add_argument("--n-benign", type=_args.COUNT, default=1000)
@@ -276,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/search")
     p.set_defaults(func=cmd_search_table)
     p = sub.add_parser("frequency", help="DCT band statistics of benign images and adversarial perturbations (NN-JPEG Sec. 3.1)")
-    p.add_argument("--classifier", default="fmnist/classifier", help="pretrained name used to craft the perturbations")
+    p.add_argument("--classifier", default="fmnist/classifier",
+                   help="the classifier the perturbations are made on: a pretrained name or a .keras path")
+    _add_data_arguments(p)
     p.add_argument("--attack", default="fgsm")
     p.add_argument("--eps", type=_args.EPS, default=0.03)
     p.add_argument("--n", type=_args.COUNT, default=1000)

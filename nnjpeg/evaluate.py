@@ -55,6 +55,25 @@ def test_images(dataset: str, n: int | None = None, seed: int = 0, data_dir=None
     return test_set(dataset, n, seed, data_dir)[1:]
 
 
+def model_and_images(model: str, dataset: str, n: int, seed: int = 0, data_dir=None):
+    """A model (`load_defense`: a pretrained name or a saved model's path) and a seeded subset of `n`
+    test images of `dataset` that it takes, refused before any work where it does not.
+
+    Returns:
+        (keras.Model, x float32 (n, H, W, C) in [0, 1], y int64 (n,)).
+
+    Raises:
+        ValueError: a bad n, an unknown model, or a model whose input shape does not fit the images.
+    """
+    from nnjpeg import datasets
+
+    _checks.integer("n", n, 1, meaning=", the number of test images,")
+    loaded, x, y = test_set(dataset, n, seed, data_dir)
+    classifier = load_defense(model)
+    datasets.fits(classifier.input_shape, loaded, model=model)
+    return classifier, x, y
+
+
 def _subset(dataset: str, n: int, seed: int, data_dir=None):
     _checks.integer("n", n, 1, meaning=", the number of test images,")
     return test_images(dataset, n, seed, data_dir)

@@ -91,3 +91,18 @@ def test_an_image_folder(tmp_path):
                      "--out", str(tmp_path / scenario)]) == 0
         result = json.loads((tmp_path / f"{scenario}.json").read_text())
         assert result["config"]["n"] == 6 and len(result["records"]) == 1
+
+
+def test_search_table_frequency_and_ablation_on_cifar10(cifar, tmp_path, capsys):
+    root, model = cifar
+    data = ["--dataset", "cifar10", "--data", str(root), "--classifier", str(model)]
+    assert main(["search-table", *data, "--n-benign", "5", "--n-adv", "5", "--out", str(tmp_path / "s")]) == 0
+    assert json.loads((tmp_path / "s" / "table_search.json").read_text())["classifier"] == str(model)
+    assert main(["frequency", *data, "--n", "5", "--out", str(tmp_path / "f")]) == 0
+    freq = json.loads((tmp_path / "f" / "cifar10_rgb.json").read_text())
+    assert set(freq["channels"]) == {"R", "G", "B", "Y", "Cb", "Cr"} and freq["label"].startswith("cifar10 (RGB)")
+    assert main(["ablation", *data, "--n", "5", "--attack", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "ablation.json").read_text())["dataset"] == "cifar10"
+    capsys.readouterr()
+    assert main(["ablation", "--dataset", "cifar10", "--data", str(root), "--n", "5"]) == 2
+    assert "Received: fmnist/classifier, a model taking (28, 28, 1)" in capsys.readouterr().err
