@@ -31,16 +31,22 @@ def _write_idx(path, arr, code):
         f.write(header + arr.astype(arr.dtype.newbyteorder(">")).tobytes())
 
 
-def test_idx_roundtrip_and_loader_from_path(tmp_path):
-    rng = np.random.default_rng(0)
+def _write_fashion_mnist(folder, seed):
+    """The four Fashion-MNIST files: 5 training images, and the first 3 of them as the test set."""
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, 5, dtype=np.uint8)
     for name, arr in zip(datasets.FASHION_MNIST_FILES, (x, y, x[:3], y[:3])):
-        _write_idx(tmp_path / name, arr, 0x08)
+        _write_idx(folder / name, arr, 0x08)
+    return x, y
+
+
+def test_idx_roundtrip_and_loader_from_path(tmp_path):
+    x, y = _write_fashion_mnist(tmp_path, 0)
     (xtr, ytr), (xte, yte) = datasets.load_fashion_mnist(tmp_path)
     np.testing.assert_array_equal(xtr, x)
     np.testing.assert_array_equal(yte, y[:3])
-    wide = rng.normal(size=(2, 3)).astype(np.float32)
+    wide = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
     _write_idx(tmp_path / "f.gz", wide, 0x0D)
     np.testing.assert_array_equal(datasets.read_idx(tmp_path / "f.gz"), wide)
 
@@ -210,11 +216,7 @@ def test_load_cifar10_refuses_bad_pickles(tmp_path, monkeypatch):
 
 
 def test_load_fashion_mnist_adds_the_channel_axis(tmp_path):
-    rng = np.random.default_rng(3)
-    x = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    y = rng.integers(0, 10, 5, dtype=np.uint8)
-    for name, arr in zip(datasets.FASHION_MNIST_FILES, (x, y, x[:3], y[:3])):
-        _write_idx(tmp_path / name, arr, 0x08)
+    x, y = _write_fashion_mnist(tmp_path, 3)
     for alias in ("fashion-mnist", "fashion_mnist"):
         ds = datasets.load(alias, "train", tmp_path)
         assert (ds.name, ds.image_shape, ds.num_classes, ds.size, ds.source) == (
