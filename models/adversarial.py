@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from . import distribute
+
 METHODS = ("pgd", "fast", "free")
 
 
@@ -83,6 +85,10 @@ class AdversarialTrainer(keras.Model):
     (batch the data with `drop_remainder=True`). The reported `accuracy` is on the adversarial
     training batch; `evaluate` reports clean accuracy.
 
+    Under a `tf.distribute` strategy, "pgd" and "fast" train as on one device on the global batch
+    (each replica attacks its slice; see `nnjpeg.models.distribute`); "free" refuses more than one
+    replica, since its kept perturbation is one tensor of the global batch's shape.
+
     Args:
         classifier: a Keras model returning logits.
         method: "pgd", "fast" or "free".
@@ -117,6 +123,9 @@ class AdversarialTrainer(keras.Model):
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     def build(self, input_shape):
+        if self.method == "free" and (replicas := distribute.replicas_in_sync()) > 1:
+            raise ValueError("Expected one replica for method 'free' (its perturbation, kept from one minibatch to the "
+                             f"next, has the global batch's shape). Received: {replicas} replicas in sync")
         if self.method == "free":
             # Free AT's perturbation carries over from one minibatch to the next (its Alg. 1).
             self.delta = self.add_weight(shape=(self.batch_size, *input_shape[1:]), initializer="zeros",
@@ -143,7 +152,8 @@ class AdversarialTrainer(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
             loss = self._loss(y, logits)
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
+            scaled = distribute.scale_loss(loss)
+        self.optimizer.apply(tape.gradient(scaled, weights), weights)
         return loss, logits
 
     def train_step(self, data):
@@ -164,7 +174,8 @@ class AdversarialTrainer(keras.Model):
                     adv = x + delta
                     logits = self.classifier(adv, training=True)
                     loss = self._loss(y, logits)
-                grad_delta, *grads = tape.gradient(loss, [delta, *weights])
+                    scaled = distribute.scale_loss(loss)
+                grad_delta, *grads = tape.gradient(scaled, [delta, *weights])
                 self.optimizer.apply(grads, weights)
                 self.delta.assign(tf.clip_by_value(delta + self.step_size * tf.sign(grad_delta), -self.eps, self.eps))
         else:

@@ -16,6 +16,8 @@ from keras import layers, ops
 
 from nnjpeg import _checks
 
+from . import distribute
+
 
 def _norm():
     return layers.GroupNormalization(groups=-1, epsilon=1e-5)  # instance normalization
@@ -122,9 +124,10 @@ class DefenseCycleGAN(keras.Model):
         judges = self.judge_clean.trainable_variables + self.judge_adversarial.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
             values = self._objectives(adv, clean, training=True)
+            gen_loss, judge_loss = (distribute.scale_loss(value) for value in values[:2])
         # One Adam for both players (per-variable moments: as two of the same settings), each
         # network stepping on its own player's loss.
-        self.optimizer.apply(tape.gradient(values[0], generators) + tape.gradient(values[1], judges),
+        self.optimizer.apply(tape.gradient(gen_loss, generators) + tape.gradient(judge_loss, judges),
                              generators + judges)
         del tape
         return self._track(values)

@@ -23,6 +23,8 @@ from keras import layers, ops
 
 from nnjpeg import _checks
 
+from . import distribute
+
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
 class DefenseVAE(keras.Model):
@@ -161,7 +163,8 @@ class DefenseVAE(keras.Model):
         x_clean = x_in if x_clean is None else x_clean
         with tf.GradientTape() as tape:
             losses = self._vae_losses(x_in, x_clean, training=True)
-        self.optimizer.apply(tape.gradient(losses[0], self.trainable_variables), self.trainable_variables)
+            scaled = distribute.scale_loss(losses[0])
+        self.optimizer.apply(tape.gradient(scaled, self.trainable_variables), self.trainable_variables)
         return self._track(*losses)
 
     def test_step(self, data):

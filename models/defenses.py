@@ -20,6 +20,8 @@ from nnjpeg.keras import JPEG, Compression
 from nnjpeg.tables import nn_table
 from nnjpeg.tf_ops import straight_through
 
+from . import distribute
+
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
 class TVM(layers.Layer):
@@ -130,7 +132,9 @@ class EndToEnd(keras.Model):
     (beta * L_E + L_Q), which keep its encoder and codebooks together. For training only: the two
     models are saved apart and composed with `denoised_classifier`.
 
-    Inputs: ((x_in, x_clean), y), images padded to the denoiser's shape, integer labels.
+    Inputs: ((x_in, x_clean), y), images padded to the denoiser's shape, integer labels. Calling the
+    model on x_in (or on the pair, as Keras does to build it under a `tf.distribute` strategy)
+    returns the pipeline's logits on x_in.
     """
 
     def __init__(self, denoiser, classifier, *, pad: int = 2, rec_weight: float = 10.0, **kwargs):
@@ -149,6 +153,7 @@ class EndToEnd(keras.Model):
         return x[:, self.pad : -self.pad, self.pad : -self.pad] if self.pad else x
 
     def call(self, x, training=False):
+        x = x[0] if isinstance(x, (tuple, list)) else x
         return self.classifier(self._crop(self.denoiser(x, training=training)), training=training)
 
     @property
@@ -169,9 +174,10 @@ class EndToEnd(keras.Model):
             ce = ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
             rec = ops.mean(ops.abs(denoised - x_clean))
             loss = ce + self.rec_weight * rec + codebook
+            scaled = distribute.scale_loss(loss)
         # Only what the pipeline runs through gets a gradient (not, e.g., a CycleGAN's other generator
         # and its discriminators, which stay as they are).
-        used = [(g, w) for g, w in zip(tape.gradient(loss, weights), weights) if g is not None]
+        used = [(g, w) for g, w in zip(tape.gradient(scaled, weights), weights) if g is not None]
         self.optimizer.apply([g for g, _ in used], [w for _, w in used])
         for name, value in zip(self.trackers, (loss, ce, rec, codebook)):
             self.trackers[name].update_state(value)

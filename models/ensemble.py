@@ -19,6 +19,8 @@ from keras import ops
 from nnjpeg.keras import Compression
 from nnjpeg.tables import standard_tables
 
+from . import distribute
+
 ENSEMBLE_QUALITIES = (None, 90, 70, 50, 30)
 CHAIN_QUALITIES = (90, 80, 70, 60, 50, 40, 30)
 
@@ -88,6 +90,12 @@ def build_ensemble(members, qualities=ENSEMBLE_QUALITIES, *, mode: str = "mean",
     return keras.Model(inputs, CombineMembers(mode, name="combine")(logits), name=name)
 
 
+def _cross_entropy(y, logits):
+    """Mean cross-entropy over the batch (this replica's slice under `tf.distribute`, unscaled: a
+    `keras.losses.Loss` would already divide it by the replicas in sync)."""
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+
 @keras.saving.register_keras_serializable(package="nnjpeg")
 class NoisyFineTuner(keras.Model):
     """Fine-tunes `member` with J' = xi * CE(x) + (1 - xi) * CE(x_noisy) (paper Eq. 9).
@@ -100,7 +108,6 @@ class NoisyFineTuner(keras.Model):
         super().__init__(**kwargs)
         self.member = member
         self.xi = xi
-        self.ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.acc_clean = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.acc_noisy = keras.metrics.SparseCategoricalAccuracy(name="accuracy_noisy")
@@ -120,9 +127,10 @@ class NoisyFineTuner(keras.Model):
         with tf.GradientTape() as tape:
             z = self.member(x, training=True)
             zn = self.member(x_noisy, training=True)
-            loss = self.xi * self.ce(y, z) + (1.0 - self.xi) * self.ce(y, zn)
+            loss = self.xi * _cross_entropy(y, z) + (1.0 - self.xi) * _cross_entropy(y, zn)
             loss = loss + ops.sum(self.member.losses) if self.member.losses else loss
-        grads = tape.gradient(loss, self.member.trainable_variables)
+            scaled = distribute.scale_loss(loss)
+        grads = tape.gradient(scaled, self.member.trainable_variables)
         self.optimizer.apply(grads, self.member.trainable_variables)
         self.loss_tracker.update_state(loss)
         self.acc_clean.update_state(y, z)
@@ -133,7 +141,7 @@ class NoisyFineTuner(keras.Model):
         x, y = data
         x = x[0] if isinstance(x, (tuple, list)) else x
         z = self.member(x, training=False)
-        self.loss_tracker.update_state(self.ce(y, z))
+        self.loss_tracker.update_state(_cross_entropy(y, z))
         self.acc_clean.update_state(y, z)
         return {m.name: m.result() for m in self.metrics[:2]}
 

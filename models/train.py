@@ -7,7 +7,10 @@ Every run is seeded (`--seed`), checkpoints every epoch (`last.keras` and a `bac
 `keras.callbacks.BackupAndRestore` resumes from when the same command is run again), logs to
 `log.csv`, and writes `metrics.json`. `--export` saves the final model, without optimizer state,
 next to a generated model card (`.md`) and metrics (`.json`). `--strategy mirrored` trains under
-`tf.distribute.MirroredStrategy` over every visible device.
+`tf.distribute.MirroredStrategy` over every visible device, `--strategy multi-worker` under
+`tf.distribute.MultiWorkerMirroredStrategy` over the cluster of the TF_CONFIG environment variable
+(every worker runs the same command); `--batch-size` is then the global batch, split among the
+replicas. A recipe that cannot run distributed (`SINGLE_REPLICA`) refuses them before any work.
 """
 
 from __future__ import annotations
@@ -111,17 +114,36 @@ def build_model(kind: str, input_shape, num_classes: int, args):
     raise ValueError(f"Expected a model in classifier, surrogate-a, surrogate-b, surrogate-c. Received: {kind!r}")
 
 
+STRATEGIES = ("default", "mirrored", "multi-worker")
+# One object per strategy and process: two MirroredStrategy objects over the same devices number
+# their collective ops alike, and the second one's collide with the first's; a second
+# MultiWorkerMirroredStrategy cannot be made at all.
+_MADE_STRATEGIES: dict = {}
+
+
 def get_strategy(name: str):
+    """The `tf.distribute` strategy called `name`: "default" (none: TensorFlow's default strategy,
+    one device), "mirrored" (`MirroredStrategy` over every GPU, else every logical CPU device) or
+    "multi-worker" (`MultiWorkerMirroredStrategy` over the cluster that TF_CONFIG describes). The
+    same object on every call in a process.
+
+    Raises:
+        ValueError: an unknown name, or "multi-worker" with TF_CONFIG unset.
+    """
+    check_strategy(None, name)
     import tensorflow as tf
 
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        # Every GPU when there are any; else every logical CPU device (one unless configured).
-        if tf.config.list_logical_devices("GPU"):
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-    raise ValueError(f"Expected --strategy 'default' or 'mirrored'. Received: {name!r}")
+    if name not in _MADE_STRATEGIES:
+        if name == "multi-worker":
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        elif tf.config.list_logical_devices("GPU"):  # every GPU when there are any
+            strategy = tf.distribute.MirroredStrategy()
+        else:  # else every logical CPU device (one unless configured)
+            strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+        _MADE_STRATEGIES[name] = strategy
+    return _MADE_STRATEGIES[name]
 
 
 def _prepare(args: argparse.Namespace):
@@ -214,7 +236,7 @@ def train_adversarial(args: argparse.Namespace) -> dict:
     import keras
     import tensorflow as tf
 
-    from .adversarial import AdversarialTrainer, RobustValidation, build_madry_cnn, pgd_examples
+    from .adversarial import RobustValidation, pgd_examples
 
     out, train_data, test_data, steps = _prepare(args)
     (x_all, y_all), (x_test_u8, y_test) = train_data, test_data
@@ -227,27 +249,9 @@ def train_adversarial(args: argparse.Namespace) -> dict:
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
     method = ADVERSARIAL[args.model]
-    if args.init:  # fine-tuning a classifier trained before (e.g. another adversarially trained one)
-        classifier = keras.saving.load_model(args.init, compile=False)
-    else:
-        classifier = build_madry_cnn(x_all.shape[1:], int(y_all.max()) + 1)
-    if args.front_k is not None:
-        # NN-favored JPEG in front (NN-JPEG paper, Sec. 3.2): the attack during training goes through
-        # it with the straight-through (BPDA) gradient, as the white-box evaluation's does.
-        import nnjpeg
-        from nnjpeg.keras import Compression
-
-        inputs = keras.Input(x_all.shape[1:], name="image")
-        codec = Compression(nnjpeg.nn_table(args.front_k).tolist(), name=f"nn_jpeg_k{args.front_k}")
-        classifier = keras.Model(inputs, classifier(codec(inputs)), name=args.model.replace("-", "_"))
-    trainer = AdversarialTrainer(classifier, method=method, eps=args.eps, steps=args.at_steps,
-                                 step_size=args.step_size, replays=args.replays, batch_size=args.batch_size)
-    # Free AT takes `replays` optimizer steps per minibatch: its schedule runs over all of them.
-    updates = steps * (args.replays if method == "free" else 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, updates * (args.epochs - 1)), warmup_target=args.lr, warmup_steps=updates)
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule))
-    trainer.build((None, *x_all.shape[1:]))
+    with get_strategy(args.strategy).scope():
+        trainer = _adversarial_trainer(args, method, x_all.shape[1:], int(y_all.max()) + 1, steps)
+    classifier = trainer.classifier
     train_ds, test_ds = make_datasets((x_fit, y_fit), test_data, args.batch_size, args.seed, augment=not args.no_augment)
     best_path = out / "best.keras"
     callbacks = [
@@ -294,6 +298,37 @@ def train_adversarial(args: argparse.Namespace) -> dict:
                                                "training_s_total"))
 
 
+def _adversarial_trainer(args: argparse.Namespace, method: str, shape, num_classes: int, steps: int):
+    """The compiled and built AdversarialTrainer of --init (or a new Madry et al. CNN), behind
+    NN-favored JPEG with --front-k; create it under the strategy's scope."""
+    import keras
+
+    from .adversarial import AdversarialTrainer, build_madry_cnn
+
+    if args.init:  # fine-tuning a classifier trained before (e.g. another adversarially trained one)
+        classifier = keras.saving.load_model(args.init, compile=False)
+    else:
+        classifier = build_madry_cnn(shape, num_classes)
+    if args.front_k is not None:
+        # NN-favored JPEG in front (NN-JPEG paper, Sec. 3.2): the attack during training goes through
+        # it with the straight-through (BPDA) gradient, as the white-box evaluation's does.
+        import nnjpeg
+        from nnjpeg.keras import Compression
+
+        inputs = keras.Input(shape, name="image")
+        codec = Compression(nnjpeg.nn_table(args.front_k).tolist(), name=f"nn_jpeg_k{args.front_k}")
+        classifier = keras.Model(inputs, classifier(codec(inputs)), name=args.model.replace("-", "_"))
+    trainer = AdversarialTrainer(classifier, method=method, eps=args.eps, steps=args.at_steps,
+                                 step_size=args.step_size, replays=args.replays, batch_size=args.batch_size)
+    # Free AT takes `replays` optimizer steps per minibatch: its schedule runs over all of them.
+    updates = steps * (args.replays if method == "free" else 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, updates * (args.epochs - 1)), warmup_target=args.lr, warmup_steps=updates)
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule))
+    trainer.build((None, *shape))
+    return trainer
+
+
 def clone_member(model, name: str):
     """A fresh copy of `model` (architecture and weights) under a new name."""
     import keras
@@ -315,6 +350,7 @@ def train_ensemble(args: argparse.Namespace) -> dict:
     from . import ensemble
 
     out, train_data, test_data, steps = _prepare(args)
+    strategy = get_strategy(args.strategy)
     base = keras.saving.load_model(args.base)
     base.name = "member_raw"
     members = {None: base}
@@ -327,10 +363,11 @@ def train_ensemble(args: argparse.Namespace) -> dict:
             member = keras.saving.load_model(path)
         else:
             started = time.time()
-            member = clone_member(prev, f"member_q{q}")
-            tuner = ensemble.NoisyFineTuner(member, xi=args.xi)
-            lr = keras.optimizers.schedules.ExponentialDecay(args.lr, steps, args.lr_decay, staircase=True)
-            tuner.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9))
+            with strategy.scope():
+                member = clone_member(prev, f"member_q{q}")
+                tuner = ensemble.NoisyFineTuner(member, xi=args.xi)
+                lr = keras.optimizers.schedules.ExponentialDecay(args.lr, steps, args.lr_decay, staircase=True)
+                tuner.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9))
             train_ds, test_ds = make_datasets(train_data, test_data, args.batch_size, args.seed + q, augment=False)
             noisy = ensemble.noisy_pipeline(train_ds, q, args.sigma, args.seed + q)
             print(f"fine-tuning M{q} from {prev.name} ({args.epochs} epochs, sigma={args.sigma})", flush=True)
@@ -481,10 +518,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     classifier."""
     import keras
 
-    from .cyclegan import DefenseCycleGAN
-    from .defense_vae import DefenseVAE  # noqa: F401 (registered for loading a saved one)
     from .defenses import denoised_classifier
-    from .vqunet import VQUNet
 
     if args.init and (args.denoiser or args.model not in ADVERSARIAL_PAIRS):
         raise ValueError(f"Expected --init PATH (a saved denoiser to train further) only for {', '.join(ADVERSARIAL_PAIRS)}, "
@@ -503,21 +537,15 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     x_train, x_test = padded(train_data[0]), padded(test_data[0])
     shape = x_train.shape[1:]
     t0 = time.time()
-    resumed = None
-    if args.denoiser:  # a denoiser trained before (its own card holds its command): fine-tune only
-        denoiser = _saved_denoiser(args.model, Path(args.denoiser), "--denoiser")
-    elif (resumed := _finished_denoiser(args, out)) is not None:
-        denoiser = resumed
+    strategy = get_strategy(args.strategy)
+    with strategy.scope():  # every model that trains is made (or loaded) under the strategy's scope
+        denoiser, resumed = _starting_denoiser(args, out, shape)
+    if args.denoiser or resumed is not None:
+        fit_x = fit_y = None  # trained already: nothing to fit
     elif args.model in ADVERSARIAL_PAIRS:
-        if args.init:  # a denoiser trained before, trained --epochs more (a fresh optimizer)
-            denoiser = _saved_denoiser(args.model, Path(args.init), "--init")
-        else:
-            denoiser = DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)
         adv = _adversarial_inputs(args, base, train_data, out, pad)
         fit_x, fit_y = (_with_clean_pairs(x_train, adv, args.seed) if args.clean_pairs else (adv, x_train[: len(adv)]))
     else:
-        denoiser = VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes,
-                          vq=args.model == "vqunet", restart_every=args.restart_every)
         fit_x, fit_y = x_train, x_train
         if args.inputs != "clean":
             # Variants beside the paper's recipe (its Eq. 2 trains on clean images): the denoiser sees
@@ -530,15 +558,16 @@ def train_denoiser(args: argparse.Namespace) -> dict:
             fit_x, fit_y = _with_clean_pairs(x_train, noisy, args.seed)
     best = None
     if not args.denoiser and resumed is None:  # a --denoiser is already saved: neither retrained nor exported again
-        best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps)
+        best = _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out, steps, strategy)
         denoiser.save(out / "denoiser.keras")
     classifier = base
     if args.classifier_epochs:
-        classifier = clone_member(base, f"{args.model}_target")
-        lr = (keras.optimizers.schedules.CosineDecay(args.classifier_lr, decay_steps=steps * args.classifier_epochs)
-              if args.classifier_schedule == "cosine" else args.classifier_lr)
-        classifier.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9),
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        with strategy.scope():
+            classifier = clone_member(base, f"{args.model}_target")
+            lr = (keras.optimizers.schedules.CosineDecay(args.classifier_lr, decay_steps=steps * args.classifier_epochs)
+                  if args.classifier_schedule == "cosine" else args.classifier_lr)
+            classifier.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9),
+                               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         filtered = denoiser.predict(x_train, batch_size=500, verbose=0)[:, pad:shape[0] - pad, pad:shape[1] - pad]
         batches = (augmented_batches(filtered, train_data[1], args.batch_size, args.seed, augment=True)
                    if args.classifier_augment else _repeated(filtered, train_data[1], args.batch_size, args.seed))
@@ -547,8 +576,9 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                        callbacks=[keras.callbacks.CSVLogger(str(out / "log_classifier.csv"), append=True)])
     if args.end_to_end_epochs:
         if classifier is base:  # `base` stays the target the drop is measured against
-            classifier = clone_member(base, f"{args.model}_target")
-        _end_to_end(args, denoiser, classifier, base, train_data, x_train, pad, out)
+            with strategy.scope():
+                classifier = clone_member(base, f"{args.model}_target")
+        _end_to_end(args, denoiser, classifier, base, train_data, x_train, pad, out, strategy)
     model = denoised_classifier(denoiser, classifier, input_shape=train_data[0].shape[1:], pad=pad,
                                 name=f"{args.model.replace('-', '_')}_classifier")
     wall = time.time() - t0
@@ -615,12 +645,34 @@ def train_denoiser(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarray, pad: int, out: Path) -> None:
+def _starting_denoiser(args: argparse.Namespace, out: Path, shape):
+    """The denoiser the run starts from, and the finished one of an earlier invocation it resumes
+    (else None): --denoiser, a resumed one, --init, or a new one for --model on images of `shape`
+    (H, W, C). Call it under the strategy's scope: any of them may train."""
+    from .cyclegan import DefenseCycleGAN
+    from .defense_vae import DefenseVAE  # noqa: F401 (registered for loading a saved one)
+    from .vqunet import VQUNet
+
+    if args.denoiser:  # a denoiser trained before (its own card holds its command): fine-tune only
+        return _saved_denoiser(args.model, Path(args.denoiser), "--denoiser"), None
+    if (resumed := _finished_denoiser(args, out)) is not None:
+        return resumed, resumed
+    if args.model in ADVERSARIAL_PAIRS:
+        if args.init:  # a denoiser trained before, trained --epochs more (a fresh optimizer)
+            return _saved_denoiser(args.model, Path(args.init), "--init"), None
+        return (DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)), None
+    return VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes, vq=args.model == "vqunet",
+                  restart_every=args.restart_every), None
+
+
+def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarray, pad: int, out: Path,
+                strategy) -> None:
     """Fine-tunes `denoiser` and `classifier` together in place (models/defenses.py EndToEnd) on the
     clean training images and, for denoisers trained on adversarial pairs, their adversarial
     versions (the same --adv-n, --adv-eps, cached in --out), each with its clean image and label;
-    Adam at --end-to-end-lr decayed along a cosine. The fine-tuned denoiser is saved as
-    out/denoiser_end_to_end.keras (out/denoiser.keras stays the one a resumed run starts from)."""
+    Adam at --end-to-end-lr decayed along a cosine, under `strategy` (whose scope `denoiser` and
+    `classifier` were made in). The fine-tuned denoiser is saved as out/denoiser_end_to_end.keras
+    (out/denoiser.keras stays the one a resumed run starts from)."""
     import keras
 
     from .defenses import EndToEnd
@@ -632,9 +684,10 @@ def _end_to_end(args, denoiser, classifier, base, train_data, x_train: np.ndarra
         steps = min(steps, args.steps_per_epoch)
     batches = _repeated((x_in, x_clean), labels.astype(np.int32), args.batch_size, args.seed,
                         paired_augment=args.end_to_end_augment)
-    pipeline = EndToEnd(denoiser, classifier, pad=pad, rec_weight=args.end_to_end_rec_weight)
-    pipeline.compile(optimizer=keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(args.end_to_end_lr, decay_steps=steps * args.end_to_end_epochs)))
+    with strategy.scope():
+        pipeline = EndToEnd(denoiser, classifier, pad=pad, rec_weight=args.end_to_end_rec_weight)
+        pipeline.compile(optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(args.end_to_end_lr, decay_steps=steps * args.end_to_end_epochs)))
     (out / "log_end_to_end.csv").unlink(missing_ok=True)
     print(f"{args.model}: end-to-end fine-tuning, {args.end_to_end_epochs} epochs of {steps} steps "
           f"({len(x_in)} images)", flush=True)
@@ -740,21 +793,24 @@ def _finished_denoiser(args, out: Path):
     return denoiser
 
 
-def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int):
-    """Trains the denoiser with `model.fit` (resumable); returns the early-stopping callback that
-    restored the best epoch under --restore-best, else None."""
+def _fit_denoiser(args, denoiser, fit_x, fit_y, x_test, out: Path, steps: int, strategy):
+    """Trains the denoiser with `model.fit` (resumable) under `strategy` (whose scope it was made
+    in); returns the early-stopping callback that restored the best epoch under --restore-best, else
+    None."""
     import keras
 
     val = (x_test, x_test)
     if args.restore_best:  # model selection on held-out training images, never on the test set
         held = max(1, len(fit_x) // 10)
         fit_x, fit_y, val = fit_x[:-held], fit_y[:-held], (fit_x[-held:], fit_y[-held:])
-    denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
-    if args.model == "vqunet" and not (out / "backup").exists():
-        denoiser.init_codebooks(fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
-                                seed=args.seed)
-    # CycleGAN's Adam has beta_1 = 0.5 (Zhu et al., 2017).
-    denoiser.compile(optimizer=keras.optimizers.Adam(args.lr, beta_1=0.5 if args.model == "cyclegan" else 0.9))
+    with strategy.scope():
+        denoiser(x_test[:1])  # builds the subclassed model (its custom train_step never calls it)
+        if args.model == "vqunet" and not (out / "backup").exists():
+            denoiser.init_codebooks(
+                fit_x[np.random.default_rng(args.seed).choice(len(fit_x), min(len(fit_x), 512), replace=False)],
+                seed=args.seed)
+        # CycleGAN's Adam has beta_1 = 0.5 (Zhu et al., 2017).
+        denoiser.compile(optimizer=keras.optimizers.Adam(args.lr, beta_1=0.5 if args.model == "cyclegan" else 0.9))
     callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),
                  keras.callbacks.CSVLogger(str(out / "log.csv"), append=True), keras.callbacks.TerminateOnNaN()]
     best = keras.callbacks.EarlyStopping(monitor="val_reconstruction", mode="min", patience=args.epochs,
@@ -961,14 +1017,6 @@ def _eps_list(spec: str) -> tuple[float, ...]:
     return budgets
 
 
-def _model_list(spec: str) -> tuple[str, ...]:
-    models = tuple(spec.split(","))
-    if not all(models) or len(set(models)) != len(models):
-        raise argparse.ArgumentTypeError("expected distinct comma-separated pretrained names or .keras paths, e.g. "
-                                         f"fmnist/classifier,fmnist/surrogate-c. Received: {spec!r}")
-    return models
-
-
 def _widths(spec: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in spec.split(","))
@@ -997,7 +1045,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--patience", type=_args.integer(0), default=10, help="early stopping patience on val_loss (epochs)")
     p.add_argument("--no-augment", action="store_true", help="no flip / crop / random erasing")
-    p.add_argument("--strategy", default="default", choices=("default", "mirrored"))
+    p.add_argument("--strategy", default="default", choices=STRATEGIES,
+                   help="default: one device; mirrored: tf.distribute.MirroredStrategy over every GPU (else every "
+                        "logical CPU device); multi-worker: MultiWorkerMirroredStrategy over the cluster of TF_CONFIG, "
+                        "every worker running this command. --batch-size is the global batch. free-at and the "
+                        "preprocessing defenses take default only")
     p.add_argument("--limit", type=_args.integer(0), default=0, help="use only the first N train and test images (smoke runs)")
     p.add_argument("--steps-per-epoch", type=_args.integer(0), default=0, help="cap on steps per epoch (smoke runs)")
     p.add_argument("--base", default=None, help="ensemble and denoisers: the trained target classifier (.keras)")
@@ -1038,7 +1090,7 @@ def add_parser(sub) -> None:
                    help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: several budgets "
                         "for the adversarial inputs, comma-separated (e.g. 0.03,0.1,0.2), the images split evenly among them "
                         "(default: --eps alone)")
-    p.add_argument("--adv-models", type=_model_list, default=None,
+    p.add_argument("--adv-models", type=_args.model_list, default=None,
                    help="defense-vae, hfl-vae, cyclegan, denoisers with --inputs adversarial: the models the adversarial "
                         "inputs are made on, comma-separated pretrained names or .keras paths, the images split evenly "
                         "among them (default: --base alone)")
@@ -1096,8 +1148,31 @@ def add_parser(sub) -> None:
 # Options that shape one kind of model only: given for another, they are refused, not ignored.
 ONLY_FOR = {"--vae-layout": VAES, "--kl-weight": VAES, "--hf-weight": VAES, "--hf-cutoff": VAES}
 
+# Recipes that take --strategy default only, and why: a distributing strategy is refused, not ignored.
+SINGLE_REPLICA = {"free-at": "its perturbation, kept from one minibatch to the next, has the global batch's shape",
+                  **{name: "a preprocessing defense, nothing is trained" for name in PREPROCESSING}}
+
+
+def check_strategy(model: str | None, strategy: str) -> None:
+    """Refuses, before any work, a --strategy that the recipe of `model` (None: any recipe) cannot
+    honour.
+
+    Raises:
+        ValueError: an unknown strategy, a distributing one for a recipe of `SINGLE_REPLICA`, or
+            "multi-worker" with TF_CONFIG unset.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"Expected --strategy in {STRATEGIES}. Received: {strategy!r}")
+    if strategy != "default" and model in SINGLE_REPLICA:
+        raise ValueError(f"Expected --strategy default for {model} ({SINGLE_REPLICA[model]}). "
+                         f"Received: --strategy {strategy}")
+    if strategy == "multi-worker" and not os.environ.get("TF_CONFIG"):
+        raise ValueError("Expected the TF_CONFIG environment variable (JSON: the cluster and this worker's task) for "
+                         f"--strategy multi-worker{f' ({model})' if model else ''}. Received: TF_CONFIG unset")
+
 
 def _cmd(args: argparse.Namespace) -> int:
+    check_strategy(args.model, args.strategy)
     given = {a.split("=", 1)[0] for a in getattr(args, "argv", ()) if a.startswith("--")}
     misplaced = sorted(f for f in given & set(ONLY_FOR) if args.model not in ONLY_FOR[f])
     if misplaced:

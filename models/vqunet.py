@@ -17,6 +17,8 @@ from keras import layers, ops
 
 from nnjpeg import _checks
 
+from . import distribute
+
 
 @keras.saving.register_keras_serializable(package="nnjpeg")
 class VectorQuantizer(layers.Layer):
@@ -28,8 +30,8 @@ class VectorQuantizer(layers.Layer):
     their indices.
 
     The layer also keeps `usage`, an exponential moving average of the fraction of lookups each
-    code wins during training (non-trainable, updated by `VQUNet.train_step`), from which dead
-    codes are found and restarted.
+    code wins during training (non-trainable, updated by `VQUNet.train_step` from the lookups of all
+    replicas under `tf.distribute`), from which dead codes are found and restarted.
 
     Shape:
         inputs: (..., G); outputs: same shape; indices: inputs.shape[:-1], int32.
@@ -99,7 +101,8 @@ class VQUNet(keras.Model):
         restart_every: every this many training steps, codes whose usage average has fallen below
             1 / (16 K) are restarted at encoder outputs of the current batch drawn at random, so a
             codebook cannot collapse onto a few codes (0 turns restarts off). Restarts per depth
-            are logged as `restarts_d`.
+            are logged as `restarts_d`. Under `tf.distribute`, usage and the draw are over the
+            global batch, so every replica restarts the same codes at the same vectors.
         usage_decay: decay of the usage moving average.
     """
 
@@ -243,7 +246,8 @@ class VQUNet(keras.Model):
         for d, (_, _, idx) in enumerate(levels):
             if idx is None:
                 continue
-            counts = ops.bincount(ops.reshape(idx, (-1,)), minlength=self.num_codes)
+            # The global batch's lookups under tf.distribute: every replica logs the same statistics.
+            counts = distribute.sum_over_replicas(ops.bincount(ops.reshape(idx, (-1,)), minlength=self.num_codes))
             p = ops.cast(counts, "float32") / ops.cast(ops.sum(counts), "float32")
             entropy = -ops.sum(ops.where(p > 0, p * ops.log(ops.maximum(p, 1e-12)), 0.0))
             self.perplexity_trackers[d].update_state(ops.exp(entropy))
@@ -266,7 +270,8 @@ class VQUNet(keras.Model):
         x, target = self._unpack(data)
         with tf.GradientTape() as tape:
             total, l_rec, l_e, l_q, levels = self._vq_losses(x, target, training=True)
-        grads = tape.gradient(total, self.trainable_variables)
+            scaled = distribute.scale_loss(total)
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self._track_metrics(total, l_rec, l_e, l_q, levels)
         self._update_usage(levels)
@@ -274,7 +279,12 @@ class VQUNet(keras.Model):
 
     def _update_usage(self, levels):
         """Updates each codebook's usage average and, every `restart_every` steps, moves its dead
-        codes onto random encoder outputs of the batch (their usage reset to 1 / K)."""
+        codes onto random encoder outputs of the batch (their usage reset to 1 / K).
+
+        Under `tf.distribute` each replica holds its own copy of `usage` and of the codebooks and
+        sees its slice of the batch: the lookups are counted over all replicas and the new codes
+        drawn from all replicas' encoder outputs, so every copy makes the same update (the draw is
+        the one a single device would make on the whole batch)."""
         import tensorflow as tf
 
         if not self.vq:
@@ -284,23 +294,27 @@ class VQUNet(keras.Model):
         for d, (a, _, idx) in enumerate(levels):
             quantizer = self.quantizers[d]
             counts = tf.cast(tf.math.bincount(tf.reshape(idx, (-1,)), minlength=k, maxlength=k), "float32")
+            counts = distribute.sum_over_replicas(counts)
             usage = self.usage_decay * quantizer.usage + (1.0 - self.usage_decay) * counts / tf.reduce_sum(counts)
             quantizer.usage.assign(usage)
             if not self.restart_every:
                 continue
+            flat = tf.reshape(tf.stop_gradient(a), (-1, self.widths[d]))
+            pick = tf.random.stateless_uniform((k,), seed=tf.stack([step, d]), minval=0,
+                                               maxval=distribute.sum_over_replicas(tf.shape(flat)[0]), dtype="int32")
+            # Outside the tf.cond below: every replica takes part in the exchange at every step.
+            candidates = distribute.gather_rows_across_replicas(flat, pick)
 
-            def restart(quantizer=quantizer, a=a, d=d, usage=usage):
-                flat = tf.reshape(tf.stop_gradient(a), (-1, self.widths[d]))
-                pick = tf.random.stateless_uniform((k,), seed=tf.stack([step, d]), minval=0,
-                                                   maxval=tf.shape(flat)[0], dtype="int32")
+            def restart(quantizer=quantizer, usage=usage, candidates=candidates):
                 dead = usage < 1.0 / (16 * k)
                 codes = quantizer.codebook.embeddings
-                codes.assign(tf.where(dead[:, None], tf.gather(flat, pick), codes))
+                codes.assign(tf.where(dead[:, None], candidates, codes))
                 quantizer.usage.assign(tf.where(dead, 1.0 / k, usage))
                 return tf.reduce_sum(tf.cast(dead, "float32"))
 
             restarted = tf.cond(step % self.restart_every == 0, restart, lambda: tf.constant(0.0))
-            self.restart_trackers[d].update_state(restarted)
+            # Every replica restarted the same codes: the Sum metric counts them once.
+            self.restart_trackers[d].update_state(distribute.on_first_replica(restarted))
 
     def test_step(self, data):
         x, target = self._unpack(data)
