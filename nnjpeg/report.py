@@ -139,7 +139,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         robust_steps: int = 100, robust_restarts: int = 5, autoattack: bool = True, autoattack_n: int | None = 200,
         bpda_n: int = 100, bpda_iterations: int = 1000, progress: bool = True,
         command: str = "nnjpeg report", defenses=None, load=None, data=None, clean_all: bool = True, clean_data=None,
-        available=None, resume: bool = False, fingerprint=None, readme: Path | str | None = None) -> dict:
+        available=None, resume: bool = False, fingerprint=None, readme: Path | str | None = None,
+        shard: tuple[int, int] | None = None, merge=None) -> dict:
     """Runs every scenario and writes `out/README.md`, `results.json`, plots and, given `readme`,
     the results block of that README.
 
@@ -160,7 +161,15 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     name -> str; default the hash of its model card's metrics). With `resume`, a stage found there for
     the same settings is taken from it, and run only for the defenses it lacks or whose fingerprint
     changed since (their rows replaced, the others kept): a defense added or retrained costs its own
-    attacks, not the whole report's."""
+    attacks, not the whole report's.
+
+    A report can be split over machines: with `shard=(i, k)` each attack stage runs on the i-th of k
+    parts of its images (`nnjpeg.evaluate.evaluate`'s shards) and the run stops once they are saved
+    to `out/stages.json`, writing no report. `merge` (the shards' `out` folders or `stages.json`
+    files, every i of 0..k-1 once, made with the settings of this call) adds their stages up into
+    `out/stages.json` (see `merge_stages`) and resumes from it: the stages that are not split (clean
+    accuracy on every test image, the VQUNet analyses, the ablation) run then, and the report is
+    written as the unsplit run writes it."""
     from nnjpeg import _console, evaluate, pretrained
     from nnjpeg import robust as R
 
@@ -178,8 +187,19 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
                 "bpda_n": bpda_n, "bpda_iterations": bpda_iterations, "attacks": [list(gray_attacks),
                 list(black_attacks), list(l2_attacks or ()), white_attack], "paper_grid": paper_grid}
     fingerprint = fingerprint or (lambda d: _card_fingerprint(d) if d in shipped else None)
-    stage = _Checkpoint(out / "stages.json", settings, {d: fingerprint(d) for d in defenses}, resume)
-    common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed,
+    fingerprints = {d: fingerprint(d) for d in defenses}
+    if shard is not None and merge is not None:
+        raise ValueError(f"Expected either shard (run one part) or merge (add the parts up). Received: shard={shard!r} "
+                         f"and merge={list(merge)!r}")
+    if merge is not None:
+        saved = merge_stages(merge, settings, fingerprints)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stages.json").write_text(json.dumps(saved))
+        resume = True
+    if shard is not None:
+        settings["shard"] = list(shard)  # a shard resumes only as the same shard
+    stage = _Checkpoint(out / "stages.json", settings, fingerprints, resume)
+    common = {"data": (x, y), "load": models.__getitem__, "progress": progress, "seed": seed, "shard": shard,
               "attack_kwargs": {"pgd": {"nb_iter": pgd_steps}, "cw-linf": {"nb_iter": pgd_steps}, "bim": {"nb_iter": 10},
                                 "deepfool": {"max_iter": 20}, "cw": {"binary_steps": 4, "max_iter": 25}}}
     gray = stage("gray-box", lambda ds: evaluate.evaluate(ds, list(gray_attacks), list(eps), "gray-box", **common))
@@ -192,7 +212,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     results = {"gray-box": gray}
     if clean_all and clean_data is None and data is None:
         clean_data = evaluate.test_images("fashion-mnist")
-    if clean_all and clean_data is not None:
+    if clean_all and clean_data is not None and shard is None:
         results["clean, all"] = stage("clean, all", lambda ds: _clean_accuracy(ds, models, clean_data, progress,
                                                                                measured=((x, y), gray)))
     surrogates = [s for s in evaluate.SURROGATES if s in models]
@@ -224,6 +244,11 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         results["robust"] = stage("robust", lambda ds: R.run(
             ds, {**common, "data": (x[:robust_n], y[:robust_n])}, eps=white_eps, steps=robust_steps,
             restarts=robust_restarts, autoattack=autoattack, autoattack_n=autoattack_n, eot=randomized))
+    if shard is not None:  # the stages that are not split, and the report, come with the merge
+        return {"meta": {"n": len(x), "seed": seed, "shard": list(shard), "stages": out / "stages.json",
+                         "wall_time_s": time.time() - t0 + stage.reused_s}, "results": results, "models": models,
+                "data": (x, y)}
+    if robust:
         results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _trained_defense(d)}
     out.mkdir(parents=True, exist_ok=True)
     for scenario, res in results.items():
@@ -314,6 +339,72 @@ class _Checkpoint:
         tmp.write_text(json.dumps(self.saved))
         tmp.replace(self.path)
         return result
+
+
+def merge_stages(paths, settings: dict, fingerprints: dict) -> dict:
+    """The checkpoints of a sharded report (`run(shard=(i, k))`, one `stages.json` per shard, or the
+    folder holding it) added up into the checkpoint of the unsplit run with `settings`: each stage's
+    evaluations merged by `nnjpeg.evaluate.merge`, its seconds summed.
+
+    Raises:
+        ValueError: a file that is missing or is not a shard's checkpoint, shards made with other
+            settings or models than `settings` and `fingerprints`, or shards that do not hold the
+            same finished stages; each message names the files. Overlapping or missing shards are
+            refused by `nnjpeg.evaluate.merge`, naming the files too.
+    """
+    from nnjpeg import evaluate
+
+    files = [Path(p) / "stages.json" if Path(p).is_dir() else Path(p) for p in paths]
+    if not files:
+        raise ValueError("Expected the checkpoints of a sharded report (nnjpeg report --shard I/K --out DIR). "
+                         "Received: none")
+    names = [str(f) for f in files]
+    saved = []
+    for f in files:
+        if not f.is_file():
+            raise ValueError(f"Expected a sharded report's stages.json (nnjpeg report --shard I/K --out DIR). "
+                             f"Received: {f}, no such file")
+        data = json.loads(f.read_text())
+        if "shard" not in data.get("settings", {}):
+            raise ValueError(f"Expected the checkpoint of a sharded report (nnjpeg report --shard I/K). Received: {f}, "
+                             "one without a shard")
+        saved.append(data)
+    for f, data in zip(names, saved):
+        mine = {k: v for k, v in data["settings"].items() if k != "shard"}
+        if mine != json.loads(json.dumps(settings)):
+            keys = sorted(k for k in {*mine, *settings} if mine.get(k) != settings.get(k))
+            raise ValueError(f"Expected shards made with this report's settings. Received: {f} differs in {keys} "
+                             f"({ {k: mine.get(k) for k in keys} } against { {k: settings.get(k) for k in keys} })")
+    stages = list(saved[0]["stages"])
+    for f, data in zip(names, saved):
+        if list(data["stages"]) != stages:
+            raise ValueError(f"Expected every shard to have finished the same stages, {stages} as {names[0]}. "
+                             f"Received: {f} has {list(data['stages'])} (resume the unfinished one with --resume)")
+        for name, entry in data["stages"].items():
+            if entry.get("fingerprints") != fingerprints:
+                raise ValueError(f"Expected shards of the same models. Received: {f}'s stage {name!r} was made with "
+                                 f"{entry.get('fingerprints')}; these models are {fingerprints}")
+    merged = {}
+    for name in stages:
+        parts = [data["stages"][name] for data in saved]
+        merged[name] = {"seconds": sum(p["seconds"] for p in parts), "fingerprints": fingerprints,
+                        "result": _merge_shards([p["result"] for p in parts], names)}
+    return {"settings": json.loads(json.dumps(settings)), "stages": merged}
+
+
+def _merge_shards(parts: list, names: list[str]):
+    """One stage's results from each shard merged: evaluations by `evaluate.merge`, dicts of them key
+    by key, anything else (a stage's settings) the same in every shard."""
+    from nnjpeg import evaluate
+
+    first = parts[0]
+    if isinstance(first, dict) and "records" in first and "clean" in first:
+        return evaluate.merge(parts, names)
+    if isinstance(first, dict):
+        return {k: _merge_shards([p[k] for p in parts], names) for k in first}
+    if any(p != first for p in parts):
+        raise ValueError(f"Expected the shards {names} to agree on {first!r}. Received: {parts}")
+    return first
 
 
 def _clean_accuracy(defenses: list[str], models: dict, data, progress: bool, measured=None) -> dict:
@@ -1108,6 +1199,13 @@ def add_parser(sub) -> None:
                    help="take the stages finished before from OUT/stages.json (same settings), and run them only for "
                         "the defenses they lack or that were retrained since: resumes an interrupted report, or adds "
                         "a defense to a finished one")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--shard", type=_args.shard, default=None,
+                       help="I/K: run every attack stage on only the I-th of K parts of its images (e.g. a cluster "
+                            "array's job index) and save them to OUT/stages.json, without a report; then --merge")
+    split.add_argument("--merge", nargs="+", default=None, metavar="SHARD",
+                       help="the --out folders (or stages.json files) of the K shards, made with these same flags: "
+                            "adds them up, runs the stages that are not split and writes the report into OUT")
     p.add_argument("--verbose", action="store_true", help="TensorFlow's logs and the attacks' per-batch progress too")
     p.set_defaults(func=_cmd)
 
@@ -1127,12 +1225,34 @@ def _cmd(args) -> int:
               white_eps=args.white_eps, eot=args.eot, white_n=args.white_n, robust_n=args.robust_n,
               robust_steps=args.robust_steps, robust_restarts=args.restarts, autoattack=not args.no_autoattack,
               autoattack_n=args.autoattack_n, bpda_n=args.bpda_n, bpda_iterations=args.bpda_iterations,
-              resume=args.resume, readme=args.readme,
-              command="nnjpeg report " + " ".join(shlex.quote(a) for a in args.argv if a != "--resume"))
+              resume=args.resume, readme=args.readme, shard=args.shard, merge=args.merge,
+              command="nnjpeg report " + " ".join(shlex.quote(a) for a in _unsplit(args.argv)))
+    if args.shard is not None:
+        i, k = args.shard
+        print(f"Shard {i}/{k}: its attack stages are in {res['meta']['stages']} ({res['meta']['wall_time_s']:.0f} s). "
+              f"With all {k}, write the report: nnjpeg report --merge SHARD_DIR... --out DIR and these same flags.")
+        return 0
     print(text_summary(res["results"], res["meta"]))
     print(f"\nWrote {out / 'README.md'} (the report), {out / 'results.json'}, the plots (*.png) and one folder per "
           f"scenario in {out}, in {res['meta']['wall_time_s']:.0f} s.")
     return 0
+
+
+def _unsplit(argv: list[str]) -> list[str]:
+    """The report's command as the unsplit run would be written: without --resume, --shard, --merge
+    and their values."""
+    kept, skip = [], False
+    for a in argv:
+        if a in ("--resume",) or a.startswith(("--shard=", "--merge=")):
+            continue
+        if a in ("--shard", "--merge"):
+            skip = True
+            continue
+        if skip and not a.startswith("-"):
+            continue
+        skip = False
+        kept.append(a)
+    return kept
 
 
 def _write_text(out: Path, results: dict, meta: dict, readme: Path | str | None = None) -> None:

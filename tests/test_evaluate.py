@@ -603,3 +603,64 @@ def test_cli_shards_and_merge(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*common, "--shard", "2/2"])
     assert "argument --shard: expected I/K with 0 <= I < K, e.g. 0/4. Received: '2/2'" in capsys.readouterr().err
+
+
+def _without_times(value, l2=None):
+    """`value` without its wall times; its mean L2 distances moved to the list `l2` (float32 sums, whose
+    last bits depend on the images' grouping)."""
+    if isinstance(value, dict):
+        if l2 is not None and "mean_l2" in value:
+            l2.append(value["mean_l2"])
+        return {k: _without_times(v, l2) for k, v in value.items() if k not in ("wall_time_s", "seconds", "mean_l2")}
+    if isinstance(value, list):
+        return [_without_times(v, l2) for v in value]
+    return value
+
+
+def test_report_in_two_shards_merged_equals_the_unsplit_report(zoo, tmp_path, capsys):
+    from nnjpeg import report
+    from nnjpeg.cli import main
+
+    models, data = zoo
+    # Attacks that draw nothing at random (PGD's random start depends on the batch it is drawn for), so
+    # that every image's example is the same in a shard as in the whole run.
+    kw = dict(eps=(0.1,), analysis_eps=(0.1,), gray_attacks=("fgsm", "bim"), black_attacks=("fgsm",), l2_attacks=(),
+              white_attack="bim", progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__,
+              data=(data[0][:12], data[1][:12]), available=list(models), white_n=10, robust=False, bpda_n=0,
+              ablation_attacks=("fgsm",), fingerprint={"fmnist/classifier": "a", "nn-jpeg": "b"}.get)
+    whole = report.run(tmp_path / "whole", **kw)
+    shards = [report.run(tmp_path / f"s{i}", **kw, shard=(i, 2)) for i in range(2)]
+    assert [s["results"]["white-box"]["config"]["n"] for s in shards] == [5, 5]
+    assert not (tmp_path / "s0" / "README.md").exists() and "ablation" not in shards[0]["results"]
+    merged = report.run(tmp_path / "merged", **kw, merge=[tmp_path / "s1", tmp_path / "s0" / "stages.json"])
+    l2_merged, l2_whole = [], []
+    assert _without_times(merged["results"], l2_merged) == _without_times(whole["results"], l2_whole)
+    assert l2_merged == pytest.approx(l2_whole, rel=1e-6) and len(l2_whole) > 10
+    assert merged["results"]["white-box"]["config"]["n"] == 10 and merged["results"]["gray-box"]["config"]["n"] == 12
+    assert (tmp_path / "merged" / "README.md").read_text().count("| nn-jpeg") == (
+        tmp_path / "whole" / "README.md").read_text().count("| nn-jpeg")
+
+    with pytest.raises(ValueError, match=r"Expected all 2 shards. Received: missing \[1\]"):
+        report.run(tmp_path / "bad", **kw, merge=[tmp_path / "s0"])
+    with pytest.raises(ValueError, match=r"Expected each shard once. Received: shard 0/2 in .*s0.stages.json and "):
+        report.run(tmp_path / "bad", **kw, merge=[tmp_path / "s0", tmp_path / "s0" / "stages.json", tmp_path / "s1"])
+    with pytest.raises(ValueError, match=r"Expected shards made with this report's settings. Received: .*s0.stages.json "
+                                         r"differs in \['white_n'\]"):
+        report.run(tmp_path / "bad", **{**kw, "white_n": 8}, merge=[tmp_path / "s0", tmp_path / "s1"])
+    with pytest.raises(ValueError, match=r"Expected the checkpoint of a sharded report .* Received: .*whole.stages.json"):
+        report.run(tmp_path / "bad", **kw, merge=[tmp_path / "whole", tmp_path / "s1"])
+    with pytest.raises(ValueError, match=r"Received: .*nowhere, no such file"):
+        report.run(tmp_path / "bad", **kw, merge=[tmp_path / "nowhere"])
+    with pytest.raises(SystemExit):
+        main(["report", "--shard", "2/2"])
+    assert "argument --shard: expected I/K with 0 <= I < K" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--shard", "0/2", "--merge", "a"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_merged_reports_command_is_the_unsplit_one():
+    from nnjpeg import report
+
+    assert report._unsplit(["--n", "8", "--shard", "0/2", "--resume", "--out", "o"]) == ["--n", "8", "--out", "o"]
+    assert report._unsplit(["--merge", "a", "b", "--n", "8", "--shard=1/2"]) == ["--n", "8"]
