@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -38,6 +34,7 @@ from scipy.fft import dctn, idctn
 from skimage import data
 
 import nnjpeg
+from common import RESULTS, environment, publish
 
 TABLE = nnjpeg.nn_table(5)
 PIPELINE_ONLY = "tf.data alone:"  # rows that time the pipeline without the codec: not checked
@@ -331,35 +328,6 @@ def run(repeats: int, tf_threads: str = "default") -> dict:
     return {"results": results, "threads": threads, "tf_threads": tf_threads, "environment": environment()}
 
 
-def environment() -> dict:
-    import PIL
-    import scipy
-
-    env = {"nnjpeg": nnjpeg.__version__, "build_info": nnjpeg.build_info(), "numpy": np.__version__,
-           "scipy": scipy.__version__, "pillow": PIL.__version__, "python": platform.python_version(),
-           "cpu": _cpu_model(), "cores": os.cpu_count()}
-    for mod in ("simplejpeg", "tensorflow"):
-        try:
-            env[mod] = __import__(mod).__version__
-        except ImportError:
-            env[mod] = None
-    if env["tensorflow"]:
-        from nnjpeg import tf_ops
-
-        env["tf_native_route"] = tf_ops.native_op_status()
-    return env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 # The project's throughput targets on a 2-core machine: one thread against Pillow per workload, all
 # threads against one, and the Keras layer in tf.data against the raw codec (uint8).
 TARGET_X_PILLOW = {"64x224x224x3": 10.0, "1024x32x32x3": 50.0}
@@ -422,19 +390,10 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(json_path: str, report: dict, md: str) -> Path:
-    """The report as JSON at json_path, and its Markdown beside it (.md); returns the JSON's path."""
-    path = Path(json_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
-    path.with_suffix(".md").write_text(md + "\n")
-    return path
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", default="benchmarks/results/codec.json")
+    parser.add_argument("--json", default=str(RESULTS / "codec.json"))
     parser.add_argument("--tf-threads", choices=TF_THREADS, default="default",
                         help="TensorFlow's threading for the run (see configure_tensorflow)")
     args = parser.parse_args()
@@ -444,11 +403,8 @@ def main() -> int:
         except ImportError as e:
             parser.error(f"--tf-threads {args.tf_threads} needs TensorFlow, which did not import: {e}")
     report = run(args.repeats, args.tf_threads)
-    md = markdown(report)
-    print()
-    print(md)
-    path = write_report(args.json, report, md)
-    print(f"\nkernel: {report['environment']['build_info']['kernel']}; wrote {path} and {path.with_suffix('.md')}")
+    publish(report, markdown(report), args.json)
+    print(f"kernel: {report['environment']['build_info']['kernel']}")
     return 0
 
 

@@ -22,7 +22,8 @@ import sys
 import numpy as np
 
 import nnjpeg
-from bench_codec import TABLE, looped_call, natural_crops, write_report
+from bench_codec import TABLE, looped_call, natural_crops
+from common import publish
 
 MODES = {
     "NN-favored table, rgb": lambda images, **kw: nnjpeg.compress(images, TABLE, **kw),
@@ -77,12 +78,8 @@ def main() -> int:
                      f"cuda_compiled={info['cuda_compiled']}, cuda_devices={info['cuda_devices']}")
     threads = nnjpeg.codec.default_threads()
     rows = run(args.repeats)
-    md = markdown(rows, threads)
-    print()
-    print(md)
     report = {"results": rows, "threads": threads, "build_info": info, "cores": os.cpu_count()}
-    path = write_report(args.json, report, md)
-    print(f"\nwrote {path} and {path.with_suffix('.md')}")
+    publish(report, markdown(rows, threads), args.json)
     return 0
 
 

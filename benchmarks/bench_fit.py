@@ -28,12 +28,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import nnjpeg
-from bench_codec import TABLE, environment, looped_call, natural_crops, write_report
+from bench_codec import TABLE, looped_call, natural_crops
+from common import RESULTS, environment, publish
 from nnjpeg import _args
 
 
@@ -125,13 +125,10 @@ def main() -> None:
     p.add_argument("--batch", type=_args.COUNT, default=256, help="images per step (default 256)")
     p.add_argument("--steps", type=_args.COUNT, default=64, help="timed steps per configuration and round (default 64)")
     p.add_argument("--repeats", type=_args.COUNT, default=7, help="rounds (default 7)")
-    p.add_argument("--json", default=str(Path(__file__).parent / "results" / "fit.json"))
+    p.add_argument("--json", default=str(RESULTS / "fit.json"))
     args = p.parse_args()
     report = run(args.size, args.batch, args.steps, args.repeats)
-    text = markdown(report)
-    print(text)
-    path = write_report(args.json, report, text)
-    print(f"\nwrote {path} and {path.with_suffix('.md')}")
+    publish(report, markdown(report), args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Run: .venv/bin/python benchmarks/bench_kernels.py [--repeats 7] [--json benchmar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_codec import TABLE, _cpu_model, looped_call, natural_crops  # noqa: E402
+from bench_codec import TABLE, looped_call, natural_crops  # noqa: E402
+from common import cpu_model, publish  # noqa: E402
 
 import nnjpeg  # noqa: E402
 from nnjpeg import _codec  # noqa: E402
@@ -53,7 +53,7 @@ def run(repeats: int) -> dict:
                 print(f"{wname:>14} {dtype:>8} {kernel:>8} {med * 1e3:9.2f} ms {rows[-1]['ns_per_block']:7.1f} ns/block",
                       flush=True)
     env = {"nnjpeg": nnjpeg.__version__, "numpy": np.__version__, "python": platform.python_version(),
-           "cpu": _cpu_model(), "cores": os.cpu_count()}
+           "cpu": cpu_model(), "cores": os.cpu_count()}
     return {"results": rows, "build_info": nnjpeg.build_info(), "environment": env}
 
 
@@ -76,12 +76,11 @@ def main() -> int:
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1. Received: {args.repeats}")
     report = run(args.repeats)
-    print()
-    print(markdown(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
-        args.json.with_suffix(".md").write_text(markdown(report))
+        publish(report, markdown(report), args.json)
+    else:
+        print()
+        print(markdown(report))
     return 0
 
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_codec import environment, write_report
+from common import RESULTS, environment, publish
 
 NNJPEG = [sys.executable, "-m", "nnjpeg"]
 EVALUATION = ["evaluate", "--defense", "fmnist/classifier", "--defense", "fmnist/jpeg75-classifier", "--attack", "fgsm",
@@ -104,12 +104,10 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/shards.json")
+    parser.add_argument("--json", default=str(RESULTS / "shards.json"))
     args = parser.parse_args()
     report = run(args.n, args.shards, args.repeats)
-    md = markdown(report)
-    print(md)
-    print(f"wrote {write_report(args.json, report, md)}")
+    publish(report, markdown(report), args.json)
     return 0
 
 

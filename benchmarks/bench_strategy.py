@@ -31,7 +31,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import keras  # noqa: E402
 
-from bench_codec import environment, write_report  # noqa: E402
+from common import RESULTS, environment, publish  # noqa: E402
 from nnjpeg.models import build_classifier  # noqa: E402
 from nnjpeg.models.vqunet import VQUNet  # noqa: E402
 
@@ -99,12 +99,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/strategy.json")
+    parser.add_argument("--json", default=str(RESULTS / "strategy.json"))
     args = parser.parse_args()
     report = run(args.batch, args.steps, args.repeats)
-    md = markdown(report)
-    print(md)
-    print(f"wrote {write_report(args.json, report, md)}")
+    publish(report, markdown(report), args.json)
     return 0
 
 
