@@ -57,11 +57,11 @@ def run(out: Path, *, n: int = 1000, white_n: int = 250, eps=DEFAULT_EPS, attack
         command: str = "nnjpeg demo", progress: bool = True) -> dict:
     """Every shipped defense under gray-box, black-box and white-box (adaptive) attacks, through
     `nnjpeg.report.run` with settings sized for a few minutes, plus a grid of example images."""
-    from nnjpeg import attacks as A, datasets, report
+    from nnjpeg import attacks as A, datasets, registry, report
 
     t0 = time.time()
     # A reference trained on the surrogates' own examples is no defense: it is left to the report.
-    defenses = [d for d in report.shipped_defenses() if d not in report.SEEN_SURROGATES]
+    defenses = [d for d in report.shipped_defenses() if registry.get(d).role != "reference"]
     res = report.run(out, n=n, seed=seed, eps=tuple(eps), analysis_eps=tuple(eps), gray_attacks=tuple(attacks),
                      defenses=defenses, l2_attacks=(), ablation_attacks=(), clean_all=False,
                      black_attacks=tuple(attacks), paper_grid=False, robust=False,

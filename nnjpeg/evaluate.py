@@ -32,8 +32,6 @@ from . import _args, _checks, _console
 from ._predict import accuracy, correct
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
-TARGET = "fmnist/classifier"
-SURROGATES = ("fmnist/surrogate-a", "fmnist/surrogate-b", "fmnist/surrogate-c")
 
 
 def test_set(dataset: str, n: int | None = None, seed: int = 0, data_dir=None):
@@ -103,8 +101,8 @@ def load_defense(spec: str):
 
 
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
-             dataset: str = "fashion-mnist", data_dir=None, data=None, load: Callable | None = None, target: str = TARGET,
-             surrogates=SURROGATES, attack_kwargs: dict | None = None, eot: dict | None = None,
+             dataset: str = "fashion-mnist", data_dir=None, data=None, load: Callable | None = None, target: str | None = None,
+             surrogates=None, attack_kwargs: dict | None = None, eot: dict | None = None,
              progress: bool = True, desc: str | None = None, pairs=None, shard: tuple[int, int] | None = None) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
 
@@ -119,7 +117,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
             model must take its images (checked before any attack).
         data: optional (x, y) to use instead of the dataset (float32 in [0, 1], int labels).
         load: name -> keras.Model (default `load_defense`).
-        target, surrogates: models for the gray-box and black-box scenarios.
+        target, surrogates: models for the gray-box and black-box scenarios (names or .keras paths);
+            default the dataset's shipped ones (`nnjpeg.registry`).
         attack_kwargs: per-attack keyword arguments, e.g. {"pgd": {"nb_iter": 40}}.
         eot: defense name -> samples, for randomized defenses: white-box attacks then run on
             `nnjpeg.attacks.EOT(model, samples)` (gradients averaged over the randomness).
@@ -154,6 +153,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     for e in [e for _, e in pairs] if pairs is not None else eps_list:
         if e is not None and (isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < float("inf")):
             raise ValueError(f"Expected every eps to be a finite number > 0. Received: eps={e!r}")
+    target, surrogates = _attack_sources(dataset, scenario, target, surrogates)
     load = load or load_defense
     loaded = None
     if data is not None:
@@ -237,6 +237,25 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
               **({"data_dir": str(data_dir)} if data_dir is not None else {}),
               **({"shard": list(shard), "n_total": int(n_all)} if shard else {})}
     return {"records": records, "clean": clean, "clean_correct": clean_correct, "config": config}
+
+
+def _attack_sources(dataset: str, scenario: str, target, surrogates) -> tuple[str | None, tuple[str, ...]]:
+    """The target and surrogates, the dataset's shipped ones where not given; refused where the
+    scenario needs them and none ship."""
+    from nnjpeg import registry
+
+    if target is None:
+        if scenario in ("gray-box", "mixed"):
+            target = registry.target(dataset)  # raises, naming the datasets that have one
+        else:
+            shipped = registry.select(dataset=dataset, roles=("target",))
+            target = shipped[0].name if shipped else None
+    if surrogates is None:
+        surrogates = registry.surrogates(dataset)
+        if not surrogates and scenario in ("black-box", "mixed"):
+            raise ValueError(f"Expected surrogates for the {scenario} scenario: none ship for dataset {dataset!r}. "
+                             "Received: none; give .keras paths (--surrogates A.keras,B.keras)")
+    return target, tuple(surrogates)
 
 
 def _shard_of(positions: np.ndarray, shard) -> np.ndarray:
@@ -381,12 +400,13 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist, cifar10, tfds:NAME or folder:DIR (nnjpeg.datasets.load; its test split)")
     p.add_argument("--data", default=None, help="the dataset's folder (default: where nnjpeg.datasets looks)")
-    p.add_argument("--target", default=TARGET,
-                   help=f"the model gray-box and mixed examples are made on: a pretrained name or a .keras path "
-                        f"(default {TARGET})")
-    p.add_argument("--surrogates", type=_args.model_list, default=SURROGATES,
+    p.add_argument("--target", default=None,
+                   help="the model gray-box and mixed examples are made on: a pretrained name or a .keras path "
+                        "(default: the dataset's shipped target, fmnist/classifier for fashion-mnist)")
+    p.add_argument("--surrogates", type=_args.model_list, default=None,
                    help="the models black-box and mixed examples are transferred from, comma-separated pretrained "
-                        f"names or .keras paths (default {','.join(SURROGATES)})")
+                        "names or .keras paths (default: the dataset's shipped ones, fmnist/surrogate-a,b,c for "
+                        "fashion-mnist)")
     p.add_argument("--defense", action="append", required=True,
                    help="pretrained name, or the path of a saved .keras model; repeat for several")
     p.add_argument("--attack", action="append", required=True, help="attack name; repeat for several")

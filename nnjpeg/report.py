@@ -26,30 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args
-
-# name -> (label in the tables, row of the papers it corresponds to)
-DEFENSES = {
-    "fmnist/classifier": ("none", "No Defense"),
-    "fmnist/pgd-at": ("PGD-AT", None),
-    "fmnist/fast-at": ("Fast-AT", "Fast"),
-    "fmnist/free-at": ("Free-AT", "Free"),
-    "fmnist/jpeg75-classifier": ("JPEG (75)", "JPEG (75)"),
-    "fmnist/fd-classifier": ("FD", "FD"),
-    "fmnist/tvm-classifier": ("TVM", "TVM"),
-    "fmnist/ensemble": ("NN-JPEG ensemble", "Proposed"),
-    "fmnist/vqunet-classifier": ("VQUNet", "VQUNet"),
-    "fmnist/vqunet-k256-classifier": ("VQUNet (K=256)", None),
-    "fmnist/non-vq-unet-classifier": ("U-Net (no VQ)", None),
-    "fmnist/vqunet-adv-classifier": ("VQUNet-adv", None),
-    "fmnist/vqunet-mix-classifier": ("VQUNet-mix", None),
-    "fmnist/vqunet-oracle-classifier": ("VQUNet-oracle", None),
-    "fmnist/defense-vae-classifier": ("Defense-VAE", "Defense_VAE"),
-    "fmnist/hfl-vae-classifier": ("HFL-VAE", "HFL_VAE"),
-    "fmnist/cyclegan-classifier": ("Defense-CycleGAN", "Cycle_GAN"),
-    "fmnist/nnjpeg-pgd-at": ("NN-JPEG + PGD-AT", None),
-    "fmnist/vqunet-adv-pgd-at": ("VQUNet-adv + PGD-AT", None),
-}
+from . import _args, registry
 
 # How each VQUNet variant was trained, for the report's table of what was tried.
 VQUNET_VARIANTS = {
@@ -67,9 +44,6 @@ VQUNET_VARIANTS = {
                                        "not a defense",
 }
 
-# Variants trained on examples made on the report's own surrogates: they show what training on the
-# transferred half itself reaches, and are never the best reached nor the ceiling set against the goal.
-SEEN_SURROGATES = ("fmnist/vqunet-oracle-classifier",)
 
 # Reported numbers, typed from the papers (../shared/papers), each with its source.
 PAPER = {
@@ -117,13 +91,28 @@ PAPER_GRID_GRAY = (("fgsm", 2), ("fgsm", 4), ("fgsm", 8), ("bim", 2), ("bim", 3)
 PAPER_GRID_BLACK = PAPER_GRID_GRAY + (("ti-fgsm", 2), ("ti-fgsm", 4), ("di-fgsm", 2), ("di-fgsm", 4))
 
 
-def shipped_defenses() -> list[str]:
+def shipped_defenses(dataset: str = "fashion-mnist") -> list[str]:
+    """The target and every defense (references too) shipped for `dataset`, in the tables' order."""
     from nnjpeg import pretrained
 
     names = set(pretrained.names())
-    if "fmnist/classifier" not in names:
-        raise RuntimeError(f"nnjpeg report needs the shipped 'fmnist/classifier'. Installed weights: {sorted(names) or 'none'}")
-    return [d for d in DEFENSES if d in names]
+    target = registry.target(dataset)
+    if target not in names:
+        raise RuntimeError(f"nnjpeg report needs the shipped {target!r}. Installed weights: {sorted(names) or 'none'}")
+    return [m.name for m in registry.select(dataset=dataset, roles=("target", "defense", "reference")) if m.name in names]
+
+
+def _seen_surrogates(d: str) -> bool:
+    """Variants trained on examples made on the report's own surrogates: they show what training on
+    the transferred half itself reaches, and are never the best reached nor the ceiling set against
+    the goal."""
+    row = registry.find(d)
+    return row is not None and row.role == "reference"
+
+
+def _paper_row(d: str) -> str | None:
+    row = registry.find(d)
+    return row.paper_row if row is not None else None
 
 
 DEFAULT_EPS = (0.01, 0.03, 0.1, 0.2, 0.3)  # the VQUNet paper's Fig. 2 range
@@ -179,7 +168,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     shipped = set(pretrained.names())  # one walk of the weights folder; `available` may name made-up models
     names = set(available) if available is not None else shipped
     models = {d: load(d) for d in defenses}
-    models.update({s: load(s) for s in evaluate.SURROGATES if s in names})
+    models.update({s: load(s) for s in registry.surrogates("fashion-mnist") if s in names})
     x, y = data if data is not None else evaluate._subset("fashion-mnist", n, seed)
     settings = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps,
                 "white_n": white_n, "eot": eot, "robust_n": robust_n, "robust_steps": robust_steps,
@@ -215,8 +204,8 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     if clean_all and clean_data is not None and shard is None:
         results["clean, all"] = stage("clean, all", lambda ds: _clean_accuracy(ds, models, clean_data, progress,
                                                                                measured=((x, y), gray)))
-    surrogates = [s for s in evaluate.SURROGATES if s in models]
-    if len(surrogates) == len(evaluate.SURROGATES):
+    surrogates = [s for s in registry.surrogates("fashion-mnist") if s in models]
+    if len(surrogates) == len(registry.surrogates("fashion-mnist")):
         results["black-box"] = stage("black-box", lambda ds: evaluate.evaluate(
             ds, list(black_attacks), list(eps), "black-box", **common))
     if paper_grid:
@@ -230,7 +219,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
                 ds, sorted({a for a, _ in black_grid}), [], "black-box", pairs=black_grid,
                 desc="black-box, the NN-JPEG paper's eps", **common))
     white_n = len(x) if white_n is None else min(white_n, len(x))  # the adaptive attack is the slow one
-    randomized = {d: eot for d in defenses if "tvm" in d}
+    randomized = {d: eot for d in defenses if registry.randomized(d)}
     results["white-box"] = stage("white-box", lambda ds: evaluate.evaluate(
         ds, [white_attack], [white_eps], "white-box", eot=randomized,
         **{**common, "data": (x[:white_n], y[:white_n])}))
@@ -249,7 +238,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
                          "wall_time_s": time.time() - t0 + stage.reused_s}, "results": results, "models": models,
                 "data": (x, y)}
     if robust:
-        results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _trained_defense(d)}
+        results["training"] = {d: pretrained.metrics(d) for d in defenses if d in names and _training_compared(d)}
     out.mkdir(parents=True, exist_ok=True)
     for scenario, res in results.items():
         if scenario in ("gray-box", "black-box", "white-box"):
@@ -460,10 +449,11 @@ def _card_fingerprint(name: str) -> str:
     return hashlib.sha256(json.dumps(pretrained.metrics(name), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _trained_defense(d: str) -> bool:
+def _training_compared(d: str) -> bool:
     """Defenses whose training the NN-JPEG paper's Table 1 compares: adversarial training and the
     noisy fine-tuning chain of the ensemble."""
-    return d.endswith("-at") or d == "fmnist/ensemble"
+    row = registry.find(d)
+    return row is not None and row.training_compared
 
 
 def vq_analysis(denoisers: dict, target, x, y, eps) -> dict:
@@ -499,7 +489,7 @@ def _series(values, relative=None) -> str:
 
 
 def _label(d: str) -> str:
-    return DEFENSES.get(d, (d, None))[0]
+    return registry.label(d)
 
 
 def _acc(res: dict, d: str, attack: str, e) -> float | None:
@@ -525,7 +515,7 @@ def table1(gray: dict, full: dict | None = None) -> list[str]:
     for d in gray["config"]["defenses"]:
         if d == "fmnist/classifier":
             continue
-        p = paper["rows"].get(DEFENSES.get(d, (d, None))[1])
+        p = paper["rows"].get(_paper_row(d))
         lines.append(f"| {_label(d)} | " + "".join(
             f"{_pct(res['clean'][d])} | {100 * (res['clean'][d] - res['clean']['fmnist/classifier']):+.2f} | "
             for res in sets) + (f"{p:.2f} | {p - paper['target']:+.2f} |" if p is not None else "– | – |"))
@@ -554,7 +544,7 @@ def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) ->
     lines = ["| defense | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for d in res["config"]["defenses"]:
         ours = [res["clean"][d]] + [_acc(res, d, a, e) for a, e in keys]
-        theirs = paper["rows"].get(DEFENSES.get(d, (d, None))[1])
+        theirs = paper["rows"].get(_paper_row(d))
         cells = []
         for i, v in enumerate(ours):
             j = paper["columns"].index(columns[i]) if theirs is not None and columns[i] in paper["columns"] else None
@@ -600,7 +590,7 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
     e = meta["white_eps"]
     attacks, cells = _vqunet_cells(results, variants, meta)
     # The best reached and the nearest to the goal are among the variants that never saw the surrogates.
-    lowest = {d: v for d, v in _vqunet_lowest(cells).items() if d not in SEEN_SURROGATES}
+    lowest = {d: v for d, v in _vqunet_lowest(cells).items() if not _seen_surrogates(d)}
     rb = results.get("robust")
     head = ["variant", "how it was trained", "clean"] + [f"{a} (mixed)" for a in attacks] + [f"white-box {meta['white_attack']}"]
     head += ["strongest white-box"] if rb else []
@@ -614,10 +604,10 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
                   "drop of at most 1 point (its Table 1 and Fig. 2)."
-              + (f" {', '.join(_label(d) for d in variants if d in SEEN_SURROGATES)}: trained on examples made on "
+              + (f" {', '.join(_label(d) for d in variants if _seen_surrogates(d))}: trained on examples made on "
                  "this report's surrogates, the models the transferred half comes from, which no defender of an "
                  "unknown attacker has; set beside the others, never counted as the best reached."
-                 if any(d in SEEN_SURROGATES for d in variants) else "")]
+                 if any(_seen_surrogates(d) for d in variants) else "")]
     target = gray["clean"].get("fmnist/classifier")
     drop = {d: None if target is None else 100 * (target - gray["clean"][d]) for d in lowest}
     if lowest:
@@ -654,7 +644,7 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
         cells = [(_acc(black, d, a, e), a) for a in attacks]
         if cells and all(v is not None for v, _ in cells):
             lowest[d] = min(cells)
-    fair = {d: v for d, v in lowest.items() if d not in SEEN_SURROGATES}
+    fair = {d: v for d, v in lowest.items() if not _seen_surrogates(d)}
     if not fair:
         return []
     top = max(fair, key=lambda d: fair[d][0])
@@ -671,7 +661,7 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
                     if need > clean else "."))
     lines = [text]
     gray = results["gray-box"]
-    for d in (d for d in SEEN_SURROGATES if d in lowest):
+    for d in (d for d in lowest if _seen_surrogates(d)):
         value, attack = lowest[d]
         made = min(((v, a) for a in attacks if (v := _acc(gray, d, a, e)) is not None), default=None)
         lines.append(f"{_label(d)}, trained on examples made on the surrogates themselves, keeps {_pct(value)} % of the "
@@ -705,7 +695,7 @@ def plot_vqunet_tried(results: dict, variants, meta: dict, path: Path) -> None:
         placed = []
         for d, (value, attack, _, _) in sorted(lowest.items(), key=lambda kv: kv[1][0]):
             xy = (drops[d], 100 * value)
-            seen = d in SEEN_SURROGATES  # hollow: not a defense, a reference that saw the surrogates
+            seen = _seen_surrogates(d)  # hollow: not a defense, a reference that saw the surrogates
             ax.scatter(*xy, edgecolors="tab:blue", facecolors="none" if seen else "tab:blue",
                        label="trained on the surrogates' own examples" if seen else None)
             # A point just above a neighbour's takes its label on the left, clear of the neighbour's.
@@ -736,7 +726,7 @@ def table3(white: dict, bpda: dict | None = None) -> list[str]:
                 + " | ".join(f"{_pct(bpda['clean'][d])} / {_pct(_acc(bpda, d, 'bpda', e))}" for d in ds) + " |"]
                if bpda is not None else []),
              "| paper Acc_raw / Acc_ae (ImageNet) | " + " | ".join(
-                 "{} / {}".format(*paper[DEFENSES[d][1]]) if DEFENSES.get(d, (0, None))[1] in paper else "–" for d in ds) + " |"]
+                 "{} / {}".format(*paper[_paper_row(d)]) if _paper_row(d) in paper else "–" for d in ds) + " |"]
     return lines
 
 
@@ -854,7 +844,7 @@ def _paper_claims(results: dict) -> list[str]:
     for d in ("fmnist/defense-vae-classifier", "fmnist/hfl-vae-classifier", "fmnist/cyclegan-classifier"):
         if d in clean["clean"] and "fmnist/classifier" in clean["clean"]:
             drop = 100 * (clean["clean"]["fmnist/classifier"] - clean["clean"][d])
-            paper_drop = table1["target"] - table1["rows"][DEFENSES[d][1]]
+            paper_drop = table1["target"] - table1["rows"][_paper_row(d)]
             out.append(f"- VQUNet paper, Table 1: {_label(d)} costs {paper_drop:.2f} points of clean accuracy; here "
                        f"{drop:.2f} points on {clean['config']['n']} test images: "
                        + ("**reproduced**" if drop <= paper_drop + 1.0 else "**not reproduced**")

@@ -13,7 +13,7 @@ with warnings.catch_warnings():
     pytest.importorskip("cleverhans")
 
 import nnjpeg  # noqa: E402
-from nnjpeg import evaluate  # noqa: E402
+from nnjpeg import evaluate, registry  # noqa: E402
 from nnjpeg.keras import Compression  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -32,7 +32,7 @@ def zoo():
     target = small_classifier(0)
     inputs = keras.Input((28, 28, 1))
     defended = keras.Model(inputs, target(Compression(nnjpeg.nn_table(3).tolist())(inputs)))
-    models = {"fmnist/classifier": target, "nn-jpeg": defended, **{s: small_classifier(i + 1) for i, s in enumerate(evaluate.SURROGATES)}}
+    models = {"fmnist/classifier": target, "nn-jpeg": defended, **{s: small_classifier(i + 1) for i, s in enumerate(registry.surrogates("fashion-mnist"))}}
     rng = np.random.default_rng(0)
     x = rng.random((32, 28, 28, 1)).astype(np.float32)
     y = target.predict(x, verbose=0).argmax(-1)
@@ -220,7 +220,7 @@ def test_report_resumes_its_finished_stages_and_adds_a_defense(zoo, tmp_path, mo
 
     models, data = zoo
     prints = {"fmnist/classifier": "a", "nn-jpeg": "b", "other": "c"}
-    models = {**models, "other": models[evaluate.SURROGATES[0]]}  # a third model, defended by nothing
+    models = {**models, "other": models[registry.surrogates("fashion-mnist")[0]]}  # a third model, defended by nothing
     kw = dict(eps=(0.1,), analysis_eps=(0.1,), gray_attacks=("fgsm",), black_attacks=("fgsm",), l2_attacks=(),
               white_attack="fgsm", progress=False, defenses=["fmnist/classifier", "nn-jpeg"], load=models.__getitem__,
               data=(data[0][:8], data[1][:8]), available=list(models), white_n=8, robust_steps=5, robust_restarts=1,

@@ -38,6 +38,7 @@ def test_every_example_is_run_here():
         "README.md": ["import numpy as np", "import keras, tensorflow as tf", "import nnjpeg.pretrained"],
         "docs/codec.md": ["import numpy as np"],
         "docs/evaluation.md": ["import numpy as np"],
+        "docs/models.md": ["from nnjpeg import registry"],
         "docs/tensorflow.md": ["import nnjpeg.keras, nnjpeg.pretrained", "import nnjpeg                      # registers "
                                "the codec's op with TensorFlow"],
     }
@@ -82,6 +83,13 @@ def test_pretrained_example(capsys):
     exec(block(README, "import nnjpeg.pretrained"), scope)
     assert scope["model"].output_shape == (None, 10)
     assert "fmnist/ensemble" in capsys.readouterr().out
+
+
+def test_registry_example(capsys):
+    page = ROOT / "docs" / "models.md"
+    exec(block(page, "from nnjpeg import registry"), {})
+    shown = [body.strip() for lang, body in FENCE.findall(page.read_text()) if lang == "text"]
+    assert capsys.readouterr().out.strip() in shown
 
 
 def test_codec_errors_example(capsys):
