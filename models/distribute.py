@@ -8,13 +8,17 @@ reductions scale for distribution), for the update to be that of the mean over t
 and a statistic that decides a state update (a VQ codebook's usage) must be reduced over the
 replicas, so that every replica makes the same update and the mirrored copies stay identical.
 
-Outside a strategy, or with one replica, every function here returns its input unchanged: one-device
-training is bit for bit what it was without them.
+Outside a strategy, or with one replica, every function a step calls here returns its input
+unchanged: one-device training is bit for bit what it was without them.
+
+Across machines, `multi_worker_strategy` is the strategy Keras' `Model.fit` runs under, and
+`worker_folder` names where a worker other than the chief writes its files.
 """
 
 from __future__ import annotations
 
-__all__ = ["gather_rows_across_replicas", "on_first_replica", "replicas_in_sync", "scale_loss", "sum_over_replicas"]
+__all__ = ["gather_rows_across_replicas", "multi_worker_strategy", "on_first_replica", "replicas_in_sync", "scale_loss",
+           "sum_over_replicas", "worker_folder"]
 
 
 def _replica_context():
@@ -93,3 +97,42 @@ def gather_rows_across_replicas(rows, indices):
     padded = tf.concat([rows, tf.zeros((1, tf.shape(rows)[1]), rows.dtype)], axis=0)
     picked = tf.gather(padded, tf.where((local >= 0) & (local < count), local, count))
     return context.all_reduce(tf.distribute.ReduceOp.SUM, picked)
+
+
+def multi_worker_strategy():
+    """A `tf.distribute.MultiWorkerMirroredStrategy` over the cluster that the TF_CONFIG environment
+    variable describes, whose `reduce` also takes the two values Keras 3's `Model.fit` and
+    `Model.evaluate` give it under more than one worker, which TensorFlow's own refuses: a nest of
+    distributed values (the first batch, whose shapes build the model) is reduced leaf by leaf, and a
+    scalar with `axis=0` (a replica's loss or metric in the step's logs) across the replicas alone,
+    as with `axis=None` (TensorFlow issue #72388). Any other value is reduced as TensorFlow does.
+    Make it once per process, before any other TensorFlow work."""
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis=None):
+            reduce = super().reduce
+
+            def leaf(v):
+                local = self.experimental_local_results(v)[0]
+                scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
+                return reduce(reduce_op, v, None if scalar else axis)
+
+            return tf.nest.map_structure(leaf, value)
+
+    return MultiWorkerMirroredStrategy()
+
+
+def worker_folder(strategy) -> str | None:
+    """The folder, within a run's own, of this worker of a multi-worker `strategy` when it is not the
+    chief: "<task type>-<index>" (e.g. "worker-1"). None on the chief (the chief task, else worker 0),
+    whose files are the run's, and under any strategy of one machine.
+
+    Every worker runs the whole training, saves included (a save may read variables, the metrics'
+    on-read ones, through collective ops that every worker must join), and writes the same files at
+    the same moments (checkpoints, logs, the final model): in one folder, on a shared filesystem, they
+    would overwrite each other's."""
+    if strategy.extended.should_checkpoint:
+        return None
+    resolver = strategy.cluster_resolver
+    return f"{resolver.task_type}-{resolver.task_id}"

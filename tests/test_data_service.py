@@ -3,11 +3,10 @@ elements as a local map. They run in a network namespace of their own (`unshare 
 interface is its loopback, so nothing they listen on is reachable from elsewhere."""
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
+
+import namespace
 
 pytest.importorskip("tensorflow")
 
@@ -44,21 +43,12 @@ finally:
 """
 
 
-def _network_namespace() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    return subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], capture_output=True,
-                          timeout=30).returncode == 0
-
-
 def test_two_workers_give_the_elements_of_a_local_map(tmp_path):
-    if not _network_namespace():
-        pytest.skip("needs `unshare -rn` and `ip` (util-linux, iproute2) for a network namespace of its own")
-    # In the namespace: bring its loopback up, then run the script there (workers inherit it).
-    command = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable, SCRIPT]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=400, cwd=tmp_path,
-                          env={"PATH": "/usr/sbin:/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)},
-                          check=False)
+    if not namespace.available():
+        pytest.skip(namespace.SKIP_REASON)
+    # The script and the workers it starts run in the namespace, and are killed with it.
+    env = {"PATH": "/usr/sbin:/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)}
+    proc = namespace.run_python(SCRIPT, [], cwd=tmp_path, env=env, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["op"] == "op"  # the pipeline holds the native op, which only a worker with nnjpeg can run

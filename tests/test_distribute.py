@@ -1,8 +1,9 @@
 """Training under tf.distribute: every custom train_step takes the same step under a two-replica
 MirroredStrategy as on one device, VQUNet's codebook restarts keep the replicas' copies identical, a
-recipe trains with --strategy mirrored, and a strategy a recipe cannot honour is refused.
+recipe trains with --strategy mirrored and, as two worker processes, with --strategy multi-worker,
+and a strategy a recipe cannot honour is refused.
 
-TensorFlow's logical devices must be configured before TensorFlow initializes, so the distributed
+TensorFlow's logical devices must be configured before TensorFlow initializes, so the MirroredStrategy
 checks run in ONE fresh process (two logical CPU devices), whose results the tests below read.
 """
 
@@ -11,7 +12,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+import namespace
 
 pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
@@ -247,6 +251,93 @@ def test_denoiser_recipe_trains_under_mirrored_strategy(distributed):
     assert {"denoiser.keras", "denoiser_end_to_end.keras", "final.keras", "log.csv", "log_classifier.csv",
             "log_end_to_end.csv", "metrics.json"} <= set(recipe["files"])
     assert recipe["metrics"]["model"] == "vqunet-classifier" and "--strategy mirrored" in recipe["metrics"]["command"]
+
+
+# Two `nnjpeg train` processes, the workers of one MultiWorkerMirroredStrategy cluster on 127.0.0.1 (ports
+# free in the namespace), each running argv; the first to fail stops the run (the other would wait on
+# its collective ops), and none outlives the timeout. Prints the workers' exit codes.
+CLUSTER = r'''
+import json, os, socket, subprocess, sys, time
+
+argv, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+sockets = [socket.socket() for _ in range(2)]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+for s in sockets:
+    s.close()
+workers, deadline = [], time.monotonic() + timeout
+try:
+    for index in range(2):
+        task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        with open(f"worker-{index}.log", "w") as log:
+            workers.append(subprocess.Popen([sys.executable, "-m", "nnjpeg", "train", *argv], stdout=log,
+                                            stderr=subprocess.STDOUT, env=dict(os.environ, TF_CONFIG=json.dumps(task))))
+    while (any(w.poll() is None for w in workers) and not any(w.poll() for w in workers)
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+finally:
+    codes = [w.poll() for w in workers]
+    for w in workers:
+        w.kill()
+        w.wait()
+print("CODES " + json.dumps(codes))
+'''
+
+
+def _tail(log) -> str:
+    """The end of a worker's log, without TensorFlow's start-up lines."""
+    if not log.is_file():
+        return "(no log)"
+    lines = [line for line in log.read_text().splitlines() if not line.startswith(("I0000", "W0000", "E0000"))]
+    return "\n".join(lines)[-3000:]
+
+
+def test_two_workers_train_the_same_weights_and_the_chief_alone_exports(tmp_path):
+    import keras
+
+    import nnjpeg
+    from nnjpeg import datasets
+
+    if not namespace.available():
+        pytest.skip(namespace.SKIP_REASON)
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    out, export = tmp_path / "run", tmp_path / "export" / "classifier.keras"
+    # Both workers run the same command, --out and --export included, as the docs tell a cluster to.
+    argv = ["classifier", "--strategy", "multi-worker", "--width", "2", "--limit", "64", "--batch-size", "16",
+            "--epochs", "1", "--steps-per-epoch", "2", "--verbose", "0", "--out", str(out), "--export", str(export)]
+    env = {"PATH": "/usr/sbin:/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path),
+           "PYTHONPATH": os.path.dirname(os.path.dirname(nnjpeg.__file__))}
+    proc = namespace.run_python(CLUSTER, [json.dumps(argv), 240], cwd=tmp_path, env=env, timeout=300)
+    logs = "\n".join(f"worker {i}: " + _tail(tmp_path / f"worker-{i}.log") for i in range(2))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.split("CODES ")[-1]) == [0, 0], logs
+
+    # The chief (worker 0) saved into --out and exported; worker 1 saved into --out/worker-1, nothing else.
+    run_files = {"final.keras", "last.keras", "log.csv", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == run_files | {"worker-1"}
+    assert {p.name for p in (out / "worker-1").iterdir()} == run_files
+    assert {p.name for p in export.parent.iterdir()} == {"classifier.keras", "classifier.md", "classifier.json"}
+    for folder in (out, out / "worker-1"):
+        assert len((folder / "log.csv").read_text().splitlines()) == 2  # the header and one epoch, one worker's
+        assert "--strategy multi-worker" in json.loads((folder / "metrics.json").read_text())["command"]
+
+    chief = keras.saving.load_model(export, compile=False)
+    other = keras.saving.load_model(out / "worker-1" / "final.keras", compile=False)
+    trained = {w.path: np.asarray(w) for w in chief.trainable_weights}
+    assert trained.keys() == {w.path for w in other.trainable_weights}
+    # Both applied the same all-reduced gradients: equal bit for bit. (Batch normalization's moving
+    # statistics are not compared: each worker's are those of its own half of the batch.)
+    for w in other.trainable_weights:
+        np.testing.assert_array_equal(np.asarray(w), trained[w.path], err_msg=w.path)
+    # And the two steps changed them (the second one: the warm-up's rate is 0 at the first): every
+    # batch normalization's scale started at 1, its offset and the logits' bias at 0.
+    start = {path: 1.0 if path.endswith("/gamma") else 0.0 for path in trained
+             if path.endswith(("/gamma", "/beta")) or path == "logits/bias"}
+    assert len(start) == 2 * sum(isinstance(layer, keras.layers.BatchNormalization) for layer in chief.layers) + 1
+    moved = {path: float(np.max(np.abs(trained[path] - value))) for path, value in start.items()}
+    assert min(moved.values()) > 1e-4, moved
 
 
 @pytest.mark.parametrize("model, strategy, message", [
