@@ -9,7 +9,8 @@ Every run is seeded (`--seed`), checkpoints every epoch (`last.keras` and a `bac
 next to a generated model card (`.md`) and metrics (`.json`). `--strategy mirrored` trains under
 `tf.distribute.MirroredStrategy` over every visible device, `--strategy multi-worker` under
 `tf.distribute.MultiWorkerMirroredStrategy` over the cluster of the TF_CONFIG environment variable
-(every worker runs the same command); `--batch-size` is then the global batch, split among the
+(every worker runs the same command; the chief writes --out and --export, any other worker its own
+folder in --out, e.g. `worker-1`); `--batch-size` is then the global batch, split among the
 replicas. A recipe that cannot run distributed (`SINGLE_REPLICA`) refuses them before any work.
 """
 
@@ -30,7 +31,20 @@ import numpy as np
 
 from nnjpeg import _args
 
-DATASETS = ("fashion-mnist", "cifar10")
+DATASETS = ("fashion-mnist", "cifar10")  # held in memory; "folder:DIR" and "tfds:NAME" are streamed
+STREAMED = ("folder:", "tfds:")
+
+
+def dataset_name(text: str) -> str:
+    """--dataset: fashion-mnist, cifar10, folder:DIR or tfds:NAME (`nnjpeg.datasets.load`'s names)."""
+    if text in DATASETS or (text.startswith(STREAMED) and text.split(":", 1)[1]):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DATASETS)}, folder:DIR or tfds:NAME. Received: {text!r}")
+
+
+def streamed(name: str) -> bool:
+    """Whether --dataset `name` is read from files as training goes (folders, TFDS), not held in memory."""
+    return name.startswith(STREAMED)
 
 
 def load_dataset(name: str, path=None):
@@ -43,6 +57,16 @@ def load_dataset(name: str, path=None):
     if name == "cifar10":
         return datasets.load_cifar10(path)
     raise ValueError(f"Expected --dataset in {DATASETS}. Received: {name!r}")
+
+
+def load_splits(args: argparse.Namespace):
+    """The training split of a streamed --dataset, and the split it is evaluated on: "test", else
+    "val" (ImageNet's labelled evaluation split) where the source has no test split."""
+    from nnjpeg import datasets
+
+    size = tuple(args.image_size) if args.image_size else None
+    return (datasets.load(args.dataset, "train", args.data, image_size=size),
+            datasets.load_evaluation(args.dataset, args.data, image_size=size))
 
 
 def augment_fn(height: int, width: int, flip: bool, pad: int, erase_p: float):
@@ -137,7 +161,9 @@ def get_strategy(name: str):
         return tf.distribute.get_strategy()
     if name not in _MADE_STRATEGIES:
         if name == "multi-worker":
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            from .distribute import multi_worker_strategy
+
+            strategy = multi_worker_strategy()
         elif tf.config.list_logical_devices("GPU"):  # every GPU when there are any
             strategy = tf.distribute.MirroredStrategy()
         else:  # else every logical CPU device (one unless configured)
@@ -153,7 +179,14 @@ def _prepare(args: argparse.Namespace):
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_data, test_data = load_dataset(args.dataset, args.data)
+    if streamed(args.dataset):
+        if not args.limit:
+            raise ValueError(f"Expected --limit N with --dataset {args.dataset} for {args.model}: its recipe holds the "
+                             "images in memory (the classifier and surrogate recipes stream them). Received: no --limit")
+        train_split, test_split = load_splits(args)
+        train_data, test_data = train_split.arrays(args.limit), test_split.arrays(args.limit)
+    else:
+        train_data, test_data = load_dataset(args.dataset, args.data)
     if args.limit:
         train_data = (train_data[0][: args.limit], train_data[1][: args.limit])
         test_data = (test_data[0][: args.limit], test_data[1][: args.limit])
@@ -163,18 +196,66 @@ def _prepare(args: argparse.Namespace):
     return out, train_data, test_data, steps
 
 
+def _streamed_data(args: argparse.Namespace):
+    """The classifier recipe's data read from files as training goes (--dataset folder:DIR or
+    tfds:NAME): its run folder, training and evaluation batches, steps per epoch, image shape, number
+    of classes and what the card records about the data."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_split, test_split = load_splits(args)
+    train_tf, test_tf, n_train, n_test = train_split.as_tf(), test_split.as_tf(), train_split.size, test_split.size
+    if args.limit:
+        train_tf, test_tf = train_tf.take(args.limit), test_tf.take(args.limit)
+        n_train, n_test = (None if n is None else min(n, args.limit) for n in (n_train, n_test))
+    if n_train is None and not args.steps_per_epoch:
+        raise ValueError(f"Expected --steps-per-epoch N for {args.dataset}, whose size is not known before reading. "
+                         "Received: none")
+    steps = n_train // args.batch_size if n_train is not None else args.steps_per_epoch
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    if steps < 1:
+        raise ValueError(f"Expected at least one batch of {args.batch_size} training images. Received: {n_train} images "
+                         f"in {train_split.source}")
+    h, w = train_split.image_shape[:2]
+    aug = augment_fn(h, w, flip=True, pad=2, erase_p=0.5) if not args.no_augment else augment_fn(h, w, False, 0, 0.0)
+    # The shuffle buffer holds decoded images: at most 10,000 of them, not the whole folder.
+    train_ds = (tf.data.Dataset.zip((train_tf.map(lambda x, y: (x, tf.cast(y, tf.int32)))
+                                     .shuffle(min(n_train or 10_000, 10_000), seed=args.seed, reshuffle_each_iteration=True)
+                                     .repeat(), tf.data.Dataset.random(seed=args.seed).batch(2)))
+                .map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    if n_test is not None:  # a known length: Keras' validation then ends without a warning of running out
+        test_tf = test_tf.apply(tf.data.experimental.assert_cardinality(n_test))
+    test_ds = (test_tf.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.int32)),
+                           num_parallel_calls=tf.data.AUTOTUNE).batch(min(500, args.batch_size * 4))
+               .prefetch(tf.data.AUTOTUNE))
+    facts = {"data_source": train_split.source, "train_images": n_train, "test_images": n_test,
+             "test_split": test_split.split, "image_shape": list(train_split.image_shape),
+             "skipped_files": train_split.skipped}
+    return out, train_ds, test_ds, steps, train_split.image_shape, train_split.num_classes, facts
+
+
 def train(args: argparse.Namespace) -> dict:
     import keras
     import tensorflow as tf
 
     from nnjpeg import datasets
 
-    out, train_data, test_data, steps = _prepare(args)
-    num_classes = int(train_data[1].max()) + 1
+    if streamed(args.dataset):
+        out, train_ds, test_ds, steps, input_shape, num_classes, data_facts = _streamed_data(args)
+    else:
+        out, train_data, test_data, steps = _prepare(args)
+        input_shape, num_classes = train_data[0].shape[1:], int(train_data[1].max()) + 1
+        train_ds, test_ds = make_datasets(train_data, test_data, args.batch_size, args.seed,
+                                          augment=not args.no_augment)
+        data_facts = {"test_images": int(len(test_data[0])), "data_sha256": datasets.checksum(*train_data, *test_data)}
     strategy = get_strategy(args.strategy)
-    train_ds, test_ds = make_datasets(train_data, test_data, args.batch_size, args.seed, augment=not args.no_augment)
     with strategy.scope():
-        model = build_model(args.model, train_data[0].shape[1:], num_classes, args)
+        model = build_model(args.model, input_shape, num_classes, args)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=max(1, steps * (args.epochs - 1)), warmup_target=args.lr, warmup_steps=steps)
         model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
@@ -194,9 +275,8 @@ def train(args: argparse.Namespace) -> dict:
     loss, acc = model.evaluate(test_ds, verbose=0)
     metrics = {
         "model": args.model, "dataset": args.dataset, "test_accuracy": float(acc), "test_loss": float(loss),
-        "test_images": int(len(test_data[0])), "epochs_run": len(history.history.get("loss", [])),
+        **data_facts, "epochs_run": len(history.history.get("loss", [])),
         "epochs": args.epochs, "wall_time_s_this_invocation": wall, "parameters": int(model.count_params()),
-        "data_sha256": datasets.checksum(*train_data, *test_data),
         "command": "nnjpeg train " + " ".join(shlex.quote(a) for a in args.argv),
         "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
         "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
@@ -596,6 +676,7 @@ def train_denoiser(args: argparse.Namespace) -> dict:
                "inputs": "adversarial" if args.model in ADVERSARIAL_PAIRS else args.inputs,
                **({"vae_layout": args.vae_layout, "kl_weight": denoiser.kl_weight, "hf_weight": denoiser.hf_weight,
                    "hf_cutoff": denoiser.hf_cutoff} if args.model in VAES else {}),
+               **({"gan_width": denoiser.width, "gan_blocks": denoiser.blocks} if args.model == "cyclegan" else {}),
                "sigma": args.sigma if args.inputs == "noisy" else None,
                # a resumed --restore-best run kept an epoch that only its first invocation knew
                "denoiser_epoch_kept": (None if args.denoiser or (resumed is not None and args.restore_best)
@@ -660,7 +741,9 @@ def _starting_denoiser(args: argparse.Namespace, out: Path, shape):
     if args.model in ADVERSARIAL_PAIRS:
         if args.init:  # a denoiser trained before, trained --epochs more (a fresh optimizer)
             return _saved_denoiser(args.model, Path(args.init), "--init"), None
-        return (DefenseCycleGAN(channels=shape[-1]) if args.model == "cyclegan" else _vae(args, shape)), None
+        if args.model == "cyclegan":
+            return DefenseCycleGAN(channels=shape[-1], width=args.gan_width, blocks=args.gan_blocks), None
+        return _vae(args, shape), None
     return VQUNet(channels=shape[-1], widths=args.unet_widths, num_codes=args.num_codes, vq=args.model == "vqunet",
                   restart_every=args.restart_every), None
 
@@ -996,7 +1079,9 @@ def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None
         *(["- Fine-tuning time of the members (may span resumed invocations): "
            + ", ".join(f"{k} {v:.0f} s" for k, v in metrics["members_training_s"].items())]
           if metrics.get("members_training_s") and None not in metrics["members_training_s"].values() else []),
-        f"- Data SHA-256: `{metrics['data_sha256']}`",
+        (f"- Data SHA-256: `{metrics['data_sha256']}`" if "data_sha256" in metrics else
+         f"- Data: {metrics['train_images']} training images streamed from {metrics['data_source']}, "
+         f"evaluated on its {metrics['test_split']} split"),
         f"- TensorFlow {metrics['tensorflow']}, Keras {metrics['keras']}, Python {metrics['python']}, finished {metrics['finished_utc']}",
         "", f"Metrics: [`{dest.with_suffix('.json').name}`]({dest.with_suffix('.json').name}).",
     ]
@@ -1033,8 +1118,14 @@ def add_parser(sub) -> None:
                                  "non-vq-unet | defense-vae | hfl-vae | cyclegan | pgd-at | fast-at | free-at | "
                                  "jpeg75-classifier | fd-classifier | tvm-classifier "
                                  "(the last three wrap --base; FD calibrates its table, nothing is trained)")
-    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    p.add_argument("--data", default=None, help="dataset directory (default: Debian package / Keras cache)")
+    p.add_argument("--dataset", type=dataset_name, default="fashion-mnist",
+                   help="fashion-mnist, cifar10, folder:DIR (class sub-folders of JPEG/PNG files, under DIR/train and "
+                        "DIR/test or DIR/val) or tfds:NAME (prepared in --data); folders and TFDS are streamed to the "
+                        "classifier and surrogate recipes, and read into memory with --limit N by the others")
+    p.add_argument("--data", default=None,
+                   help="dataset directory (default: Debian package / Keras cache; TFDS: its data_dir)")
+    p.add_argument("--image-size", type=_args.size, default=None, metavar="H,W",
+                   help="folder: and tfds: images resized and centre-cropped to H,W (default 224,224)")
     p.add_argument("--epochs", type=_args.COUNT, default=30)
     p.add_argument("--batch-size", type=_args.COUNT, default=128)
     p.add_argument("--lr", type=_args.real(0, low_open=True), default=None,
@@ -1048,7 +1139,8 @@ def add_parser(sub) -> None:
     p.add_argument("--strategy", default="default", choices=STRATEGIES,
                    help="default: one device; mirrored: tf.distribute.MirroredStrategy over every GPU (else every "
                         "logical CPU device); multi-worker: MultiWorkerMirroredStrategy over the cluster of TF_CONFIG, "
-                        "every worker running this command. --batch-size is the global batch. free-at and the "
+                        "every worker running this command (the chief writes --out and --export, worker i "
+                        "--out/worker-i and no export). --batch-size is the global batch. free-at and the "
                         "preprocessing defenses take default only")
     p.add_argument("--limit", type=_args.integer(0), default=0, help="use only the first N train and test images (smoke runs)")
     p.add_argument("--steps-per-epoch", type=_args.integer(0), default=0, help="cap on steps per epoch (smoke runs)")
@@ -1101,6 +1193,10 @@ def add_parser(sub) -> None:
                    help="defense-vae, hfl-vae: Defense-VAE's published network (5x5 stem, three strided convolutions "
                         "64/128/256, batch normalization) or two strided convolutions (64/128) alone")
     p.add_argument("--kl-weight", type=_args.real(0), default=1.0, help="defense-vae, hfl-vae: weight of the KL term")
+    p.add_argument("--gan-width", type=_args.COUNT, default=32,
+                   help="cyclegan: channels of the generators' first convolution and the discriminators' (doubled "
+                        "twice inside)")
+    p.add_argument("--gan-blocks", type=_args.COUNT, default=4, help="cyclegan: residual blocks of each generator")
     p.add_argument("--hf-weight", type=_args.real(0), default=None,
                    help="hfl-vae: weight of the high-frequency loss (default 10; defense-vae: 0)")
     p.add_argument("--hf-cutoff", type=_args.real(0, 0.7071), default=0.25,
@@ -1146,7 +1242,8 @@ def add_parser(sub) -> None:
 
 
 # Options that shape one kind of model only: given for another, they are refused, not ignored.
-ONLY_FOR = {"--vae-layout": VAES, "--kl-weight": VAES, "--hf-weight": VAES, "--hf-cutoff": VAES}
+ONLY_FOR = {"--vae-layout": VAES, "--kl-weight": VAES, "--hf-weight": VAES, "--hf-cutoff": VAES,
+            "--gan-width": ("cyclegan",), "--gan-blocks": ("cyclegan",)}
 
 # Recipes that take --strategy default only, and why: a distributing strategy is refused, not ignored.
 SINGLE_REPLICA = {"free-at": "its perturbation, kept from one minibatch to the next, has the global batch's shape",
@@ -1171,9 +1268,24 @@ def check_strategy(model: str | None, strategy: str) -> None:
                          f"--strategy multi-worker{f' ({model})' if model else ''}. Received: TF_CONFIG unset")
 
 
+def _worker_outputs(args: argparse.Namespace) -> None:
+    """Under --strategy multi-worker, every worker runs the same command and saves as it trains: the
+    chief into --out, and it alone exports (--export); any other worker into a folder of its own in
+    --out (models/distribute.py `worker_folder`, e.g. --out/worker-1), and exports nothing."""
+    from .distribute import worker_folder
+
+    # Made here, before any other TensorFlow work; the recipe gets this same object.
+    folder = worker_folder(get_strategy("multi-worker"))
+    if folder is not None:
+        args.out, args.export = str(Path(args.out) / folder), None
+
+
 def _cmd(args: argparse.Namespace) -> int:
     check_strategy(args.model, args.strategy)
     given = {a.split("=", 1)[0] for a in getattr(args, "argv", ()) if a.startswith("--")}
+    if args.image_size and not streamed(args.dataset):
+        raise ValueError(f"Expected --image-size only with --dataset folder:DIR or tfds:NAME, whose images it resizes. "
+                         f"Received: --image-size {','.join(map(str, args.image_size))} with --dataset {args.dataset}")
     misplaced = sorted(f for f in given & set(ONLY_FOR) if args.model not in ONLY_FOR[f])
     if misplaced:
         raise ValueError(f"Expected {', '.join(misplaced)} only with {' or '.join(ONLY_FOR[misplaced[0]])}, the models "
@@ -1187,6 +1299,8 @@ def _cmd(args: argparse.Namespace) -> int:
                          f"or vqunet / non-vq-unet with --inputs adversarial). Received: --adv-models with {args.model}"
                          f"{f' --inputs {args.inputs}' if args.model in UNETS else ''}")
     args.out = args.out or f"runs/{args.model}"
+    if args.strategy == "multi-worker":
+        _worker_outputs(args)
     if args.lr is None:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,
                    **{name: 1e-3 for name in (*VAES, *ADVERSARIAL)}}.get(args.model, 0.1)

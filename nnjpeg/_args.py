@@ -63,3 +63,11 @@ def model_list(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError("expected distinct comma-separated pretrained names or .keras paths, e.g. "
                                          f"fmnist/classifier,fmnist/surrogate-c. Received: {text!r}")
     return models
+
+
+def size(text: str) -> tuple[int, int]:
+    """"H,W": an image size of two positive integers, e.g. 224,224."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected H,W, two positive integers, e.g. 224,224. Received: {text!r}")
+    return int(parts[0]), int(parts[1])

@@ -804,6 +804,24 @@ def load(name: str, split: str = "test", data_dir: str | os.PathLike | None = No
     raise ValueError(f"Expected name to be one of {_NAMES}. Received: name={name!r}")
 
 
+def load_evaluation(name: str, data_dir: str | os.PathLike | None = None, **kwargs) -> Dataset:
+    """The split that `name` is evaluated on: "test", else "val" where the source has no test split
+    (an ImageNet folder of train/ and val/, TFDS' "validation"). `kwargs` go to `load`.
+
+    Raises:
+        As `load`; where neither split exists, the error of "test".
+    """
+    try:
+        return load(name, "test", data_dir, **kwargs)
+    except ValueError as test_error:
+        if name in ("fashion-mnist", "fashion_mnist", "cifar10", "cifar-10"):
+            raise
+        try:
+            return load(name, "val", data_dir, **kwargs)
+        except (ValueError, FileNotFoundError):
+            raise test_error from None
+
+
 def _shape_text(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
@@ -839,4 +857,6 @@ def fits(model_input_shape, dataset: Dataset, *, model: str | None = None) -> No
     if any(m is not None and m != d for m, d in zip(shape, dataset.image_shape)):
         raise ValueError(f"Expected a model taking images of shape (H, W, C) = {_shape_text(dataset.image_shape)} "
                          f"for dataset {dataset.name} ({dataset.split}); Received: "
-                         f"{f'{model}, ' if model else ''}a model taking {_shape_text(shape)}")
+                         f"{f'{model}, ' if model else ''}a model taking {_shape_text(shape)}"
+                         + (" (a folder's or TFDS' images are resized to the size asked for: --image-size H,W)"
+                            if dataset.name.startswith(("folder:", "tfds:")) else ""))

@@ -34,13 +34,14 @@ from ._predict import accuracy, correct
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 
 
-def test_set(dataset: str, n: int | None = None, seed: int = 0, data_dir=None):
-    """`nnjpeg.datasets.load(dataset, "test", data_dir)` and its test images as float32 in [0, 1],
-    each with its int64 label: all of them, or a seeded subset of `n` in their order (selected
-    before the conversion, which copies). A folder of images is read whole, then subset."""
+def test_set(dataset: str, n: int | None = None, seed: int = 0, data_dir=None, image_size=None):
+    """`nnjpeg.datasets.load_evaluation(dataset, data_dir)` (the test split, else "val") and its
+    images as float32 in [0, 1], each with its int64 label: all of them, or a seeded subset of `n` in
+    their order (selected before the conversion, which copies). A folder of images is read whole,
+    then subset; folders and TFDS at `image_size` (H, W; default `nnjpeg.datasets.load`'s)."""
     from nnjpeg import datasets
 
-    loaded = datasets.load(dataset, "test", data_dir)
+    loaded = datasets.load_evaluation(dataset, data_dir, image_size=image_size)
     x, y = loaded.arrays()
     if n is not None and n < len(x):
         idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
@@ -48,14 +49,20 @@ def test_set(dataset: str, n: int | None = None, seed: int = 0, data_dir=None):
     return loaded, x.astype(np.float32) / 255.0, y.astype(np.int64)
 
 
-def test_images(dataset: str, n: int | None = None, seed: int = 0, data_dir=None):
+def test_images(dataset: str, n: int | None = None, seed: int = 0, data_dir=None, image_size=None):
     """`test_set`'s images and labels."""
-    return test_set(dataset, n, seed, data_dir)[1:]
+    return test_set(dataset, n, seed, data_dir, image_size)[1:]
+
+
+def resized(dataset: str) -> bool:
+    """Whether `dataset`'s images are resized to the size asked for (folders, TFDS), not stored at one."""
+    return dataset.startswith(("folder:", "tfds:")) or dataset == "folder"
 
 
 def model_and_images(model: str, dataset: str, n: int, seed: int = 0, data_dir=None):
     """A model (`load_defense`: a pretrained name or a saved model's path) and a seeded subset of `n`
-    test images of `dataset` that it takes, refused before any work where it does not.
+    test images of `dataset` that it takes, refused before any work where it does not. Folders and
+    TFDS are read at the model's input size.
 
     Returns:
         (keras.Model, x float32 (n, H, W, C) in [0, 1], y int64 (n,)).
@@ -66,8 +73,9 @@ def model_and_images(model: str, dataset: str, n: int, seed: int = 0, data_dir=N
     from nnjpeg import datasets
 
     _checks.integer("n", n, 1, meaning=", the number of test images,")
-    loaded, x, y = test_set(dataset, n, seed, data_dir)
     classifier = load_defense(model)
+    size = tuple(classifier.input_shape[1:3]) if resized(dataset) and None not in classifier.input_shape[1:3] else None
+    loaded, x, y = test_set(dataset, n, seed, data_dir, size)
     datasets.fits(classifier.input_shape, loaded, model=model)
     return classifier, x, y
 
@@ -103,7 +111,8 @@ def load_defense(spec: str):
 def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int = 500, seed: int = 0,
              dataset: str = "fashion-mnist", data_dir=None, data=None, load: Callable | None = None, target: str | None = None,
              surrogates=None, attack_kwargs: dict | None = None, eot: dict | None = None,
-             progress: bool = True, desc: str | None = None, pairs=None, shard: tuple[int, int] | None = None) -> dict:
+             progress: bool = True, desc: str | None = None, pairs=None, shard: tuple[int, int] | None = None,
+             image_size: tuple[int, int] | None = None) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
 
     Args:
@@ -129,6 +138,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
             unbounded attacks), e.g. the NN-JPEG paper's grid of FGSM and I-FGSM budgets.
         shard: (i, k): only the i-th of k contiguous parts of the images (`np.array_split` of the
             seeded subset), for `merge`.
+        image_size: (H, W) that a folder's or TFDS' images are resized to (default 224 x 224).
 
     Returns:
         dict with `records`, `clean` (accuracy of each defense on the benign subset), `clean_correct`
@@ -160,7 +170,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         x, y = data
     else:
         _checks.integer("n", n, 1, meaning=", the number of test images,")
-        loaded, x, y = test_set(dataset, n, seed, data_dir)
+        loaded, x, y = test_set(dataset, n, seed, data_dir, image_size)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"Expected one image or more, with a label each. Received: {len(x)} images, {len(y)} labels")
     n_all = len(x)
@@ -400,6 +410,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist, cifar10, tfds:NAME or folder:DIR (nnjpeg.datasets.load; its test split)")
     p.add_argument("--data", default=None, help="the dataset's folder (default: where nnjpeg.datasets looks)")
+    p.add_argument("--image-size", type=_args.size, default=None, metavar="H,W",
+                   help="folder: and tfds: images resized and centre-cropped to H,W, the models' input size "
+                        "(default 224,224)")
     p.add_argument("--target", default=None,
                    help="the model gray-box and mixed examples are made on: a pretrained name or a .keras path "
                         "(default: the dataset's shipped target, fmnist/classifier for fashion-mnist)")
@@ -463,7 +476,8 @@ def _cmd(args) -> int:
     result = evaluate(args.defense, args.attack, args.eps or [0.1], args.scenario, n=args.n, seed=args.seed,
                       dataset=args.dataset, data_dir=args.data, target=args.target, surrogates=args.surrogates,
                       attack_kwargs={k: v for k, v in kwargs.items() if k in args.attack},
-                      eot={d: args.eot for d in args.defense} if args.eot > 1 else None, shard=args.shard)
+                      eot={d: args.eot for d in args.defense} if args.eot > 1 else None, shard=args.shard,
+                      image_size=args.image_size)
     write_report(result, Path(args.out), Path(args.json) if args.json else None)
     print(text(result))
     print(f"\nWrote {Path(args.json) if args.json else Path(args.out) / 'results.json'}, "

@@ -487,14 +487,16 @@ def test_adversarial_pair_denoisers_with_several_budgets_and_clean_pairs(tmp_pat
     clf = build_classifier(input_shape=(28, 28, 1), base_width=4, blocks=1)
     clf.save(tmp_path / "base.keras")
     out = tmp_path / "run"
+    small = ["--gan-width", "4", "--gan-blocks", "1"] if model == "cyclegan" else []
     assert train.main(["train", model, "--adv-eps", "0.05,0.1", "--clean-pairs", "--adv-n", "16",
                        "--classifier-epochs", "0", "--limit", "40", "--batch-size", "8", "--epochs", "1",
-                       "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out)]) == 0
+                       "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out", str(out), *small]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["adv_eps"] == [0.05, 0.1] and metrics["clean_pairs"] and metrics["inputs"] == "adversarial"
     denoiser = keras.saving.load_model(out / "denoiser.keras")
     if model == "cyclegan":
         assert type(denoiser).__name__ == "DefenseCycleGAN" and "vae_layout" not in metrics
+        assert (denoiser.width, denoiser.blocks, metrics["gan_width"], metrics["gan_blocks"]) == (4, 1, 4, 1)
     else:
         assert (metrics["vae_layout"], metrics["hf_weight"] > 0) == ("published", model == "hfl-vae")
         assert ((denoiser.stem, denoiser.widths, denoiser.batch_norm, denoiser.hf_weight)
@@ -588,7 +590,7 @@ def test_init_trains_a_saved_denoiser_further(tmp_path):
         "train", model, "--adv-eps", "0.1", "--adv-n", "16", "--clean-pairs", "--classifier-epochs", "0", "--limit",
         "40", "--batch-size", "8", "--epochs", "1", "--verbose", "0", "--base", str(tmp_path / "base.keras"), "--out",
         str(tmp_path / out), *more])
-    assert command("cyclegan", "first") == 0
+    assert command("cyclegan", "first", "--gan-width", "4", "--gan-blocks", "1") == 0
     first = tmp_path / "first" / "denoiser.keras"
     # At a rate of 1e-6 the few steps move every weight a little: trained further, not initialized anew.
     assert command("cyclegan", "second", "--init", str(first), "--lr", "1e-6",

@@ -64,10 +64,19 @@ def test_a_model_that_does_not_fit_the_data_is_refused(cifar, capsys):
     err = capsys.readouterr().err
     assert ("Expected a model taking images of shape (H, W, C) = (32, 32, 3) for dataset cifar10 (test); Received: "
             "fmnist/classifier, a model taking (28, 28, 1)") in err and "Traceback" not in err
-    # The default target and surrogates are Fashion-MNIST models: named, not fed the wrong images.
+    # No target or surrogates ship for CIFAR-10: the defaults are refused, naming what to give instead.
     assert main(["evaluate", "--dataset", "cifar10", "--data", str(root), "--defense", str(model), "--attack",
                  "fgsm", "--scenario", "black-box", "--n", "4"]) == 2
-    assert "Received: fmnist/surrogate-a, a model taking (28, 28, 1)" in capsys.readouterr().err
+    assert ("Expected surrogates for the black-box scenario: none ship for dataset 'cifar10'. Received: none; give "
+            ".keras paths (--surrogates A.keras,B.keras)") in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", "cifar10", "--data", str(root), "--defense", str(model), "--attack",
+                 "fgsm", "--n", "4"]) == 2
+    assert ("Expected a dataset with a shipped target classifier, one of ['fashion-mnist'], or a target given as a "
+            ".keras path (--target). Received: dataset 'cifar10'") in capsys.readouterr().err
+    # A model given by path for black-box transfers, the surrogates' shapes checked like the defenses'.
+    assert main(["evaluate", "--dataset", "cifar10", "--data", str(root), "--surrogates", str(model), "--defense",
+                 str(model), "--attack", "fgsm", "--scenario", "black-box", "--n", "4", "--json", str(root / "b.json"),
+                 "--out", str(root / "b")]) == 0
 
 
 def test_an_image_folder(tmp_path):
@@ -82,8 +91,7 @@ def test_an_image_folder(tmp_path):
     h = keras.layers.Conv2D(2, 8, strides=8, activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
     model.save(tmp_path / "folder.keras")
-    # The folder's "test" split is its val/ folder where there is no test/.
-    (tmp_path / "data" / "test").symlink_to(tmp_path / "data" / "val")
+    # Without a test/ folder the evaluation reads val/ (ImageNet's labelled evaluation split).
     args = ["evaluate", "--dataset", f"folder:{tmp_path / 'data'}", "--target", str(tmp_path / "folder.keras"),
             "--defense", str(tmp_path / "folder.keras"), "--attack", "fgsm", "--n", "6"]
     for scenario in ("gray-box", "white-box"):
@@ -106,3 +114,51 @@ def test_search_table_frequency_and_ablation_on_cifar10(cifar, tmp_path, capsys)
     capsys.readouterr()
     assert main(["ablation", "--dataset", "cifar10", "--data", str(root), "--n", "5"]) == 2
     assert "Received: fmnist/classifier, a model taking (28, 28, 1)" in capsys.readouterr().err
+
+
+def _write_folder(root, rng, per_class, sizes=((40, 60), (73, 31), (64, 64))):
+    for label, (name, size) in enumerate(zip(("cat", "dog", "fox"), sizes)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(60 + 70 * label, 30, (*size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'JPEG'}")
+
+
+def test_train_on_an_image_folder_then_attack_it(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    _write_folder(tmp_path / "data" / "train", rng, 6)
+    _write_folder(tmp_path / "data" / "val", rng, 3, sizes=((50, 50), (31, 80), (90, 45)))
+    data, model = f"folder:{tmp_path / 'data'}", tmp_path / "m.keras"
+    assert main(["train", "classifier", "--dataset", data, "--image-size", "32,32", "--epochs", "1", "--batch-size", "4",
+                 "--width", "4", "--blocks", "1", "--verbose", "0", "--out", str(tmp_path / "run"),
+                 "--export", str(model)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["test_images"], metrics["test_split"]) == (18, 9, "val")
+    assert metrics["image_shape"] == [32, 32, 3] and metrics["data_source"].endswith("train")
+    assert keras.saving.load_model(model).input_shape == (None, 32, 32, 3)
+    # The evaluation reads the folder at the model's size: refused at the default 224 x 224, named.
+    args = ["evaluate", "--dataset", data, "--target", str(model), "--defense", str(model), "--attack", "fgsm",
+            "--attack", "pgd", "--steps", "2", "--n", "6"]
+    assert main(args) == 2
+    assert "a model taking (32, 32, 3)" in capsys.readouterr().err
+    for scenario in ("gray-box", "white-box"):
+        assert main([*args, "--image-size", "32,32", "--scenario", scenario, "--json", str(tmp_path / f"{scenario}.json"),
+                     "--out", str(tmp_path / scenario)]) == 0
+        result = json.loads((tmp_path / f"{scenario}.json").read_text())
+        assert result["config"]["n"] == 6 and {r["attack"] for r in result["records"]} == {"fgsm", "pgd"}
+    assert main(["evaluate", "--dataset", data, "--image-size", "32,32", "--target", str(model), "--defense",
+                 "fmnist/classifier", "--attack", "fgsm", "--n", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "Received: fmnist/classifier, a model taking (28, 28, 1)" in err and "Traceback" not in err
+    # A recipe that holds its images in memory reads a folder only with --limit; --image-size only resizes
+    # what is resized.
+    small = ["--epochs", "1", "--batch-size", "4", "--verbose", "0", "--out", str(tmp_path / "v")]
+    assert main(["train", "vqunet", "--dataset", data, *small]) == 2
+    assert ("Expected --limit N with --dataset folder:" in capsys.readouterr().err)
+    assert main(["train", "classifier", "--image-size", "32,32", *small]) == 2
+    assert ("Expected --image-size only with --dataset folder:DIR or tfds:NAME, whose images it resizes. Received: "
+            "--image-size 32,32 with --dataset fashion-mnist") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "classifier", "--dataset", "folders:x", *small])
+    assert "expected one of fashion-mnist, cifar10, folder:DIR or tfds:NAME. Received: 'folders:x'" in (
+        capsys.readouterr().err)
