@@ -191,6 +191,28 @@ py::object roundtrip(const py::array& images, const py::array_t<float, py::array
   return out;
 }
 
+#ifdef NNJPEG_HAVE_CUDA
+// For tests: nnjpeg::cuda::roundtrip_device, the entry point of TensorFlow's GPU op, on device
+// copies of C-contiguous (N, H, W, C) images, `chunk` images at a time (0: its default); None if
+// float32 samples lie outside [0, 1].
+py::object cuda_roundtrip_device(const py::array& images, const py::array_t<float, py::array::c_style>& tables,
+                                 int mode, std::int64_t chunk) {
+  const nnjpeg::ImageView view = view_of(images);
+  py::array out = aligned_empty(images.dtype(), view);
+  void* dst = out.mutable_data();
+  std::string err;
+  bool in_range = true;
+  {
+    py::gil_scoped_release release;
+    err = nnjpeg::cuda::roundtrip_device_from_host(view, dst, tables.data(), static_cast<nnjpeg::Mode>(mode), chunk,
+                                                   &in_range);
+  }
+  if (!err.empty()) throw std::runtime_error(err);
+  if (!in_range) return py::none();
+  return out;
+}
+#endif
+
 py::dict build_info() {
   py::dict d;
   d["kernels_compiled"] = nnjpeg::compiled_kernels();
@@ -228,5 +250,9 @@ PYBIND11_MODULE(_codec, m) {
   m.def("roundtrip", &roundtrip, py::arg("images"), py::arg("tables"), py::arg("mode"),
         py::arg("threads"), py::arg("kernel") = "", py::arg("device") = "cpu", py::arg("out") = py::none());
   m.def("build_info", &build_info);
+#ifdef NNJPEG_HAVE_CUDA
+  m.def("_cuda_roundtrip_device", &cuda_roundtrip_device, py::arg("images"), py::arg("tables"), py::arg("mode"),
+        py::arg("chunk") = 0);
+#endif
   m.def("kept_output_buffers", [] { return nnjpeg::process_local<OutputBuffers>().kept(); });
 }

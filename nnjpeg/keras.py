@@ -34,7 +34,8 @@ class _CodecLayer(keras.layers.Layer):
         self.gradient = gradient
         self.threads = threads
         self._check_params()
-        # The native codec runs as a CPU op (or through tf.numpy_function), which XLA cannot compile.
+        # The native codec is a custom op (CPU, or GPU in a CUDA build) or a tf.numpy_function: XLA can
+        # compile neither.
         self.supports_jit = backend == "tf"
 
     def _check_params(self):

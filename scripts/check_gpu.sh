@@ -7,9 +7,14 @@
 #   (c) scripts/cuda_workload.py under compute-sanitizer: memcheck (out-of-bounds and misaligned
 #       device accesses), racecheck (shared-memory hazards between barriers, which the host
 #       emulation of scripts/check_native.sh cannot see) and synccheck (barrier misuse);
-#   (d) benchmarks/bench_cuda.py: the device's throughput beside the CPU path's.
+#   (d) benchmarks/bench_cuda.py: the device's throughput beside the CPU path's;
+#   (e) where TensorFlow imports and sees the GPU, the op's GPU kernel (nnjpeg/_tf_op.so of the same
+#       build): tests/test_tf_op.py on the GPU, then benchmarks/bench_tf_gpu.py, the op inside a
+#       model on the GPU beside the pure-TF backend and the op's CPU kernel, its output checked bit
+#       for bit against the scalar CPU kernel. Skipped, and said so, elsewhere.
 # Needs python3 with NumPy, SciPy, Pillow, scikit-image, pytest and pybind11, CMake and the CUDA
-# toolkit (nvcc, compute-sanitizer); not TensorFlow. Logs and the benchmark's files go to OUT_DIR.
+# toolkit (nvcc, compute-sanitizer); TensorFlow and Keras only for (e). Logs and the benchmarks'
+# files go to OUT_DIR.
 # Usage: scripts/check_gpu.sh [OUT_DIR]   (default: build/gpu/report; PYTHON overrides python3)
 set -euo pipefail
 
@@ -58,8 +63,8 @@ echo "built in $((SECONDS - start)) s"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 cp -R nnjpeg "$WORK/"
-rm -rf "$WORK"/nnjpeg/_codec*.so "$WORK"/nnjpeg/__pycache__
-cp build/gpu/_codec*.so "$WORK/nnjpeg/"
+rm -rf "$WORK"/nnjpeg/_codec*.so "$WORK"/nnjpeg/_tf_op.so "$WORK"/nnjpeg/__pycache__
+cp build/gpu/_codec*.so build/gpu/_tf_op.so "$WORK/nnjpeg/"
 # Python runs from $WORK (first on sys.path for `python -c` and `python -m`), or finds it on
 # PYTHONPATH when it runs a script from elsewhere.
 export PYTHONPATH="$WORK"
@@ -82,5 +87,21 @@ section "benchmarks/bench_cuda.py"
 # From benchmarks/, which holds no nnjpeg/ to shadow the one in $WORK.
 (cd "$ROOT/benchmarks" && run bench_cuda.log "$PY" bench_cuda.py --json "$OUT/cuda.json") ||
   fail "benchmarks/bench_cuda.py failed"
+
+section "TensorFlow: the op's GPU kernel (tests/test_tf_op.py, benchmarks/bench_tf_gpu.py)"
+# One line on stdout: TensorFlow's version and the GPUs it sees; its own logs go to the file.
+if ! tf_info="$("$PY" -c "import tensorflow as tf; print(tf.__version__, len(tf.config.list_physical_devices('GPU')))" \
+  2> "$OUT/tf_import.log")"; then
+  echo "skipped: TensorFlow does not import with $PY ($(tail -n 1 "$OUT/tf_import.log"))" | tee "$OUT/tf_gpu.txt"
+elif [[ "${tf_info##* }" == 0 ]]; then
+  echo "skipped: TensorFlow ${tf_info%% *} imports but sees no GPU (a CPU-only build, or its CUDA libraries or the driver unusable: $OUT/tf_import.log)" |
+    tee "$OUT/tf_gpu.txt"
+else
+  echo "TensorFlow ${tf_info%% *}, ${tf_info##* } GPU(s)" | tee "$OUT/tf_gpu.txt"
+  run test_tf_op.log "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" \
+    "$ROOT/tests/test_tf_op.py" || fail "tests/test_tf_op.py failed with the op's GPU kernel"
+  (cd "$ROOT/benchmarks" && run bench_tf_gpu.log "$PY" bench_tf_gpu.py --json "$OUT/tf_gpu.json") ||
+    fail "benchmarks/bench_tf_gpu.py failed (its output says which check)"
+fi
 
 section "check_gpu.sh: all checks passed; logs in $OUT"

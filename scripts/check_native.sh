@@ -8,10 +8,11 @@
 #       a multi-threaded parent);
 #   (c) the CUDA kernels (csrc/cuda/roundtrip.cu) built for the CPU under the host emulation
 #       (-DNNJPEG_CUDA_EMULATION=ON, csrc/cuda/emulation/) with AddressSanitizer + UBSan: the
-#       emulation's self-test, then tests/test_cuda.py, whose device comparisons then run;
-#   (d) when nvcc is available, the extension built with -DNNJPEG_CUDA=ON, imported and its CUDA
-#       tests run (they skip the device comparisons when there is no GPU), and the kernels' PTX
-#       checked for arithmetic that rounds differently from the CPU's.
+#       emulation's self-test, then tests/test_cuda.py, whose device comparisons then run, and,
+#       where TensorFlow imports, tests/test_tf_op.py, which then runs the op's GPU kernel;
+#   (d) when nvcc is available, the extension and the TensorFlow op built with -DNNJPEG_CUDA=ON,
+#       imported and their tests run (they skip the device comparisons when there is no GPU), and
+#       the kernels' PTX checked for arithmetic that rounds differently from the CPU's.
 # Usage: scripts/check_native.sh [PYTHON]   (default: .venv/bin/python)
 set -euo pipefail
 
@@ -35,14 +36,24 @@ fail() { printf 'check_native.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-# A copy of the Python package with `so` as its extension module, at $WORK/$1/nnjpeg. Tests run
-# with $WORK/$1 as the working directory, which Python puts first on sys.path.
+# A copy of the Python package with the modules given (_codec, and _tf_op where given) at
+# $WORK/$1/nnjpeg. Tests run with $WORK/$1 as the working directory, which Python puts first on
+# sys.path.
 stage_package() {
-  local dir="$WORK/$1" so="$2"
+  local dir="$WORK/$1"
+  shift
   mkdir -p "$dir"
   cp -R nnjpeg "$dir/"
-  rm -rf "$dir"/nnjpeg/_codec*.so "$dir"/nnjpeg/__pycache__
-  cp "$so" "$dir/nnjpeg/"
+  rm -rf "$dir"/nnjpeg/_codec*.so "$dir"/nnjpeg/_tf_op.so "$dir"/nnjpeg/__pycache__
+  cp "$@" "$dir/nnjpeg/"
+}
+
+# Whether TensorFlow imports with $PY; says so when it does not.
+have_tensorflow() {
+  local err
+  if err="$("$PY" -c "import tensorflow" 2>&1 > /dev/null)"; then return 0; fi
+  echo "skipped: TensorFlow does not import with $PY ($(tail -n 1 <<< "$err"))"
+  return 1
 }
 
 configure_and_build() {
@@ -72,7 +83,7 @@ build_sanitized() {
   configure_and_build "build/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNJPEG_CUDA=OFF "$@"
   so="$(ls "build/$name"/_codec*.so)"
   nm -D --undefined-only "$so" | grep "__${runtime}_init" > /dev/null || fail "$so is not instrumented by $runtime"
-  stage_package "$name" "$so"
+  stage_package "$name" "$so" "build/$name/_tf_op.so"
   echo "built in $((SECONDS - start)) s: $so"
 }
 
@@ -142,6 +153,12 @@ info = nnjpeg.build_info(); print(info)
 assert info['cuda_emulated'] is True and info['cuda_devices'] == 1, info") ||
   fail "the emulated build does not report cuda_emulated: True with one device"
 run_sanitized cuda-emulation asan "$ASAN_REPORT" "$ROOT/tests/test_cuda.py"
+section "CUDA kernels under the host emulation: tests/test_tf_op.py (the op's GPU kernel)"
+# The emulated GPU kernel is also a CPU kernel under a label, which the tests select; TensorFlow
+# itself is not instrumented, and runs with the runtime preloaded.
+if have_tensorflow; then
+  run_sanitized cuda-emulation asan "$ASAN_REPORT" "$ROOT/tests/test_tf_op.py"
+fi
 
 section "CUDA: build (build/cuda)"
 NVCC="$(command -v nvcc || true)"
@@ -153,7 +170,14 @@ else
   start=$SECONDS
   configure_and_build build/cuda -DCMAKE_BUILD_TYPE=Release -DNNJPEG_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC"
   echo "built in $((SECONDS - start)) s"
-  stage_package cuda "$(ls build/cuda/_codec*.so)"
+  stage_package cuda "$(ls build/cuda/_codec*.so)" build/cuda/_tf_op.so
+  # TensorFlow brings a CUDA runtime of its own: the modules' static one must stay out of their
+  # exported symbols (CMakeLists.txt).
+  for so in build/cuda/_codec*.so build/cuda/_tf_op.so; do
+    if nm -D --defined-only "$so" | grep -E ' (cuda|__cuda)[A-Za-z]' ; then
+      fail "$so exports the CUDA runtime's symbols above"
+    fi
+  done
 
   section "CUDA: import and tests/test_cuda.py"
   (
@@ -161,6 +185,12 @@ else
     "$PY" -c "import nnjpeg; info = nnjpeg.build_info(); print(info); assert info['cuda_compiled'] is True, info"
     "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" "$ROOT/tests/test_cuda.py"
   ) || fail "the CUDA build did not import with cuda_compiled: True, or its tests failed"
+
+  section "CUDA: tests/test_tf_op.py (the op built with CUDA, loaded into TensorFlow)"
+  if have_tensorflow; then
+    (cd "$WORK/cuda" && "$PY" -m pytest -p no:cacheprovider -c "$ROOT/pyproject.toml" --rootdir "$ROOT" \
+      "$ROOT/tests/test_tf_op.py") || fail "the TensorFlow op built with CUDA failed its tests"
+  fi
 
   section "CUDA: how the device code rounds (PTX of csrc/cuda/roundtrip.cu)"
   # What the emulated run cannot see: the device's own arithmetic. Every float add, subtract and

@@ -3,6 +3,9 @@
 Small enough to run under compute-sanitizer (scripts/check_gpu.sh), whose tools slow the kernels
 down by orders of magnitude: crops of 1x1, 7x9, 17x33 and 61x75 pixels and a batch of two 64x64
 images, uint8 and float32, in RGB with one and three channels and in YCbCr at every subsampling.
+Each also goes through the entry point of TensorFlow's GPU op (images already in device memory,
+one image per chunk, and its range check), and a float32 batch with a sample outside [0, 1] stops
+there before any kernel of the pipeline.
 """
 
 import sys
@@ -11,7 +14,7 @@ import numpy as np
 from skimage import data
 
 import nnjpeg
-from nnjpeg import codec
+from nnjpeg import _codec, codec
 
 MODES = [("rgb", "4:4:4", 1), ("rgb", "4:4:4", 3), ("ycbcr", "4:4:4", 3), ("ycbcr", "4:2:2", 3), ("ycbcr", "4:2:0", 3)]
 
@@ -30,11 +33,18 @@ def main() -> int:
             for x in (img[..., :channels], img[..., :channels].astype(np.float32) / 255.0):
                 gpu = nnjpeg.compress(x, table, color=color, subsampling=subsampling, device="cuda")
                 cpu = codec._run(x, tables, mode, 1, "cpu", kernel="scalar")
-                if not np.array_equal(gpu, cpu):
+                batch = np.ascontiguousarray(x if x.ndim == 4 else x[np.newaxis])
+                entry = _codec._cuda_roundtrip_device(batch, tables, mode, 1)
+                if not (np.array_equal(gpu, cpu) and np.array_equal(entry.reshape(cpu.shape), cpu)):
                     print(f"device and CPU differ: {color} {subsampling}, shape {x.shape}, {x.dtype}")
                     return 1
-                calls += 1
-    print(f"{calls} device calls, every one equal to the scalar CPU kernel's")
+                calls += 2
+    bad = images[-1].astype(np.float32) / 255.0
+    bad[1, 63, 63, 2] = np.nan
+    if _codec._cuda_roundtrip_device(bad, tables, mode, 1) is not None:
+        print("the device entry point let a NaN sample through")
+        return 1
+    print(f"{calls + 1} device calls, every one equal to the scalar CPU kernel's")
     return 0
 
 

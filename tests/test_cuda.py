@@ -1,4 +1,5 @@
-"""device="cuda" against the CPU path, and the error a build or machine without CUDA gives.
+"""device="cuda", and the entry point of TensorFlow's GPU op (nnjpeg::cuda::roundtrip_device),
+against the CPU path, and the error a build or machine without CUDA gives.
 
 NumPy only (no TensorFlow). The comparisons need `nnjpeg.build_info()["cuda_devices"] > 0`, that is
 a build with -DNNJPEG_CUDA=ON on a machine with a GPU, or the build with -DNNJPEG_CUDA_EMULATION=ON
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import nnjpeg
-from nnjpeg import codec
+from nnjpeg import _codec, codec
 
 INFO = nnjpeg.build_info()
 if not INFO["cuda_compiled"]:
@@ -133,6 +134,53 @@ def test_batch_larger_than_one_device_chunk(photos):
     gpu = nnjpeg.jpeg(batch, 75, device="cuda")
     assert_matches_cpu(gpu, cpu)
     np.testing.assert_array_equal(gpu[-1], nnjpeg.jpeg(batch[-1], 75, device="cuda"))
+
+
+def _tables_and_mode(mode):
+    color, subsampling, channels = MODES[mode]
+    return codec._check_table(_table(channels), channels, color), codec._check_mode(color, subsampling)
+
+
+def _device_entry(batch, mode, chunk=0):
+    """nnjpeg::cuda::roundtrip_device, the entry point of TensorFlow's GPU op, on device copies of a
+    batch, `chunk` images at a time (0: its default); None for float32 samples outside [0, 1]."""
+    return _codec._cuda_roundtrip_device(np.ascontiguousarray(batch), *_tables_and_mode(mode), chunk)
+
+
+def _scalar(batch, mode):
+    return codec._run(batch, *_tables_and_mode(mode), 1, "cpu", kernel="scalar")
+
+
+@pytest.mark.cuda
+@requires_device
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_device_pointer_entry_point_bit_identical_to_the_scalar_cpu_kernel(photos, crops, mode, dtype):
+    # TensorFlow's GPU op runs the kernels of device="cuda" on tensors already in device memory,
+    # with scratch it allocates: not one sample may differ from the scalar kernel there either.
+    channels = MODES[mode][2]
+    for name, img in {"coffee": photos["coffee"], **crops}.items():
+        batch = img[np.newaxis, ..., :channels]
+        if dtype == "float32":
+            batch = batch.astype(np.float32) / 255.0
+        np.testing.assert_array_equal(_device_entry(batch, mode), _scalar(batch, mode), err_msg=name)
+
+
+@pytest.mark.cuda
+@requires_device
+@pytest.mark.parametrize("mode", ["rgb", "4:2:0"])
+def test_device_pointer_entry_point_in_chunks_and_its_range_check(crops, mode):
+    # The scratch sets the images per chunk: with room for 2, a batch of 5 runs in 3 chunks, the
+    # last one partial.
+    batch = np.stack([np.roll(crops["61x75"], 5 * i, axis=1) for i in range(5)])
+    for chunk in (2, 0):
+        np.testing.assert_array_equal(_device_entry(batch, mode, chunk), _scalar(batch, mode), err_msg=f"chunk={chunk}")
+    assert _device_entry(batch[:0], mode).shape == (0, 61, 75, 3)
+    # A float32 sample outside [0, 1] (in the second chunk) stops the call before any kernel sees it.
+    for bad in (-0.25, 1.5, np.nan, np.inf):
+        floats = batch.astype(np.float32) / 255.0
+        floats[3, 60, 74, 2] = bad
+        assert _device_entry(floats[:4], mode, 2) is None, bad
 
 
 @pytest.mark.skipif(not NO_DEVICE, reason="a CUDA device is available")

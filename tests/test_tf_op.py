@@ -2,7 +2,10 @@
 
 Reference: `nnjpeg.compress` on the same arrays (itself tested against the float64 reference in
 test_codec.py). The op and the `tf.numpy_function` fallback run the same C++ round trip, so results
-are compared for equality.
+are compared for equality. The op's GPU kernel (builds with CUDA) runs here only in the build with
+-DNNJPEG_CUDA_EMULATION=ON that scripts/check_native.sh makes, where it is also a CPU kernel under
+a label; it is compared with the scalar CPU kernel bit for bit, as tests/test_cuda.py compares the
+device.
 """
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import nnjpeg  # noqa: E402
-from nnjpeg import tf_ops  # noqa: E402
+from nnjpeg import codec, tf_ops  # noqa: E402
 from nnjpeg.keras import Compression  # noqa: E402
 from nnjpeg.tables import nn_table, standard_tables  # noqa: E402
 from nnjpeg.tf_ops import tf_compress  # noqa: E402
@@ -19,6 +22,11 @@ from nnjpeg.tf_ops import tf_compress  # noqa: E402
 pytestmark = pytest.mark.tf
 
 LUMA, CHROMA = standard_tables(50)
+INFO = nnjpeg.build_info()
+EMULATED_GPU = "nnjpeg_emulated_gpu"  # the label of the emulated GPU kernel's CPU registration (csrc/tf_op.cpp)
+requires_emulated_gpu_kernel = pytest.mark.skipif(
+    not INFO["cuda_emulated"],
+    reason="the op's GPU kernel runs without a GPU only in a build with -DNNJPEG_CUDA_EMULATION=ON")
 
 
 @pytest.fixture
@@ -123,3 +131,66 @@ def test_parallel_map_and_model_fit(crops):
     assert np.isfinite(hist.history["loss"]).all()
     front = keras.Model(model.inputs, model.layers[0].output)
     np.testing.assert_array_equal(front.predict(x, verbose=0), nnjpeg.compress(x, nn_table(5)))
+
+
+def test_kernels_registered_for_the_build():
+    # The CPU kernel always; a GPU kernel for both dtypes in builds with CUDA (TensorFlow then places
+    # the op on a GPU with the model); the emulation's GPU kernel also on the CPU under a label.
+    from tensorflow.python.framework import kernels
+
+    tf_ops._load_op()
+    registered = {(k.device_type, k.label, tf.as_dtype(k.constraint[0].allowed_values.list.type[0]).name)
+                  for k in kernels.get_registered_kernels_for_op("NnjpegRoundTrip").kernel}
+    devices = [("CPU", "")]
+    if INFO["cuda_compiled"]:
+        devices.append(("GPU", ""))
+    if INFO["cuda_emulated"]:
+        devices.append(("CPU", EMULATED_GPU))
+    assert registered == {(device, label, dtype) for device, label in devices for dtype in ("uint8", "float32")}
+
+
+def _with_kernel(label):
+    """The op in a graph whose NnjpegRoundTrip nodes take the kernel registered under `label`."""
+    op = tf_ops._load_op()
+
+    @tf.function
+    def run(images, tables, mode):
+        with tf.compat.v1.get_default_graph()._kernel_label_map({"NnjpegRoundTrip": label}):
+            return op(images, tables=tables, mode=mode, threads=1)
+
+    return run
+
+
+@requires_emulated_gpu_kernel
+@pytest.mark.parametrize("mode", [dict(table=LUMA, channels=1), dict(table=nn_table(5)),
+                                  dict(table=np.stack([LUMA, CHROMA]), color="ycbcr", subsampling="4:4:4"),
+                                  dict(table=np.stack([LUMA, CHROMA]), color="ycbcr", subsampling="4:2:2"),
+                                  dict(table=np.stack([LUMA, CHROMA]), color="ycbcr", subsampling="4:2:0")])
+def test_gpu_kernel_bit_identical_to_the_scalar_cpu_kernel(crops, mode):
+    # The GPU kernel inside TensorFlow: its input, output and scratch come from TensorFlow's
+    # allocator, the tables from the attributes. It repeats the scalar CPU kernel operation for
+    # operation, so not one sample may differ.
+    channels, color = mode.get("channels", 3), mode.get("color", "rgb")
+    tables = codec._check_table(mode["table"], channels, color)
+    mode_id = codec._check_mode(color, mode.get("subsampling", "4:4:4"))
+    run = _with_kernel(EMULATED_GPU)
+    pair = np.stack([crops["61x75"], crops["61x75"][::-1]])[..., :channels]
+    for x in (crops["17x33"][..., :channels], crops["1x1"][..., :channels], pair, pair.astype(np.float32) / 255):
+        got = run(tf.constant(x), [float(v) for v in tables.ravel()], mode_id)
+        assert got.dtype == tf.as_dtype(x.dtype) and got.shape == x.shape
+        np.testing.assert_array_equal(got.numpy(), codec._run(x, tables, mode_id, 1, "cpu", kernel="scalar"))
+
+
+@requires_emulated_gpu_kernel
+def test_gpu_kernel_errors_are_the_cpu_kernels():
+    run, tables = _with_kernel(EMULATED_GPU), [16.0] * 192
+    assert run(tf.zeros((0, 5, 5, 3), tf.uint8), tables, 3).shape == (0, 5, 5, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]. Received: min=-1.0, max=2.0"):
+        run(tf.constant(np.array([[[[0.5, -1.0, 0.5]], [[2.0, 0.0, 1.0]]]], np.float32)), tables, 0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"finite values in \[0, 1\]. Received: 1 NaN/Inf values"):
+        run(tf.constant(np.array([[[0.5, np.nan, 0.5]]], np.float32)), tables, 0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"C in \{1, 3\}. Received: shape=\(8, 8, 2\)"):
+        run(tf.zeros((8, 8, 2), tf.uint8), tables, 0)
+    # The label selects the kernel (an unknown one finds none), so the calls above ran the GPU kernel.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"No OpKernel.*_kernel=\"nnjpeg_no_such_kernel\""):
+        _with_kernel("nnjpeg_no_such_kernel")(tf.zeros((8, 8, 3), tf.uint8), tables, 0)

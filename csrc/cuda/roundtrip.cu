@@ -234,6 +234,16 @@ __global__ void store_ycc_kernel(const float* planes, T* dst, std::int64_t m, st
   from_sample(clamp255(round_half_away(yy + 1772.0 * cb / 1e3)), d + 2);
 }
 
+// Sets *flag when a float32 sample lies outside [0, 1] or is NaN/Inf (the comparison is false
+// for NaN), as codec.h's count_out_of_range; a grid-stride loop, so any size takes one launch.
+__global__ void check_range_kernel(const float* src, std::int64_t n, unsigned int* flag) {
+  const std::int64_t stride = std::int64_t{gridDim.x} * blockDim.x;
+  for (std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const float v = src[i];
+    if (!(v >= 0.0f && v <= 1.0f)) atomicOr(flag, 1u);
+  }
+}
+
 std::string failure(const char* what, cudaError_t e) {
   return std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
          cudaGetErrorString(e) + ")";
@@ -379,14 +389,41 @@ void gather(const ImageView& in, std::int64_t first, std::int64_t count, std::in
   }
 }
 
+Geometry geometry_of(const ImageView& in, Mode mode) {
+  Geometry g{};
+  g.ycc = mode != Mode::kRgb && in.c == 3;
+  g.hs = g.ycc && mode != Mode::kYcc444 ? 2 : 1;
+  g.vs = g.ycc && mode == Mode::kYcc420 ? 2 : 1;
+  g.hp = (in.h + 8 * g.vs - 1) / (8 * g.vs) * (8 * g.vs);
+  g.wp = (in.w + 8 * g.hs - 1) / (8 * g.hs) * (8 * g.hs);
+  g.ch = g.hp / g.vs;
+  g.cw = g.wp / g.hs;
+  return g;
+}
+
+Tables tables_of(const float* tables, std::int64_t planes) {
+  Tables t{};
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const QuantTable qt = make_quant_table(tables + 64 * p);
+    std::copy(qt.div, qt.div + 64, t.div[p]);
+    std::copy(qt.mul, qt.mul + 64, t.mul[p]);
+    std::copy(qt.deq, qt.deq + 64, t.deq[p]);
+  }
+  return t;
+}
+
+// Floats of the planes and of the subsampled chroma per image.
+std::int64_t plane_elems(const ImageView& in, const Geometry& g) { return (g.ycc ? 3 : in.c) * g.hp * g.wp; }
+std::int64_t chroma_elems(const Geometry& g) { return g.ycc ? 2 * g.ch * g.cw : 0; }
+
 template <class T>
 std::string run(const ImageView& in, void* out, const Tables& tables, const Geometry& g) {
   constexpr std::int64_t elem = sizeof(T);
   const std::int64_t image_bytes = in.h * in.w * in.c * elem;
-  const std::int64_t plane_elems = (g.ycc ? 3 : in.c) * g.hp * g.wp;
-  const std::int64_t chroma_elems = g.ycc ? 2 * g.ch * g.cw : 0;
+  const std::int64_t planes_per_image = plane_elems(in, g);
+  const std::int64_t chroma_per_image = chroma_elems(g);
   const std::int64_t per_image =
-      2 * image_bytes + (plane_elems + chroma_elems) * static_cast<std::int64_t>(sizeof(float));
+      2 * image_bytes + (planes_per_image + chroma_per_image) * static_cast<std::int64_t>(sizeof(float));
   const std::int64_t chunk = std::clamp<std::int64_t>(kChunkBytes / per_image, 1, in.n);
 
   Stream stream;
@@ -397,11 +434,11 @@ std::string run(const ImageView& in, void* out, const Tables& tables, const Geom
   const auto bytes = [&](std::int64_t n) { return static_cast<std::size_t>(n * chunk); };
   if (cudaError_t e = src.allocate(bytes(image_bytes)); e != cudaSuccess) return failure("cudaMalloc", e);
   if (cudaError_t e = dst.allocate(bytes(image_bytes)); e != cudaSuccess) return failure("cudaMalloc", e);
-  if (cudaError_t e = planes.allocate(bytes(plane_elems * sizeof(float))); e != cudaSuccess) {
+  if (cudaError_t e = planes.allocate(bytes(planes_per_image * sizeof(float))); e != cudaSuccess) {
     return failure("cudaMalloc", e);
   }
-  if (chroma_elems > 0) {
-    if (cudaError_t e = chroma.allocate(bytes(chroma_elems * sizeof(float))); e != cudaSuccess) {
+  if (chroma_per_image > 0) {
+    if (cudaError_t e = chroma.allocate(bytes(chroma_per_image * sizeof(float))); e != cudaSuccess) {
       return failure("cudaMalloc", e);
     }
   }
@@ -447,23 +484,117 @@ std::string roundtrip_impl(const ImageView& in, void* out, const float* tables, 
   if (count == 0) return "no CUDA device is available (cudaGetDeviceCount found 0 devices)";
   if (in.n == 0) return {};
 
-  Geometry g{};
-  g.ycc = mode != Mode::kRgb && in.c == 3;
-  g.hs = g.ycc && mode != Mode::kYcc444 ? 2 : 1;
-  g.vs = g.ycc && mode == Mode::kYcc420 ? 2 : 1;
-  g.hp = (in.h + 8 * g.vs - 1) / (8 * g.vs) * (8 * g.vs);
-  g.wp = (in.w + 8 * g.hs - 1) / (8 * g.hs) * (8 * g.hs);
-  g.ch = g.hp / g.vs;
-  g.cw = g.wp / g.hs;
-
-  Tables t{};
-  for (std::int64_t p = 0; p < in.c; ++p) {
-    const QuantTable qt = make_quant_table(tables + 64 * p);
-    std::copy(qt.div, qt.div + 64, t.div[p]);
-    std::copy(qt.mul, qt.mul + 64, t.mul[p]);
-    std::copy(qt.deq, qt.deq + 64, t.deq[p]);
-  }
+  const Geometry g = geometry_of(in, mode);
+  const Tables t = tables_of(tables, in.c);
   return in.is_float ? run<float>(in, out, t, g) : run<std::uint8_t>(in, out, t, g);
+}
+
+// roundtrip_device's scratch: the range flag, then the planes and the chroma of `chunk` images.
+constexpr std::size_t kFlagBytes = 256;
+
+std::int64_t scratch_per_image(const ImageView& in, const Geometry& g) {
+  return (plane_elems(in, g) + chroma_elems(g)) * static_cast<std::int64_t>(sizeof(float));
+}
+
+template <class T>
+std::string run_device(const ImageView& in, void* out, const Tables& tables, const Geometry& g,
+                       std::uint8_t* scratch, std::int64_t chunk, cudaStream_t stream) {
+  const std::int64_t image_elems = in.h * in.w * in.c;
+  float* planes = reinterpret_cast<float*>(scratch + kFlagBytes);
+  float* chroma = planes + chunk * plane_elems(in, g);
+  const T* src = reinterpret_cast<const T*>(in.data);
+  T* dst = static_cast<T*>(out);
+  for (std::int64_t first = 0; first < in.n; first += chunk) {
+    const std::int64_t m = std::min(chunk, in.n - first);
+    std::string err = launch_pipeline<T>(src + first * image_elems, dst + first * image_elems, planes, chroma,
+                                         m, in, g, tables, stream);
+    if (!err.empty()) return err;
+  }
+  return {};
+}
+
+// Whether every float32 sample of `in` (C-contiguous, on the device) lies in [0, 1]; waits for the
+// answer, so that out-of-range samples never reach the pipeline.
+std::string check_range(const ImageView& in, unsigned int* flag, cudaStream_t stream, bool* in_range) {
+  const std::int64_t n = in.n * in.h * in.w * in.c;
+  if (cudaError_t e = cudaMemsetAsync(flag, 0, sizeof *flag, stream); e != cudaSuccess) {
+    return failure("cudaMemsetAsync", e);
+  }
+  const unsigned int grid = std::min(grid_for(n, kPixelThreads), 65535u);
+  launch(check_range_kernel, grid, kPixelThreads, stream, reinterpret_cast<const float*>(in.data), n, flag);
+  if (std::string err = check_launch("check_range_kernel"); !err.empty()) return err;
+  unsigned int found = 0;
+  if (cudaError_t e = cudaMemcpyAsync(&found, flag, sizeof found, cudaMemcpyDeviceToHost, stream); e != cudaSuccess) {
+    return failure("cudaMemcpyAsync (device to host)", e);
+  }
+  if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) return failure("cudaStreamSynchronize", e);
+  *in_range = found == 0;
+  return {};
+}
+
+std::string roundtrip_device_impl(const ImageView& in, void* out, const float* tables, Mode mode, int device,
+                                  void* scratch, std::size_t scratch_bytes, bool* in_range) {
+  *in_range = true;
+  if (in.n == 0) return {};
+  const Geometry g = geometry_of(in, mode);
+  const auto room = static_cast<std::int64_t>(scratch_bytes) - static_cast<std::int64_t>(kFlagBytes);
+  const std::int64_t chunk = std::min(room / scratch_per_image(in, g), in.n);
+  if (chunk < 1) return "the scratch given to roundtrip_device holds less than one image";
+  if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess) return failure("cudaSetDevice", e);
+  // TensorFlow wrote `in`, and last used the memory of `out` and `scratch`, on streams of its own,
+  // which its C API does not hand out for its CUDA device (TF_GetStream serves only pluggable
+  // devices). Waiting for the whole device orders this call after all of them; finishing before
+  // returning orders it before whatever TensorFlow queues next, on any stream.
+  if (cudaError_t e = cudaDeviceSynchronize(); e != cudaSuccess) return failure("cudaDeviceSynchronize", e);
+  Stream stream;
+  if (cudaError_t e = stream.create(); e != cudaSuccess) return failure("cudaStreamCreateWithFlags", e);
+  // TensorFlow reuses `out` and `scratch` as soon as the kernel returns, so no return, an early
+  // one on an error included, leaves work of this call running.
+  struct Drain {
+    cudaStream_t stream;
+    ~Drain() { cudaStreamSynchronize(stream); }
+  } drain{stream.get()};
+  auto* bytes = static_cast<std::uint8_t*>(scratch);
+  if (in.is_float) {
+    std::string err = check_range(in, reinterpret_cast<unsigned int*>(bytes), stream.get(), in_range);
+    if (!err.empty() || !*in_range) return err;
+  }
+  const Tables t = tables_of(tables, in.c);
+  std::string err = in.is_float ? run_device<float>(in, out, t, g, bytes, chunk, stream.get())
+                                : run_device<std::uint8_t>(in, out, t, g, bytes, chunk, stream.get());
+  if (!err.empty()) return err;
+  // Also the point where errors of the kernels above surface.
+  if (cudaError_t e = cudaStreamSynchronize(stream.get()); e != cudaSuccess) {
+    return failure("cudaStreamSynchronize", e);
+  }
+  return {};
+}
+
+std::string roundtrip_device_from_host_impl(const ImageView& in, void* out, const float* tables, Mode mode,
+                                            std::int64_t chunk, bool* in_range) {
+  *in_range = true;
+  const std::int64_t elem = in.is_float ? 4 : 1;
+  if (!contiguous(in, elem)) return "Expected C-contiguous images for roundtrip_device_from_host";
+  if (in.n == 0) return {};
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return failure("cudaGetDevice", e);
+  const auto bytes = static_cast<std::size_t>(in.n * in.h * in.w * in.c * elem);
+  const std::size_t scratch_bytes = device_scratch_bytes(in, mode, chunk);
+  DeviceBuffer src, dst, scratch;
+  if (cudaError_t e = src.allocate(bytes); e != cudaSuccess) return failure("cudaMalloc", e);
+  if (cudaError_t e = dst.allocate(bytes); e != cudaSuccess) return failure("cudaMalloc", e);
+  if (cudaError_t e = scratch.allocate(scratch_bytes); e != cudaSuccess) return failure("cudaMalloc", e);
+  // Left in flight: roundtrip_device's wait for the whole device orders its kernels after this
+  // copy, as after the TensorFlow kernel that wrote a GPU op's input.
+  if (cudaError_t e = cudaMemcpyAsync(src.as<void>(), in.data, bytes, cudaMemcpyHostToDevice, 0); e != cudaSuccess) {
+    return failure("cudaMemcpyAsync (host to device)", e);
+  }
+  ImageView on_device = in;
+  on_device.data = src.as<const std::uint8_t>();
+  std::string err = roundtrip_device_impl(on_device, dst.as<void>(), tables, mode, device, scratch.as<void>(),
+                                         scratch_bytes, in_range);
+  if (!err.empty() || !*in_range) return err;
+  return copy_to_host(out, dst.as<void>(), bytes);
 }
 
 }  // namespace
@@ -475,6 +606,41 @@ std::string roundtrip(const ImageView& in, void* out, const float* tables, Mode 
   } catch (const std::exception& e) {
     return std::string("CUDA round trip failed: ") + e.what();
   }
+}
+
+std::size_t device_scratch_bytes(const ImageView& in, Mode mode, std::int64_t chunk) {
+  if (in.n == 0) return 0;
+  const Geometry g = geometry_of(in, mode);
+  const std::int64_t per_image = scratch_per_image(in, g);
+  const std::int64_t images = std::clamp<std::int64_t>(chunk > 0 ? chunk : kChunkBytes / per_image, 1, in.n);
+  return kFlagBytes + static_cast<std::size_t>(images * per_image);
+}
+
+std::string roundtrip_device(const ImageView& in, void* out, const float* tables, Mode mode, int device,
+                             void* scratch, std::size_t scratch_bytes, bool* in_range) {
+  // Runs inside TensorFlow's executor: nothing may propagate, host allocation failures included.
+  try {
+    return roundtrip_device_impl(in, out, tables, mode, device, scratch, scratch_bytes, in_range);
+  } catch (const std::exception& e) {
+    return std::string("CUDA round trip failed: ") + e.what();
+  }
+}
+
+std::string roundtrip_device_from_host(const ImageView& in, void* out, const float* tables, Mode mode,
+                                       std::int64_t chunk, bool* in_range) {
+  try {
+    return roundtrip_device_from_host_impl(in, out, tables, mode, chunk, in_range);
+  } catch (const std::exception& e) {
+    return std::string("CUDA round trip failed: ") + e.what();
+  }
+}
+
+std::string copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  if (cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, 0); e != cudaSuccess) {
+    return failure("cudaMemcpyAsync (device to host)", e);
+  }
+  if (cudaError_t e = cudaStreamSynchronize(0); e != cudaSuccess) return failure("cudaStreamSynchronize", e);
+  return {};
 }
 
 int device_count() {

@@ -31,6 +31,7 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevice = 101,
   // Not CUDA's: what the emulation reports when the threads of a block do not all reach the same
   // __syncthreads() (undefined behaviour on a device).
   cudaErrorEmulatedBarrierDivergence = 10000,
@@ -40,6 +41,11 @@ constexpr unsigned int cudaStreamNonBlocking = 1;
 using cudaStream_t = struct EmulatedStream*;
 
 cudaError_t cudaGetDeviceCount(int* count);
+// One device, 0.
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaSetDevice(int device);
+// Errors of the kernels launched before, as cudaStreamSynchronize.
+cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 const char* cudaGetErrorName(cudaError_t e);
 const char* cudaGetErrorString(cudaError_t e);
@@ -48,6 +54,7 @@ cudaError_t cudaFree(void* ptr);
 // Synchronous: the emulated stream runs everything at the call.
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream);
+cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
@@ -66,6 +73,13 @@ const dim3& grid_dim();
 #define blockDim (::nnjpeg::cuda::emulation::block_dim())
 #define gridDim (::nnjpeg::cuda::emulation::grid_dim())
 void __syncthreads();
+
+// A block's threads take turns on one host thread, so an atomic is a plain read-modify-write.
+inline unsigned int atomicOr(unsigned int* address, unsigned int value) {
+  const unsigned int old = *address;
+  *address = old | value;
+  return old;
+}
 
 // The device's overloads of the standard maths functions and of min/max.
 using std::copysign;
