@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _args, _checks, _console
+from . import _args, _checks, _console, stats
 from ._predict import accuracy, correct
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
@@ -189,6 +189,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
             datasets.fits(model.input_shape, loaded, model=name)
     clean_correct = {d: correct(m, x, y) for d, m in models.items()}
     clean = {d: c / len(x) for d, c in clean_correct.items()}
+    clean_ci95 = {d: list(stats.wilson(c, len(x))) for d, c in clean_correct.items()}
     kwargs = attack_kwargs or {}
     records = []
     t0 = time.time()
@@ -235,7 +236,9 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
                   if len(x) else 0.0)
             records.append({"defense": d, "attack": name, "eps": e, "scenario": scenario,
                             "accuracy": float(np.mean(list(parts.values()))), "clean_accuracy": clean[d],
-                            "n": int(len(x)), "correct": sum(hits.values()), "mean_l2": l2, "max_linf": linf,
+                            "n": int(len(x)), "correct": sum(hits.values()),
+                            "ci95": list(stats.wilson(sum(hits.values()), len(x) * len(hits))),
+                            "mean_l2": l2, "max_linf": linf,
                             **({"gray_box_accuracy": parts["gray-box"], "black_box_accuracy": parts["black-box"],
                                 "gray_box_correct": hits["gray-box"], "black_box_correct": hits["black-box"]}
                                if scenario == "mixed" else {})})
@@ -246,7 +249,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
               "attack_kwargs": kwargs, "eot": eot, "wall_time_s": time.time() - t0,
               **({"data_dir": str(data_dir)} if data_dir is not None else {}),
               **({"shard": list(shard), "n_total": int(n_all)} if shard else {})}
-    return {"records": records, "clean": clean, "clean_correct": clean_correct, "config": config}
+    return {"records": records, "clean": clean, "clean_correct": clean_correct, "clean_ci95": clean_ci95,
+            "config": config}
 
 
 def _attack_sources(dataset: str, scenario: str, target, surrogates) -> tuple[str | None, tuple[str, ...]]:
@@ -322,11 +326,13 @@ def merge(results: list[dict], names: list[str] | None = None) -> dict:
     clean = {d: c / total for d, c in clean_correct.items()}
     records = [_merged_record([r["records"][j] for r in ordered], total, clean)
                for j in range(len(ordered[0]["records"]))]
+    clean_ci95 = {d: list(stats.wilson(c, total)) for d, c in clean_correct.items()}
     if total != settings[0]["n_total"]:
         raise ValueError(f"Expected shards holding {settings[0]['n_total']} images in all. Received: {total}")
     config = {**settings[0], "n": total, "wall_time_s": sum(r["config"]["wall_time_s"] for r in ordered)}
     del config["n_total"]
-    return {"records": records, "clean": clean, "clean_correct": clean_correct, "config": config}
+    return {"records": records, "clean": clean, "clean_correct": clean_correct, "clean_ci95": clean_ci95,
+            "config": config}
 
 
 def _merged_record(parts: list[dict], total: int, clean: dict) -> dict:
@@ -337,9 +343,10 @@ def _merged_record(parts: list[dict], total: int, clean: dict) -> dict:
     if "gray_box_correct" in first:
         gray, black = (sum(p[f"{s}_correct"] for p in parts) for s in ("gray_box", "black_box"))
         out.update(gray_box_correct=gray, black_box_correct=black, gray_box_accuracy=gray / total,
-                   black_box_accuracy=black / total, accuracy=float(np.mean([gray / total, black / total])))
+                   black_box_accuracy=black / total, accuracy=float(np.mean([gray / total, black / total])),
+                   ci95=list(stats.wilson(gray + black, 2 * total)))
     else:
-        out["accuracy"] = hits / total
+        out.update(accuracy=hits / total, ci95=list(stats.wilson(hits, total)))
     return out
 
 

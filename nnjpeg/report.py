@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _args, registry
+from . import _args, registry, stats
 
 # How each VQUNet variant was trained, for the report's table of what was tried.
 VQUNET_VARIANTS = {
@@ -431,8 +431,9 @@ def _merge(old, new, order: list):
         clean = {d: source[d]["clean"][d] for d in order}
         config = {**old["config"], "defenses": list(order)}
         merged = {"records": records, "clean": clean, "config": config}
-        if all("clean_correct" in r for r in source.values()):  # stages saved before counts were kept have none
-            merged["clean_correct"] = {d: source[d]["clean_correct"][d] for d in order}
+        for key in ("clean_correct", "clean_ci95"):  # stages saved before counts were kept have neither
+            if all(key in r for r in source.values()):
+                merged[key] = {d: source[d][key][d] for d in order}
         return merged
     if isinstance(old, dict):
         return {k: _merge(v, (new or {}).get(k), order) for k, v in old.items()}
@@ -501,6 +502,64 @@ def _acc(res: dict, d: str, attack: str, e) -> float | None:
 
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _record(res: dict | None, d: str, attack: str, e) -> dict | None:
+    if res is None:
+        return None
+    return next((r for r in res["records"] if r["defense"] == d and r["attack"] == attack and r["eps"] == e), None)
+
+
+def _interval(share: float, n: int, trials: int = 1) -> tuple[float, float] | None:
+    """The Wilson 95 % interval of an accuracy `share` of `n` images (x `trials` answers each), or
+    None where the share is not one of them (nothing to count)."""
+    try:
+        return stats.wilson(stats.counted(share, n * trials), n * trials)
+    except ValueError:
+        return None
+
+
+def _record_interval(r: dict | None) -> tuple[float, float] | None:
+    if r is None:
+        return None
+    if "ci95" in r:
+        return tuple(r["ci95"])
+    return _interval(r["accuracy"], r["n"], 2 if r["scenario"] == "mixed" else 1)
+
+
+def _pct_ci(v, ci) -> str:
+    """An accuracy with its 95 % interval, in percent: "71.2 (67.1–75.0)"."""
+    if v is None:
+        return "–"
+    return _pct(v) if ci is None else f"{100 * v:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+
+
+def _cell(res: dict | None, d: str, attack: str, e) -> str:
+    r = _record(res, d, attack, e)
+    return _pct_ci(None if r is None else r["accuracy"], _record_interval(r))
+
+
+def _clean_cell(res: dict, d: str) -> str:
+    ci = res.get("clean_ci95", {}).get(d) or _interval(res["clean"][d], res["config"]["n"])
+    return _pct_ci(res["clean"][d], ci)
+
+
+def _counts(r: dict) -> tuple[int, int]:
+    """A record's right answers and answers (a mixed record: n images, each attacked twice)."""
+    trials = r["n"] * (2 if r["scenario"] == "mixed" else 1)
+    return stats.counted(r["accuracy"], trials), trials
+
+
+def _verdict(low: float, high: float, limit: float, *, at_least: bool = False) -> str:
+    return f"**{stats.judge(low, high, limit, at_least=at_least)}**"
+
+
+def _ci_text(low: float, high: float, scale: float = 100.0, unit: str = "") -> str:
+    return f"95 % interval {scale * low:.1f}{unit} to {scale * high:.1f}{unit}"
+
+
+_DECIDED = ("The verdict needs the claim's whole 95 % interval on one side of its limit; where the interval "
+            "straddles it, the claim is not decided at this n.")
 
 
 def table1(gray: dict, full: dict | None = None) -> list[str]:
@@ -793,30 +852,43 @@ def papers_reading(results: dict) -> list[str]:
     if ens in white["clean"]:
         kept = _acc(white, ens, a, e)
         bpda = _acc(results["bpda"], ens, "bpda", e) if "bpda" in results else None
-        worst = min(v for v in (kept, bpda) if v is not None)
+        cells = [r for r in (_record(white, ens, a, e), _record(results.get("bpda"), ens, "bpda", e)) if r is not None]
+        worst_cell = min(cells, key=lambda r: r["accuracy"])
+        worst = worst_cell["accuracy"]
+        low, high = stats.wilson(*_counts(worst_cell))
         paper = PAPER["nnjpeg_table3"]["rows"]["Proposed"][1]
         out.append(f"- NN-JPEG paper, Table 3: its ensemble keeps {paper} % under BPDA on ImageNet. Attacked as one "
                    f"model here (identity gradient through every member's compression), it keeps {_pct(kept)} % under "
                    f"{a} at eps {e}" + (f" and {_pct(bpda)} % under the paper's BPDA settings" if bpda is not None else "")
-                   + ": " + ("**reproduced**" if 100 * worst >= paper - 5 else "**not reproduced**")
-                   + f" ({100 * worst - paper:+.1f} points).")
+                   + ": " + _verdict(low, high, (paper - 5) / 100, at_least=True)
+                   + f" ({100 * worst - paper:+.1f} points; the worst of them, {_ci_text(low, high)} %, against the "
+                     f"paper's {paper} % less 5 points).")
     vq = "fmnist/vqunet-classifier"
     if vq in gray["clean"]:
         # The paper's protocol: half the examples made on the target, half transferred (the mean of the two).
-        mixed = [(r["attack"], r["eps"], (r["accuracy"] + _acc(black, vq, r["attack"], r["eps"])) / 2
-                  if black is not None and _acc(black, vq, r["attack"], r["eps"]) is not None else r["accuracy"])
+        def protocol_counts(r):  # the mixed protocol's answers: this gray-box cell and its transferred twin
+            k, trials = _counts(r)
+            twin = _record(black, vq, r["attack"], r["eps"])
+            if twin is not None:
+                k2, t2 = _counts(twin)
+                k, trials = k + k2, trials + t2
+            return k / trials, k, trials
+
+        mixed = [(r["attack"], r["eps"], *protocol_counts(r))
                  for r in gray["records"] if r["defense"] == vq and r["eps"] is not None]
         if mixed:
-            attack, eps_low, low = min(mixed, key=lambda m: m[2])
+            attack, eps_low, low, k, trials = min(mixed, key=lambda m: m[2])
+            lo, hi = stats.wilson(k, trials)
             protocol = "its mixed protocol (half gray-box, half transferred)" if black is not None else "gray-box attacks"
             out.append(f"- VQUNet paper, Fig. 2: at least 90 % on Fashion-MNIST under every attack and eps it tried, "
                        f"examples made without knowledge of the denoiser. Here, under {protocol}, the lowest is "
-                       f"{_pct(low)} % ({attack}, eps {eps_low}): "
-                       + ("**reproduced**" if low >= 0.9 else "**not reproduced**")
+                       f"{_pct(low)} % ({attack}, eps {eps_low}; {_ci_text(lo, hi)} %): "
+                       + _verdict(lo, hi, 0.9, at_least=True)
                        + f" ({100 * low - 90:+.1f} points against 90 %); the white-box attack through the denoiser "
                        f"leaves {_pct(_acc(white, vq, a, e))} %.")
     out += _codebook_tradeoff(gray)
     out += _paper_claims(results)
+    out.append(f"- {_DECIDED}")
     if "robust" in results:
         out += _robust_reading(results)
     return out
@@ -831,23 +903,30 @@ def _paper_claims(results: dict) -> list[str]:
                                       if d in gray["clean"]]
     if grid is not None and ens in grid["clean"] and others:
         keys = [(a, e / 255.0) for a, e in PAPER_GRID_GRAY]
-        mean = {d: float(np.mean([_acc(grid, d, a, e) for a, e in keys])) for d in [ens, *others]}
+        # Each defense's answers over the six columns, pooled (the same images in each column: the
+        # interval errs wide).
+        pooled = {d: [sum(c) for c in zip(*(_counts(_record(grid, d, a, e)) for a, e in keys))] for d in [ens, *others]}
+        mean = {d: k / trials for d, (k, trials) in pooled.items()}
         best = max(others, key=mean.get)
         margin = 100 * (mean[ens] - mean[best])
+        _, lo, hi = stats.difference(*pooled[ens], *pooled[best])
         out.append(f"- NN-JPEG paper, Table 2: its ensemble beats JPEG (75), FD and TVM under gray-box FGSM and I-FGSM "
                    f"at 2-8/255 (by about 10 points on ImageNet). Here, averaged over those six columns, the ensemble "
                    f"keeps {100 * mean[ens]:.1f} % against {100 * mean[best]:.1f} % for the best of the three "
-                   f"({_label(best)}): " + ("**reproduced**" if margin > 0 else "**not reproduced**")
-                   + f" ({margin:+.1f} points).")
+                   f"({_label(best)}): " + _verdict(lo, hi, 0.0, at_least=True)
+                   + f" ({margin:+.1f} points; {_ci_text(lo, hi, unit='')} points).")
     table1 = PAPER["vqunet_table1"]
     clean = results.get("clean, all", gray)  # every test image where measured: a drop of 1-2 points needs them
     for d in ("fmnist/defense-vae-classifier", "fmnist/hfl-vae-classifier", "fmnist/cyclegan-classifier"):
         if d in clean["clean"] and "fmnist/classifier" in clean["clean"]:
-            drop = 100 * (clean["clean"]["fmnist/classifier"] - clean["clean"][d])
+            n = clean["config"]["n"]
+            target_k, k = (stats.counted(clean["clean"][m], n) for m in ("fmnist/classifier", d))
+            share, lo, hi = stats.difference(target_k, n, k, n)
+            drop = 100 * share
             paper_drop = table1["target"] - table1["rows"][_paper_row(d)]
             out.append(f"- VQUNet paper, Table 1: {_label(d)} costs {paper_drop:.2f} points of clean accuracy; here "
-                       f"{drop:.2f} points on {clean['config']['n']} test images: "
-                       + ("**reproduced**" if drop <= paper_drop + 1.0 else "**not reproduced**")
+                       f"{drop:.2f} points on {n} test images ({_ci_text(lo, hi)} points): "
+                       + _verdict(lo, hi, (paper_drop + 1.0) / 100)
                        + " (within 1 point of the paper's drop counts as reproduced).")
     return out
 
@@ -902,13 +981,23 @@ def _robust_reading(results: dict) -> list[str]:
     at = [d for d in ("fmnist/fast-at", "fmnist/free-at") if d in worst]
     if ens in worst and at and results.get("training"):
         hours = {d: R.training_hours(results["training"][d]) for d in [ens, *at] if d in results["training"]}
+        # Within 5 points of each: the lowest bound of the differences decides it, the highest refutes it.
+        gaps = [stats.difference(*_counts(_worst_record(rb, ens)), *_counts(_worst_record(rb, d))) for d in at]
+        low, high = min(g[1] for g in gaps), min(g[2] for g in gaps)
         out.append(f"- NN-JPEG paper, Table 1: its noisy fine-tuning reaches about the robustness of Fast and Free "
                    f"adversarial training in less time. Here the ensemble keeps {_pct(worst[ens])} % white-box "
                    + ", ".join(f"against {_label(d)}'s {_pct(worst[d])} %" for d in at)
                    + (" (training " + ", ".join(f"{_label(d)} {h:.2f} h" for d, h in hours.items()) + ")" if hours else "")
-                   + ": " + ("**reproduced**" if all(worst[ens] >= worst[d] - 0.05 for d in at) else "**not reproduced**")
-                   + ".")
+                   + ": " + _verdict(low, high, -0.05, at_least=True)
+                   + f" (within 5 points of each; the lowest difference's {_ci_text(low, high)} points).")
     return out
+
+
+def _worst_record(rb: dict, d: str) -> dict:
+    """The record of `robust.worst`: the defense's lowest white-box cell at the strong evaluation's eps."""
+    cells = [r for r in (_record(rb["pgd"], d, "pgd", rb["eps"]), _record(rb.get("autoattack"), d, "autoattack", rb["eps"]))
+             if r is not None]
+    return min(cells, key=lambda r: r["accuracy"])
 
 
 def _codebook_tradeoff(gray: dict) -> list[str]:
@@ -945,7 +1034,7 @@ def headline(results: dict, meta: dict) -> list[str]:
     if rb is None:
         white = results["white-box"]
         head = ["defense", "clean", f"gray-box PGD eps {e:g}", f"white-box PGD eps {e:g}"]
-        rows = [[_label(d), _pct(gray["clean"][d]), _pct(_acc(gray, d, "pgd", e)), _pct(_acc(white, d, "pgd", e))]
+        rows = [[_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(white, d, "pgd", e)]
                 for d in gray["config"]["defenses"]]
     else:
         checks = R.checks(rb, results.get("black-box"))
@@ -956,9 +1045,8 @@ def headline(results: dict, meta: dict) -> list[str]:
         for d in gray["config"]["defenses"]:
             c = checks[d]
             ok = c["falls"] and c["unbounded"] and c["white_le_black"] is not False
-            rows.append([_label(d), _pct(gray["clean"][d]), _pct(_acc(gray, d, "pgd", e)),
-                         _pct(R._acc(rb["pgd"], d, "pgd", rb["eps"]))]
-                        + ([_pct(R._acc(rb["autoattack"], d, "autoattack", rb["eps"]))] if aa else [])
+            rows.append([_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(rb["pgd"], d, "pgd", rb["eps"])]
+                        + ([_cell(rb["autoattack"], d, "autoattack", rb["eps"])] if aa else [])
                         + ["pass" if ok else "**fail**"])
     return ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1),
             *("| " + " | ".join(r) + " |" for r in rows)]
@@ -978,7 +1066,8 @@ def _readme_text(readme: Path) -> str:
 
 def _headline_intro(results: dict, meta: dict) -> str:
     e, n = meta["white_eps"], meta["n"]
-    text = (f"Accuracy (%) of the Fashion-MNIST test images at eps {e:g} (L-inf, images in [0, 1]): clean and gray-box "
+    text = (f"Accuracy (%, with its 95 % Wilson interval in brackets) of the Fashion-MNIST test images at eps {e:g} "
+            f"(L-inf, images in [0, 1]): clean and gray-box "
             f"PGD-{meta['pgd_steps']} (made on the undefended target) on {n} images")
     if "robust" not in results:
         return text + f", white-box PGD through the whole defended model on the first {meta['white_n']}."
