@@ -48,4 +48,9 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> floa
 
 def correct(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> int:
     """How many of `x` `model` classifies as `y` (counts add up across shards; shares do not)."""
-    return int(np.sum(logits(model, x, batch_size).argmax(-1) == y))
+    return int(np.sum(right(model, x, y, batch_size)))
+
+
+def right(model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Per image of `x`, whether `model` classifies it as `y`: bool (N,)."""
+    return logits(model, x, batch_size).argmax(-1) == np.asarray(y)

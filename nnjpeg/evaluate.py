@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from . import _args, _checks, _console, stats
-from ._predict import accuracy, correct
+from ._predict import accuracy, correct, right
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 
@@ -112,7 +112,7 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
              dataset: str = "fashion-mnist", data_dir=None, data=None, load: Callable | None = None, target: str | None = None,
              surrogates=None, attack_kwargs: dict | None = None, eot: dict | None = None,
              progress: bool = True, desc: str | None = None, pairs=None, shard: tuple[int, int] | None = None,
-             image_size: tuple[int, int] | None = None) -> dict:
+             image_size: tuple[int, int] | None = None, per_image: bool = False) -> dict:
     """Runs every (defense, attack, eps) under `scenario`.
 
     Args:
@@ -139,6 +139,10 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         shard: (i, k): only the i-th of k contiguous parts of the images (`np.array_split` of the
             seeded subset), for `merge`.
         image_size: (H, W) that a folder's or TFDS' images are resized to (default 224 x 224).
+        per_image: also keep which images each defense got right, clean (`clean_right`) and under
+            each attack (each record's `right`), as `pack_mask` strings in the images' order: the
+            worst case per image across attacks on the same images (`worst_per_image`). Not with the
+            mixed scenario, whose images are attacked twice.
 
     Returns:
         dict with `records`, `clean` (accuracy of each defense on the benign subset), `clean_correct`
@@ -157,6 +161,9 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
     if unknown or not attacks or not defenses:
         raise ValueError(f"Expected one or more defenses and attacks from {sorted(A.ATTACKS)}. "
                          f"Received: defenses={list(defenses)}, attacks={list(attacks)}")
+    if per_image and scenario == "mixed":
+        raise ValueError("Expected per_image with the gray-box, black-box or white-box scenario, where each image is "
+                         "attacked once. Received: per_image with scenario 'mixed'")
     if eot and scenario != "white-box":
         raise ValueError(f"Expected eot only with the white-box scenario, the one that attacks the defense itself. "
                          f"Received: eot={eot!r} with scenario {scenario!r}")
@@ -187,7 +194,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         named = [*models.items(), *([(target, source)] if source is not None else []), *zip(surrogates, subs)]
         for name, model in named:
             datasets.fits(model.input_shape, loaded, model=name)
-    clean_correct = {d: correct(m, x, y) for d, m in models.items()}
+    clean_right = {d: right(m, x, y) for d, m in models.items()}
+    clean_correct = {d: int(r.sum()) for d, r in clean_right.items()}
     clean = {d: c / len(x) for d, c in clean_correct.items()}
     clean_ci95 = {d: list(stats.wilson(c, len(x))) for d, c in clean_correct.items()}
     kwargs = attack_kwargs or {}
@@ -229,7 +237,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
         for d, model in models.items():
             bar.set_postfix_str(f"{label}: {d}")
             fed = [("white-box", run(name, attacked[d], x, y, e))] if scenario == "white-box" else made
-            hits = {s: correct(model, adv, y) for s, adv in fed}
+            masks = {s: right(model, adv, y) for s, adv in fed}
+            hits = {s: int(m.sum()) for s, m in masks.items()}
             parts = {s: c / len(x) for s, c in hits.items()}
             linf = max(float(np.abs(adv - x).max()) for _, adv in fed) if len(x) else 0.0
             l2 = (float(np.mean([np.sqrt(((adv - x) ** 2).reshape(len(x), -1).sum(1)).mean() for _, adv in fed]))
@@ -241,7 +250,8 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
                             "mean_l2": l2, "max_linf": linf,
                             **({"gray_box_accuracy": parts["gray-box"], "black_box_accuracy": parts["black-box"],
                                 "gray_box_correct": hits["gray-box"], "black_box_correct": hits["black-box"]}
-                               if scenario == "mixed" else {})})
+                               if scenario == "mixed" else {}),
+                            **({"right": pack_mask(masks[scenario])} if per_image else {})})
             bar.update()
     bar.close()
     config = {"defenses": list(defenses), "attacks": list(attacks), "eps": list(eps_list), "scenario": scenario,
@@ -250,7 +260,53 @@ def evaluate(defenses, attacks, eps_list, scenario: str = "gray-box", *, n: int 
               **({"data_dir": str(data_dir)} if data_dir is not None else {}),
               **({"shard": list(shard), "n_total": int(n_all)} if shard else {})}
     return {"records": records, "clean": clean, "clean_correct": clean_correct, "clean_ci95": clean_ci95,
+            **({"clean_right": {d: pack_mask(r) for d, r in clean_right.items()}} if per_image else {}),
             "config": config}
+
+
+def pack_mask(mask) -> str:
+    """Per-image booleans as text for JSON: the bits packed 8 to a byte (first image first, in the
+    highest bit), in hex."""
+    return np.packbits(np.asarray(mask, bool)).tobytes().hex()
+
+
+def unpack_mask(text: str, n: int) -> np.ndarray:
+    """`pack_mask`'s booleans of `n` images back.
+
+    Raises:
+        ValueError: `text` is not the hex of ceil(n / 8) bytes.
+    """
+    try:
+        raw = bytes.fromhex(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"Expected a hex string of per-image bits. Received: {text!r:.40}") from None
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"Expected {(n + 7) // 8} bytes for {n} images. Received: {len(raw)}")
+    return np.unpackbits(np.frombuffer(raw, np.uint8))[:n].astype(bool)
+
+
+def worst_per_image(results: list[dict], defense: str) -> tuple[np.ndarray, int]:
+    """The images `defense` got right clean and under every attack of `results` (evaluations with
+    `per_image`, on the same images in the same order, or a prefix of them: the first n that all
+    of them hold), the worst case per image (RobustBench's rule).
+
+    Returns:
+        (right: bool (n,), n).
+
+    Raises:
+        ValueError: a result without per-image records for `defense`.
+    """
+    masks = []
+    for res in results:
+        n = res["config"]["n"]
+        if "clean_right" not in res or defense not in res["clean_right"]:
+            raise ValueError(f"Expected evaluations with per_image=True holding {defense!r}. Received: one without "
+                             f"its per-image results ({res['config'].get('attacks')})")
+        masks.append(unpack_mask(res["clean_right"][defense], n))
+        masks += [unpack_mask(r["right"], n) for r in res["records"] if r["defense"] == defense]
+    n = min(len(m) for m in masks)
+    worst = np.logical_and.reduce([m[:n] for m in masks])
+    return worst, n
 
 
 def _attack_sources(dataset: str, scenario: str, target, surrogates) -> tuple[str | None, tuple[str, ...]]:
@@ -327,12 +383,19 @@ def merge(results: list[dict], names: list[str] | None = None) -> dict:
     records = [_merged_record([r["records"][j] for r in ordered], total, clean)
                for j in range(len(ordered[0]["records"]))]
     clean_ci95 = {d: list(stats.wilson(c, total)) for d, c in clean_correct.items()}
+    per_image = all("clean_right" in r for r in ordered)
+    if per_image:  # the shards are contiguous parts in order: their bits follow one another
+        for j, rec in enumerate(records):
+            rec["right"] = pack_mask(np.concatenate([unpack_mask(r["records"][j]["right"], r["config"]["n"])
+                                                     for r in ordered]))
+        clean_right = {d: pack_mask(np.concatenate([unpack_mask(r["clean_right"][d], r["config"]["n"])
+                                                    for r in ordered])) for d in clean_correct}
     if total != settings[0]["n_total"]:
         raise ValueError(f"Expected shards holding {settings[0]['n_total']} images in all. Received: {total}")
     config = {**settings[0], "n": total, "wall_time_s": sum(r["config"]["wall_time_s"] for r in ordered)}
     del config["n_total"]
     return {"records": records, "clean": clean, "clean_correct": clean_correct, "clean_ci95": clean_ci95,
-            "config": config}
+            **({"clean_right": clean_right} if per_image else {}), "config": config}
 
 
 def _merged_record(parts: list[dict], total: int, clean: dict) -> dict:

@@ -431,7 +431,7 @@ def _merge(old, new, order: list):
         clean = {d: source[d]["clean"][d] for d in order}
         config = {**old["config"], "defenses": list(order)}
         merged = {"records": records, "clean": clean, "config": config}
-        for key in ("clean_correct", "clean_ci95"):  # stages saved before counts were kept have neither
+        for key in ("clean_correct", "clean_ci95", "clean_right"):  # absent from stages saved before they were kept
             if all(key in r for r in source.values()):
                 merged[key] = {d: source[d][key][d] for d in order}
         return merged
@@ -1039,14 +1039,17 @@ def headline(results: dict, meta: dict) -> list[str]:
     else:
         checks = R.checks(rb, results.get("black-box"))
         aa = "autoattack" in rb
+        worst = {d: R.worst_per_image(rb, d) for d in gray["config"]["defenses"]}
+        per_image = all(w is not None for w in worst.values())
         head = ["defense", "clean", f"gray-box PGD eps {e:g}", f"white-box PGD-{rb['steps']} x {rb['restarts']}"] + (
-            ["AutoAttack"] if aa else []) + ["masking checks"]
+            ["AutoAttack"] if aa else []) + (["worst per image"] if per_image else []) + ["masking checks"]
         rows = []
         for d in gray["config"]["defenses"]:
             c = checks[d]
             ok = c["falls"] and c["unbounded"] and c["white_le_black"] is not False
             rows.append([_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(rb["pgd"], d, "pgd", rb["eps"])]
                         + ([_cell(rb["autoattack"], d, "autoattack", rb["eps"])] if aa else [])
+                        + ([_pct_ci(worst[d][0] / worst[d][1], stats.wilson(*worst[d]))] if per_image else [])
                         + ["pass" if ok else "**fail**"])
     return ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1),
             *("| " + " | ".join(r) + " |" for r in rows)]
@@ -1076,6 +1079,8 @@ def _headline_intro(results: dict, meta: dict) -> str:
             f"(BPDA through compression, EOT for randomness) on the first {meta['robust_n']}"
             + (f", and ART's AutoAttack (standard, L-inf) on the first {meta['autoattack_n']}" if meta.get("autoattack_n")
                else "")
+            + (". Worst per image: the images right clean and under every one of these attacks, of those they all ran "
+               "on (RobustBench's rule)" if "clean_right" in rb["pgd"] else "")
             + ". Masking checks: accuracy falls as eps grows, white-box is no better than black-box, and unbounded eps "
               "reaches 0 %.")
 

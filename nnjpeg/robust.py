@@ -37,12 +37,13 @@ def run(defenses, common: dict, *, eps: float = 0.1, steps: int = 100, restarts:
     kwargs = {**common, "eot": eot}
     out = {"eps": eps, "steps": steps, "restarts": restarts, "sweep_steps": sweep_steps}
     out["pgd"] = evaluate.evaluate(defenses, ["pgd"], [eps], "white-box", desc=f"white-box PGD-{steps} x {restarts}",
+                                   per_image=True,
                                    **{**kwargs, "attack_kwargs": {"pgd": {"nb_iter": steps, "restarts": restarts}}})
     if autoattack and has_art():
         x, y = common["data"]
         n = len(x) if autoattack_n is None else min(autoattack_n, len(x))
         out["autoattack"] = evaluate.evaluate(defenses, ["autoattack"], [eps], "white-box", desc="white-box AutoAttack",
-                                              **{**kwargs, "attack_kwargs": {}, "data": (x[:n], y[:n])})
+                                              per_image=True, **{**kwargs, "attack_kwargs": {}, "data": (x[:n], y[:n])})
     out["sweep"] = evaluate.evaluate(defenses, ["pgd"], list(sweep), "white-box", desc="masking check: PGD over eps",
                                      **{**kwargs, "attack_kwargs": {"pgd": {"nb_iter": sweep_steps}}})
     return out
@@ -53,6 +54,19 @@ def _acc(res: dict | None, d: str, attack: str, e) -> float | None:
         return None
     return next((r["accuracy"] for r in res["records"] if r["defense"] == d and r["attack"] == attack and r["eps"] == e),
                 None)
+
+
+def worst_per_image(robust: dict, d: str) -> tuple[int, int] | None:
+    """RobustBench's robust accuracy: of the images that PGD and AutoAttack both ran on (the first n
+    of them), how many the defense got right clean and under each; (right, n), or None for results
+    kept without per-image records."""
+    from nnjpeg import evaluate
+
+    parts = [r for r in (robust["pgd"], robust.get("autoattack")) if r is not None]
+    if not all("clean_right" in r and d in r["clean_right"] for r in parts):
+        return None
+    mask, n = evaluate.worst_per_image(parts, d)
+    return int(mask.sum()), n
 
 
 def worst(robust: dict, d: str) -> float | None:

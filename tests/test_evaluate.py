@@ -151,6 +151,11 @@ def test_report_tables_reading_and_plots(zoo, tmp_path):
 
     c = R.checks(robust, res["results"]["black-box"])["fmnist/classifier"]
     assert c["unbounded"] and c["falls"] and c["curve"][-1] == 0.0
+    # Worst per image, on the images that PGD and AutoAttack both ran on: never above either.
+    for d in ("fmnist/classifier", "nn-jpeg"):
+        k, n = R.worst_per_image(robust, d)
+        assert n == robust["autoattack"]["config"]["n"] and k / n <= R.worst(robust, d) + 1e-9
+    assert "| worst per image |" in "\n".join(report.headline(res["results"], res["meta"]))
     grid = res["results"]["paper-grid black-box"]
     assert {(r["attack"], round(r["eps"] * 255)) for r in grid["records"]} == set(report.PAPER_GRID_BLACK)
     assert {r["n"] for r in res["results"]["gray-box"]["records"]} == {32}
@@ -686,3 +691,38 @@ def test_the_papers_clean_drop_claims_are_judged_with_their_interval(n, verdicts
     lines = [line for line in report._paper_claims(results) if "VQUNet paper, Table 1" in line]
     assert [line.split("**")[1] for line in lines] == verdicts
     assert f"on {n} test images (95 % interval" in lines[0]
+
+
+def test_per_image_results_add_up_merge_and_give_the_worst_case(zoo):
+    models, data = zoo
+    run = lambda attacks, shard=None, n=32: evaluate.evaluate(  # noqa: E731
+        ["fmnist/classifier", "nn-jpeg"], attacks, [0.05], "white-box", data=(data[0][:n], data[1][:n]),
+        load=models.__getitem__, attack_kwargs={"bim": {"nb_iter": 3}}, progress=False, shard=shard, per_image=True)
+    whole = run(["fgsm", "bim"])
+    for d in ("fmnist/classifier", "nn-jpeg"):
+        clean = evaluate.unpack_mask(whole["clean_right"][d], 32)
+        assert int(clean.sum()) == whole["clean_correct"][d]
+    for r in whole["records"]:
+        assert int(evaluate.unpack_mask(r["right"], 32).sum()) == r["correct"]
+    # Shards' bits follow one another into the whole run's.
+    merged = evaluate.merge([run(["fgsm", "bim"], (i, 3)) for i in range(3)])
+    assert merged["clean_right"] == whole["clean_right"]
+    assert [r["right"] for r in merged["records"]] == [r["right"] for r in whole["records"]]
+    # The worst case per image: right clean and under every attack, on the images all of them ran on.
+    prefix = run(["fgsm"], n=20)
+    mask, n = evaluate.worst_per_image([whole, prefix], "nn-jpeg")
+    assert n == 20
+    expected = evaluate.unpack_mask(whole["clean_right"]["nn-jpeg"], 32)[:20]
+    for r in [*whole["records"], *prefix["records"]]:
+        if r["defense"] == "nn-jpeg":
+            expected = expected & evaluate.unpack_mask(r["right"], r["n"])[:20]
+    assert np.array_equal(mask, expected)
+    assert mask.sum() <= min(r["correct"] for r in prefix["records"] if r["defense"] == "nn-jpeg")
+    with pytest.raises(ValueError, match=r"Expected per_image with the gray-box, black-box or white-box scenario"):
+        evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], "mixed", data=data, load=models.__getitem__, progress=False,
+                          per_image=True)
+    with pytest.raises(ValueError, match=r"Expected 4 bytes for 32 images. Received: 3"):
+        evaluate.unpack_mask("00ff00", 32)
+    with pytest.raises(ValueError, match=r"Expected evaluations with per_image=True holding 'nn-jpeg'"):
+        evaluate.worst_per_image([evaluate.evaluate(["nn-jpeg"], ["fgsm"], [0.1], "white-box", data=data,
+                                                    load=models.__getitem__, progress=False)], "nn-jpeg")

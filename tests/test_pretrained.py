@@ -121,9 +121,27 @@ def test_every_name_loads_to_the_model_it_was_in_a_fresh_process(tmp_path):
             randomized.append(name)  # a new random draw per call (TVM's pixel mask): its tensors say it all
             continue
         # Same weights, same graph: the outputs agree up to the CPU's choice of kernels.
-        np.testing.assert_allclose(now[f"{name}/outputs"], before[f"{name}/outputs"], rtol=1e-5, atol=1e-5,
-                                   err_msg=name)
+        if not _quantizes(name):
+            np.testing.assert_allclose(now[f"{name}/outputs"], before[f"{name}/outputs"], rtol=1e-5, atol=1e-5,
+                                       err_msg=name)
+            continue
+        # A vector quantizer picks the nearest code: where two codes are nearly as near, another CPU's
+        # kernels (another summation order) can pick the other one for an image, and that image's
+        # logits move a little. The rest agree; a model put together wrongly would move them all.
+        off = np.abs(now[f"{name}/outputs"] - before[f"{name}/outputs"]).max(axis=1)
+        moved = off > 1e-5 + 1e-5 * np.abs(before[f"{name}/outputs"]).max(axis=1)
+        assert moved.sum() <= 4 and off.max() < 0.25, (name, np.flatnonzero(moved), off.max())
     assert randomized == ["fmnist/tvm-classifier"]
+
+
+def _quantizes(name: str) -> bool:
+    """Whether `name` holds a VQUNet that quantizes (read from its saved configs)."""
+    entry = json.loads((CHECKOUT / "manifest.json").read_text())["models"][name]
+    texts = [(CHECKOUT / entry["composition"]).read_text()] if "composition" in entry else []
+    for f in entry["files"]:
+        with zipfile.ZipFile(CHECKOUT / f) as z:
+            texts.append(z.read("config.json").decode())
+    return any('"class_name": "VQUNet"' in t and '"vq": true' in t for t in texts)
 
 
 def test_unknown_name():
