@@ -10,8 +10,10 @@ bash scripts/setup.sh
 echo "== pytest"
 set +e
 # bin/pytest (not `python -m pytest`) keeps the source tree's nnjpeg/, which has no compiled
-# module, off sys.path: the tests run against the installed package.
-.venv/bin/pytest tests "$@"
+# module, off sys.path: the tests run against the installed package. Two worker processes
+# (pytest-xdist; NNJPEG_TEST_WORKERS overrides, 0 for none): most tests are small models whose
+# time goes to Python and TensorFlow's dispatch, one core each.
+.venv/bin/pytest tests -n "${NNJPEG_TEST_WORKERS:-2}" "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then
