@@ -162,3 +162,29 @@ def test_train_on_an_image_folder_then_attack_it(tmp_path, capsys):
         main(["train", "classifier", "--dataset", "folders:x", *small])
     assert "expected one of fashion-mnist, cifar10, folder:DIR or tfds:NAME. Received: 'folders:x'" in (
         capsys.readouterr().err)
+
+
+def test_train_and_attack_through_tfds(tmp_path, monkeypatch, capsys):
+    """TFDS' ImageNet layout (train and validation splits, images of varying sizes), through the
+    command line, with a stand-in for the optional tensorflow_datasets."""
+    import sys
+
+    from test_datasets import _fake_tfds
+
+    rng = np.random.default_rng(3)
+    images = [np.clip(rng.normal(80 + 80 * (i % 2), 30, (30 + 7 * i, 50 - 3 * i, 3)), 0, 255).astype(np.uint8)
+              for i in range(12)]
+    module, calls = _fake_tfds(images, np.arange(12, dtype=np.int64) % 2, shape=(None, None, 3), names=["a", "b"],
+                               splits=("train", "validation"))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
+    model = tmp_path / "m.keras"
+    assert main(["train", "classifier", "--dataset", "tfds:imagenet2012", "--data", str(tmp_path), "--image-size",
+                 "24,24", "--epochs", "1", "--batch-size", "4", "--width", "4", "--blocks", "1", "--verbose", "0",
+                 "--out", str(tmp_path / "run"), "--export", str(model)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["test_split"], metrics["image_shape"]) == (12, "val", [24, 24, 3])
+    assert ("as_dataset", "train", True) in calls and ("as_dataset", "validation", True) in calls
+    assert main(["evaluate", "--dataset", "tfds:imagenet2012", "--data", str(tmp_path), "--image-size", "24,24",
+                 "--target", str(model), "--defense", str(model), "--attack", "fgsm", "--scenario", "white-box",
+                 "--n", "6", "--json", str(tmp_path / "e.json"), "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["config"]["n"] == 6
