@@ -4,12 +4,14 @@ Builders return uncompiled `keras.Model`s taking float32 images in [0, 1] and re
 Keras is imported on first use, so `nnjpeg` command-line start-up stays fast.
 """
 
-__all__ = ["build_classifier", "build_surrogate"]
+_HOME = {"build_classifier": "classifier", "build_surrogate": "classifier", "build_wrn": "classifier",
+         "build_densenet_bc": "classifier", "build_backbone": "backbones"}
+__all__ = list(_HOME)
 
 
 def __getattr__(name):
-    if name in __all__:
-        from . import classifier
+    if name in _HOME:
+        import importlib
 
-        return getattr(classifier, name)
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,6 +31,8 @@ import numpy as np
 
 from nnjpeg import _args
 
+from . import backbones as _backbones
+
 DATASETS = ("fashion-mnist", "cifar10")  # held in memory; "folder:DIR" and "tfds:NAME" are streamed
 STREAMED = ("folder:", "tfds:")
 
@@ -128,14 +130,70 @@ def make_datasets(train, test, batch_size: int, seed: int, augment: bool):
     return train_ds, test_ds
 
 
+# The papers' classifiers (docs/models.md, "The papers' classifiers"), trained by the classifier recipe.
+# CIFAR-10 (VQUNet paper, Sec. 4.1): the WRN-28-10 target and three DenseNet-BC surrogates (L, k),
+# the DenseNet paper's CIFAR rows, standing in for the three DenseNets the paper does not name.
+WRNS = ("wrn",)
+DENSENETS = {"densenet-a": (100, 12), "densenet-b": (250, 24), "densenet-c": (190, 40)}
+# ImageNet (NN-JPEG paper, Sec. 4.1): keras.applications backbones, models/backbones.py.
+BACKBONES = tuple(_backbones.BACKBONES)
+PAPER_CLASSIFIERS = (*WRNS, *DENSENETS, *BACKBONES)
+# Per-channel mean and std of x / 255 that the CIFAR-10 classifiers standardize with, by --dataset;
+# other sources take CIFAR-10's (the batch normalization after the first convolution absorbs the rest).
+_STATS = {"fashion-mnist": ((0.2860,), (0.3530,)), "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+
+
+def _backbone_weights(args: argparse.Namespace):
+    return None if args.backbone_weights == "none" else args.backbone_weights
+
+
+def _stats(dataset: str, channels: int):
+    mean, std = _STATS.get(dataset, _STATS["cifar10"])
+    if len(mean) != channels:  # grey images from another source: the first channel's, on every channel
+        mean, std = mean[:1] * channels, std[:1] * channels
+    return mean, std
+
+
+def model_settings(kind: str, input_shape, num_classes: int, args) -> dict | None:
+    """The architecture of a paper's classifier as `nnjpeg train` builds it (recorded in its
+    metrics and card), or None for the other kinds."""
+    if kind in WRNS:
+        mean, std = _stats(args.dataset, input_shape[-1])
+        return {"name": f"WRN-{args.wrn_depth}-{args.wrn_width} (pre-activation)", "depth": args.wrn_depth,
+                "width": args.wrn_width, "dropout": args.wrn_dropout, "weight_decay": 5e-4,
+                "normalization_mean": list(mean), "normalization_std": list(std)}
+    if kind in DENSENETS:
+        depth, growth = (args.densenet_depth or DENSENETS[kind][0], args.densenet_growth or DENSENETS[kind][1])
+        mean, std = _stats(args.dataset, input_shape[-1])
+        return {"name": f"DenseNet-BC-{depth} (k = {growth})", "depth": depth, "growth": growth,
+                "compression": 0.5, "dropout": 0.0, "weight_decay": 1e-4,
+                "normalization_mean": list(mean), "normalization_std": list(std)}
+    if kind in BACKBONES:
+        return _backbones.describe(kind, input_shape, num_classes, _backbone_weights(args))
+    return None
+
+
 def build_model(kind: str, input_shape, num_classes: int, args):
-    from .classifier import build_classifier, build_surrogate
+    from .classifier import build_classifier, build_densenet_bc, build_surrogate, build_wrn
 
     if kind == "classifier":
         return build_classifier(input_shape, num_classes, base_width=args.width, blocks=args.blocks)
     if kind.startswith("surrogate-"):
         return build_surrogate(kind.split("-", 1)[1], input_shape, num_classes)
-    raise ValueError(f"Expected a model in classifier, surrogate-a, surrogate-b, surrogate-c. Received: {kind!r}")
+    settings = model_settings(kind, input_shape, num_classes, args) if kind in PAPER_CLASSIFIERS else None
+    if kind in WRNS:
+        return build_wrn(input_shape, num_classes, depth=settings["depth"], width=settings["width"],
+                         dropout=settings["dropout"], weight_decay=settings["weight_decay"],
+                         mean=settings["normalization_mean"], std=settings["normalization_std"])
+    if kind in DENSENETS:
+        return build_densenet_bc(input_shape, num_classes, depth=settings["depth"], growth=settings["growth"],
+                                 compression=settings["compression"], dropout=settings["dropout"],
+                                 weight_decay=settings["weight_decay"], mean=settings["normalization_mean"],
+                                 std=settings["normalization_std"], name=kind.replace("-", "_"))
+    if kind in BACKBONES:
+        return _backbones.build_backbone(kind, input_shape, num_classes, weights=_backbone_weights(args))
+    raise ValueError(f"Expected a model in classifier, surrogate-a, surrogate-b, surrogate-c, "
+                     f"{', '.join(PAPER_CLASSIFIERS)}. Received: {kind!r}")
 
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -282,6 +340,9 @@ def train(args: argparse.Namespace) -> dict:
         "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    settings = model_settings(args.model, input_shape, num_classes, args)
+    if settings is not None:
+        metrics["architecture"] = settings
     return _finish(out, model, metrics, args, ("model", "test_accuracy", "epochs_run", "wall_time_s_this_invocation"))
 
 
@@ -1057,6 +1118,12 @@ def _epochs_line(metrics: dict) -> str:
     return "- Epochs: " + ", then ".join(stages) + (f", on the saved denoiser {saved}" if saved else "")
 
 
+def _architecture_line(settings: dict) -> str:
+    """The card's line for a paper's classifier: its name, then every other setting."""
+    return f"- Architecture: {settings['name']}; " + "; ".join(
+        f"{key.replace('_', ' ')} {value}" for key, value in settings.items() if key != "name")
+
+
 def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None:
     """The model card (`.md`) and metrics (`.json`) beside `dest`."""
     dest.with_suffix(".json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -1064,6 +1131,7 @@ def _write_card(dest: Path, metrics: dict, model: str, log: Path | None) -> None
         f"# {dest.stem} ({metrics['dataset']})", "",
         f"- Model: {model}",
         f"- Command: `{metrics['command']}`",
+        *([_architecture_line(metrics["architecture"])] if "architecture" in metrics else []),
         _epochs_line(metrics),
         f"- Wall time of the final invocation: {metrics['wall_time_s_this_invocation']:.0f} s on {metrics['machine']}",
         (f"- Test accuracy: {metrics['test_accuracy']:.4f} on {metrics['test_images']} test images"
@@ -1102,6 +1170,15 @@ def _eps_list(spec: str) -> tuple[float, ...]:
     return budgets
 
 
+def _depth_6n4(spec: str) -> int:
+    """A WRN or DenseNet-BC depth: 6 n + 4 with n >= 1."""
+    depth = _args.integer(10)(spec)
+    if (depth - 4) % 6:
+        raise argparse.ArgumentTypeError(f"expected a depth 6n+4 with n >= 1 (10, 16, 22, 28, ..., 100). "
+                                         f"Received: {spec!r}")
+    return depth
+
+
 def _widths(spec: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in spec.split(","))
@@ -1117,7 +1194,12 @@ def add_parser(sub) -> None:
     p.add_argument("model", help="classifier | surrogate-a | surrogate-b | surrogate-c | ensemble | vqunet | "
                                  "non-vq-unet | defense-vae | hfl-vae | cyclegan | pgd-at | fast-at | free-at | "
                                  "jpeg75-classifier | fd-classifier | tvm-classifier "
-                                 "(the last three wrap --base; FD calibrates its table, nothing is trained)")
+                                 "(these three wrap --base; FD calibrates its table, nothing is trained) | "
+                                 "the papers' classifiers: wrn (WRN-28-10, the VQUNet paper's CIFAR-10 target) | "
+                                 "densenet-a | densenet-b | densenet-c (DenseNet-BC-100 k=12, -250 k=24, -190 k=40: "
+                                 "CIFAR-10 surrogates) | resnet50v2 | resnet101v2 (the NN-JPEG paper's ImageNet "
+                                 "ResNet-v2-50 and -101) | inception-resnet-v2 (Keras' Inception-ResNet-v2, "
+                                 "standing in for the paper's Inception-v4, which Keras does not have)")
     p.add_argument("--dataset", type=dataset_name, default="fashion-mnist",
                    help="fashion-mnist, cifar10, folder:DIR (class sub-folders of JPEG/PNG files, under DIR/train and "
                         "DIR/test or DIR/val) or tfds:NAME (prepared in --data); folders and TFDS are streamed to the "
@@ -1125,14 +1207,31 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None,
                    help="dataset directory (default: Debian package / Keras cache; TFDS: its data_dir)")
     p.add_argument("--image-size", type=_args.size, default=None, metavar="H,W",
-                   help="folder: and tfds: images resized and centre-cropped to H,W (default 224,224)")
+                   help="folder: and tfds: images resized and centre-cropped to H,W (default 224,224; "
+                        "inception-resnet-v2: 299,299, its input size)")
     p.add_argument("--epochs", type=_args.COUNT, default=30)
     p.add_argument("--batch-size", type=_args.COUNT, default=128)
     p.add_argument("--lr", type=_args.real(0, low_open=True), default=None,
-                   help="classifiers: peak learning rate, 1 epoch warm-up then cosine decay (default 0.1); "
+                   help="classifiers: peak learning rate, 1 epoch warm-up then cosine decay (default 0.1; the "
+                        "ImageNet backbones from weights: 0.005, the NN-JPEG paper's fine-tuning rate); "
                         "ensemble: initial SGD rate (default 0.005, the paper's)")
     p.add_argument("--width", type=_args.COUNT, default=32, help="classifier: channels of the first stage")
     p.add_argument("--blocks", type=_args.COUNT, default=1, help="classifier: residual blocks per stage")
+    p.add_argument("--wrn-depth", type=_depth_6n4, default=28, help="wrn: depth 6n+4 (default 28, the paper's)")
+    p.add_argument("--wrn-width", type=_args.COUNT, default=10, help="wrn: widening factor k (default 10, the paper's)")
+    p.add_argument("--wrn-dropout", type=_args.real(0, 0.99), default=0.0,
+                   help="wrn: dropout between each block's convolutions (default 0: the VQUNet paper names none; "
+                        "the WRN paper's dropout variant uses 0.3)")
+    p.add_argument("--densenet-depth", type=_depth_6n4, default=None,
+                   help="densenet-a/b/c: depth L = 6n+4 (default the kind's: 100, 250, 190)")
+    p.add_argument("--densenet-growth", type=_args.COUNT, default=None,
+                   help="densenet-a/b/c: growth rate k (default the kind's: 12, 24, 40)")
+    p.add_argument("--backbone-weights", default="imagenet", metavar="imagenet|none|PATH",
+                   help="resnet50v2, resnet101v2, inception-resnet-v2: start from ImageNet's weights (Keras downloads "
+                        "them into its cache on first use), none (random), or a .keras / .h5 / .weights.h5 file of "
+                        "the application's weights (with its 1000-class top for 1000 classes, else without: "
+                        "Keras' *_notop.h5). With weights, 1000 classes keep the pretrained top; other data get "
+                        "a new head. Default imagenet")
     p.add_argument("--seed", type=_args.SEED, default=0)
     p.add_argument("--patience", type=_args.integer(0), default=10, help="early stopping patience on val_loss (epochs)")
     p.add_argument("--no-augment", action="store_true", help="no flip / crop / random erasing")
@@ -1243,7 +1342,10 @@ def add_parser(sub) -> None:
 
 # Options that shape one kind of model only: given for another, they are refused, not ignored.
 ONLY_FOR = {"--vae-layout": VAES, "--kl-weight": VAES, "--hf-weight": VAES, "--hf-cutoff": VAES,
-            "--gan-width": ("cyclegan",), "--gan-blocks": ("cyclegan",)}
+            "--gan-width": ("cyclegan",), "--gan-blocks": ("cyclegan",), "--width": ("classifier",),
+            "--blocks": ("classifier",), "--wrn-depth": WRNS, "--wrn-width": WRNS, "--wrn-dropout": WRNS,
+            "--densenet-depth": tuple(DENSENETS), "--densenet-growth": tuple(DENSENETS),
+            "--backbone-weights": BACKBONES}
 
 # Recipes that take --strategy default only, and why: a distributing strategy is refused, not ignored.
 SINGLE_REPLICA = {"free-at": "its perturbation, kept from one minibatch to the next, has the global batch's shape",
@@ -1298,12 +1400,18 @@ def _cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"Expected --adv-models only where adversarial inputs are made ({', '.join(ADVERSARIAL_PAIRS)}, "
                          f"or vqunet / non-vq-unet with --inputs adversarial). Received: --adv-models with {args.model}"
                          f"{f' --inputs {args.inputs}' if args.model in UNETS else ''}")
+    if args.model in BACKBONES:
+        _backbones.check_weights(_backbone_weights(args))  # a missing file, before the data is listed
+        if streamed(args.dataset) and not args.image_size:  # the backbone's own input size
+            args.image_size = (_backbones.BACKBONES[args.model].size,) * 2
     args.out = args.out or f"runs/{args.model}"
     if args.strategy == "multi-worker":
         _worker_outputs(args)
     if args.lr is None:
         args.lr = {"ensemble": 0.005, "vqunet": 1e-3, "non-vq-unet": 1e-3, "cyclegan": 2e-4,
                    **{name: 1e-3 for name in (*VAES, *ADVERSARIAL)}}.get(args.model, 0.1)
+        if args.model in BACKBONES and _backbone_weights(args) is not None:
+            args.lr = 0.005  # fine-tuning pretrained weights: the NN-JPEG paper's rate (Sec. 3.4)
     if args.model in (*UNETS, *ADVERSARIAL_PAIRS):
         train_denoiser(args)
     elif args.model in ADVERSARIAL:
