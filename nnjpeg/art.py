@@ -33,7 +33,7 @@ except ImportError as e:  # the optional extra is missing
 
 from . import _checks
 from ._predict import ModelCall
-from .codec import _check_choice, _check_mode, _check_table, compress
+from .codec import check_choice, check_mode, check_table, compress
 from .tables import check_quality, standard_tables
 
 __all__ = ["AUTOATTACK", "Compression", "autoattack", "autoattack_attacks", "classifier"]
@@ -89,14 +89,14 @@ class Compression(Preprocessor):
                              f"Received: table={'None' if self.table is None else 'an array'}, quality={self.quality!r}")
         if self.quality is not None:
             check_quality(self.quality)
-        _check_choice("color", self.color, ("rgb", "ycbcr"))
-        _check_mode(self.color, self.subsampling)
+        check_choice("color", self.color, ("rgb", "ycbcr"))
+        check_mode(self.color, self.subsampling)
         if self.table is not None:
             # Which shapes are valid depends on the images' channels, known at the call: one must fit.
             errors = []
             for channels in (3, 1):
                 try:
-                    _check_table(self.table, channels, self.color)
+                    check_table(self.table, channels, self.color)
                     break
                 except ValueError as e:
                     errors.append(e)
@@ -161,6 +161,98 @@ def _classifier_class():
     return Classifier
 
 
+class _LossAndGradient:
+    """Per-example losses of the model's logits and their gradient with respect to the images, in
+    one pass; a callable object for `tf.function` (see `nnjpeg._predict.ModelCall`)."""
+
+    def __init__(self, model, loss):
+        self._logits = ModelCall(model)
+        self._loss = loss
+
+    def __call__(self, x, y):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = self._loss(y, self._logits(x))
+        return loss, tape.gradient(loss, x)
+
+
+def _apgd_loss(loss_type: str):
+    """ART's APGD losses on one-hot labels y and logits z, vectorized: "cross_entropy", and
+    "difference_logits_ratio" as ART 1.20 writes it, -(z_y - z_i) / (z_(1) - z_(3)) with z_i the
+    largest logit other than z_y and z_(k) the k-th largest (with a Python loop over the images)."""
+    import tensorflow as tf
+
+    if loss_type == "cross_entropy":
+        return lambda y, z: tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=z)
+
+    def dlr(y, z):
+        top, index = tf.math.top_k(z, 3)
+        label = tf.argmax(y, -1, output_type=tf.int32)
+        other = tf.where(index[:, 0] != label, top[:, 0], top[:, 1])
+        return -(tf.gather(z, label, batch_dims=1) - other) / (top[:, 0] - top[:, 2])
+
+    return dlr
+
+
+def _one_pass_class():
+    """The classifier that `autoattack_attacks` gives ART's APGD (see `_answer_in_one_pass`)."""
+    import tensorflow as tf
+    from art.utils import check_and_transform_label_format
+
+    class OnePassClassifier(_classifier_class()):
+        def __init__(self, model, loss_type: str, **kwargs):
+            super().__init__(model, **kwargs)
+            spec = [tf.TensorSpec((None, *self.input_shape), tf.float32),
+                    tf.TensorSpec((None, self.nb_classes), tf.float32)]
+            self._pass = tf.function(_LossAndGradient(model, _apgd_loss(loss_type)), input_signature=spec)
+            self._last = None  # (x, y, per-example loss, gradient) of the last pass
+
+        def _loss_and_gradient(self, x, y):
+            x = np.asarray(x, dtype=np.float32)
+            y = check_and_transform_label_format(y, self.nb_classes).astype(np.float32)
+            last = self._last
+            same = last is not None and last[0].shape == x.shape and last[1].shape == y.shape
+            if not (same and np.array_equal(last[0], x) and np.array_equal(last[1], y)):
+                loss, grad = self._pass(tf.constant(x), tf.constant(y))
+                last = self._last = x.copy(), y, loss.numpy(), grad.numpy()
+            return last[2], last[3]
+
+        def compute_loss(self, x, y, reduction: str = "none", training_mode: bool = False, **kwargs) -> np.ndarray:
+            if training_mode:
+                return super().compute_loss(x, y, reduction=reduction, training_mode=True, **kwargs)
+            loss = self._loss_and_gradient(x, y)[0]
+            return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+        def loss_gradient(self, x, y, training_mode: bool = False, **kwargs) -> np.ndarray:
+            if training_mode:
+                return super().loss_gradient(x, y, training_mode=True, **kwargs)
+            return self._loss_and_gradient(x, y)[1] / len(x)  # the gradient of the batch's mean, as ART's
+
+    return OnePassClassifier
+
+
+def _answer_in_one_pass(attack) -> None:
+    """ART's APGD wraps the model in a TensorFlowV2Classifier of its own, with its loss, whose
+    `loss_gradient` and `compute_loss` run the model eagerly, one forward pass each; yet each step
+    asks for the loss at the new point and the next for the gradient at the same point. Where that
+    classifier has no preprocessing (other than the identity standardisation), it is replaced by
+    one that answers both from one traced forward+backward and keeps the last answer: a step costs
+    one forward+backward. The attack itself is ART's, unchanged. (For a randomized model, the loss and
+    the gradient at a point then come from the same draws.)"""
+    from art.preprocessing.standardisation_mean_std import StandardisationMeanStd, StandardisationMeanStdTensorFlow
+
+    est = attack.estimator
+    identity = all(isinstance(op, (StandardisationMeanStd, StandardisationMeanStdTensorFlow))
+                   and np.all(op.mean == 0) and np.all(op.std == 1) for op in est.preprocessing_operations)
+    if not identity or est.postprocessing_defences:
+        return
+    attack._estimator = _one_pass_class()(est.model, attack.loss_type, nb_classes=est.nb_classes,
+                                          input_shape=est.input_shape, loss_object=est.loss_object,
+                                          clip_values=est.clip_values)
+
+
 def classifier(model, *, eot: int | None = None, preprocessing_defences=None, input_shape=None,
                nb_classes: int | None = None):
     """A shipped model (by name) or any Keras classifier returning logits, as an ART
@@ -185,7 +277,7 @@ def classifier(model, *, eot: int | None = None, preprocessing_defences=None, in
     import keras
 
     from . import pretrained
-    from .attacks import EOT
+    from .adaptive import EOT
 
     if isinstance(model, str):
         model = pretrained.load(model)
@@ -205,25 +297,29 @@ AUTOATTACK = ("apgd-ce", "apgd-t", "square")
 
 
 def autoattack_attacks(estimator, eps: float, *, batch_size: int = 250, square_queries: int = 5000,
-                       verbose: bool = False) -> list:
+                       verbose: bool = False, one_pass: bool = True) -> list:
     """The standard AutoAttack of Croce and Hein (2020, Sec. 5) in ART's parts, L-inf: APGD on the
     cross-entropy (100 iterations, one start), APGD on the targeted DLR loss (100 iterations, the
     9 classes after the true one as targets), and the Square attack (`square_queries` queries).
     ART has no FAB, the standard version's third attack; its role there (a minimum-norm attack that
-    finds what the two APGDs miss) is left to the others."""
+    finds what the two APGDs miss) is left to the others.
+
+    ART's APGD asks its classifier for the loss at each new point, then for the gradient at the same
+    point. With `one_pass` (and an estimator without preprocessing), the APGDs ask a classifier
+    that answers both from one traced forward+backward and keeps the last answer, one pass a step;
+    without it, ART's own, which runs the model eagerly for each. The attacks are ART's either way."""
     from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
 
     step = 2.0 * eps  # APGD halves its step from there as progress stalls (Croce and Hein, Sec. 3)
-    return [
-        AutoProjectedGradientDescent(estimator, norm=np.inf, eps=eps, eps_step=step, max_iter=100, targeted=False,
-                                     nb_random_init=1, batch_size=batch_size, loss_type="cross_entropy",
-                                     verbose=verbose),
-        AutoProjectedGradientDescent(estimator, norm=np.inf, eps=eps, eps_step=step, max_iter=100, targeted=True,
-                                     nb_random_init=1, batch_size=batch_size, loss_type="difference_logits_ratio",
-                                     verbose=verbose),
-        SquareAttack(estimator, norm=np.inf, eps=eps, max_iter=square_queries, p_init=0.8, nb_restarts=1,
-                     batch_size=batch_size, verbose=verbose),
-    ]
+    apgd = [AutoProjectedGradientDescent(estimator, norm=np.inf, eps=eps, eps_step=step, max_iter=100,
+                                         targeted=targeted, nb_random_init=1, batch_size=batch_size, loss_type=loss,
+                                         verbose=verbose)
+            for targeted, loss in ((False, "cross_entropy"), (True, "difference_logits_ratio"))]
+    if one_pass:
+        for attack in apgd:
+            _answer_in_one_pass(attack)
+    return [*apgd, SquareAttack(estimator, norm=np.inf, eps=eps, max_iter=square_queries, p_init=0.8, nb_restarts=1,
+                                batch_size=batch_size, verbose=verbose)]
 
 
 def autoattack(estimator, x, y, eps: float, *, batch_size: int = 250, square_queries: int = 5000,

@@ -2,9 +2,12 @@
 
 Every attack takes a Keras model returning logits, float32 images in [0, 1] of shape (N, H, W, C)
 and integer labels, and returns adversarial images of the same shape in [0, 1] as a NumPy array.
-L-inf attacks stay within `eps` of the input. FGSM, BIM, PGD and MI-FGSM run through cleverhans 4;
-C&W (L2, and its margin loss under an L-inf budget), DeepFool, TI-FGSM and DI-FGSM are implemented
-here.
+L-inf attacks stay within `eps` of the input. All but AutoAttack (through IBM's ART) are implemented
+here. FGSM, BIM, PGD, C&W-Linf and MI-FGSM make their steps as cleverhans 4 makes them (FGSM, BIM and
+MI-FGSM give its output to the last bit), all iterations of a batch in one traced function
+(`tf.while_loop`), traced once per model and image shape whatever the batch size, eps or number of
+iterations, so that a step costs about one forward+backward of the model
+(benchmarks/bench_attacks.py); C&W-L2, DeepFool, TI-FGSM and DI-FGSM step from Python.
 
 Adaptive attacks: a defended model built from nnjpeg's layers (the codec layers, the ensemble,
 VQUNet) is differentiable end to end with the straight-through (BPDA) gradient, so attacking the
@@ -18,18 +21,26 @@ import math
 import weakref
 from typing import Callable
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from . import _checks, _predict
-from .tf_ops import straight_through
+from .adaptive import BPDA, EOT, bpda_layer
 
 __all__ = ["ATTACKS", "BPDA", "EOT", "attack", "autoattack", "bim", "bpda", "bpda_layer", "cw_l2", "cw_linf", "deepfool",
            "di_fgsm", "fgsm", "mifgsm", "pgd", "ti_fgsm"]
 
 
-def _check(x, y):
+def check_inputs(x, y):
+    """Images float32 in [0, 1] and one integer label each, as every attack takes them.
+
+    Returns:
+        (x, y as int64).
+
+    Raises:
+        TypeError, ValueError: images of another dtype, shape or range; labels not of shape (N,) or
+            not integers.
+    """
     x = _checks.unit_images("images", x, empty=True)
     y = np.asarray(y)
     if y.shape != (len(x),) or y.dtype.kind not in "iu":
@@ -55,7 +66,7 @@ def _check_labels(model, y) -> None:
 
 
 def _batched(fn, model, x, y, batch_size: int, progress, desc: str) -> np.ndarray:
-    x, y = _check(x, y)
+    x, y = check_inputs(x, y)
     _check_counts(batch_size=batch_size)
     _check_labels(model, y)
     out = np.empty_like(x)
@@ -70,49 +81,13 @@ def _batched(fn, model, x, y, batch_size: int, progress, desc: str) -> np.ndarra
     return out
 
 
-# The model function handed to cleverhans, one per model: its gradient step is a tf.function taking
-# that function as an argument, so a new one for each batch (or each call) traced the model again.
-# It holds the model weakly, so that the cache keeps no model alive.
-_LOGITS_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The traced iterations, per model: {(kind, image shape): tf.function}. Held weakly, so that the
+# cache keeps no model alive.
+_ITERATIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _logits_fn(model):
-    fn = _LOGITS_FNS.get(model)
-    if fn is None:
-        ref = weakref.ref(model)
-        fn = _LOGITS_FNS[model] = lambda t: ref()(t, training=False)
-    return fn
-
-
-def fgsm(model, x, y, eps: float, *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """Fast Gradient Sign Method (Goodfellow et al., 2015), L-inf, via cleverhans."""
-    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
-
-    logits = _logits_fn(model)
-    return _batched(lambda xb, yb: fast_gradient_method(logits, xb, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yb),
-                    model, x, y, batch_size, progress, "FGSM")
-
-
-def bim(model, x, y, eps: float, *, nb_iter: int = 10, eps_iter: float | None = None, batch_size: int = 256,
-        progress: bool = False) -> np.ndarray:
-    """Basic Iterative Method / I-FGSM (Kurakin et al., 2017), via cleverhans; eps_iter defaults to eps / nb_iter * 1.25."""
-    _check_counts(nb_iter=nb_iter)
-    from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
-
-    step = eps_iter if eps_iter is not None else 1.25 * eps / nb_iter
-    logits = _logits_fn(model)
-    return _batched(lambda xb, yb: basic_iterative_method(logits, xb, eps, step, nb_iter, np.inf, clip_min=0.0,
-                                                          clip_max=1.0, y=yb, sanity_checks=False),
-                    model, x, y, batch_size, progress, "BIM")
-
-
-def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
-        batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
-    """PGD with a random start (Madry et al., 2018), via cleverhans; with `restarts` > 1 each example keeps
-    the first restart that fools the model (else the last), and later restarts run only on the
-    examples no earlier one fooled. eps_iter defaults to 2.5 * eps / nb_iter."""
-    return _pgd(model, x, y, eps, None, "PGD", nb_iter=nb_iter, eps_iter=eps_iter, restarts=restarts,
-                batch_size=batch_size, progress=progress, seed=seed)
+def _cross_entropy(labels, logits):
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
 
 def _margin(labels, logits):
@@ -121,33 +96,94 @@ def _margin(labels, logits):
     return tf.reduce_max(logits - 1e4 * onehot, -1) - tf.reduce_sum(onehot * logits, -1)
 
 
-def cw_linf(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
-            batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
-    """C&W within an L-inf budget: PGD (random start, `restarts` as in `pgd`) ascending Carlini and
-    Wagner's margin loss max_{i != y} Z_i - Z_y on the logits instead of the cross-entropy, the
-    L-inf form of C&W used to set it beside FGSM, BIM and PGD at one eps (Madry et al., 2018)."""
-    return _pgd(model, x, y, eps, _margin, "C&W-Linf", nb_iter=nb_iter, eps_iter=eps_iter, restarts=restarts,
-                batch_size=batch_size, progress=progress, seed=seed)
+class _SignIterations:
+    """`nb_iter` steps of L-inf sign-gradient ascent from `start` (FGSM, BIM, PGD, C&W-Linf), each as
+    cleverhans 4's PGD makes it: x_k + step * sign(grad) clipped to [0, 1], projected onto the eps-ball
+    around x, clipped to [0, 1] again. A callable object rather than a function (see
+    `nnjpeg._predict.ModelCall` for why)."""
+
+    def __init__(self, model, loss):
+        self._logits = _predict.ModelCall(model)
+        self._loss = loss
+
+    def __call__(self, x, y, start, eps, step, nb_iter):
+        def ascend(i, adv):
+            with tf.GradientTape() as tape:
+                tape.watch(adv)
+                loss = self._loss(y, self._logits(adv))
+            adv = tf.clip_by_value(adv + step * tf.sign(tape.gradient(loss, adv)), 0.0, 1.0)
+            return i + 1, tf.clip_by_value(x + tf.clip_by_value(adv - x, -eps, eps), 0.0, 1.0)
+
+        adv = tf.clip_by_value(x + tf.clip_by_value(start, -eps, eps), 0.0, 1.0)
+        return tf.while_loop(lambda i, _: i < nb_iter, ascend, (tf.constant(0), adv))[1]
 
 
-def _pgd(model, x, y, eps, loss_fn, desc, *, nb_iter, eps_iter, restarts, batch_size, progress, seed):
+class _MomentumIterations:
+    """`nb_iter` MI-FGSM steps as cleverhans 4 makes them: the cross-entropy's gradient divided by its
+    mean absolute value, accumulated with `decay`, x_k + step * sign(momentum) projected onto the
+    eps-ball around x and clipped to [0, 1]."""
+
+    def __init__(self, model):
+        self._logits = _predict.ModelCall(model)
+
+    def __call__(self, x, y, eps, step, nb_iter, decay):
+        def ascend(i, adv, momentum):
+            with tf.GradientTape() as tape:
+                tape.watch(adv)
+                loss = _cross_entropy(y, self._logits(adv))
+            grad = tape.gradient(loss, adv)
+            grad = grad / tf.maximum(1e-12, tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True))
+            momentum = decay * momentum + grad
+            adv = x + tf.clip_by_value(adv + step * tf.sign(momentum) - x, -eps, eps)
+            return i + 1, tf.clip_by_value(adv, 0.0, 1.0), momentum
+
+        return tf.while_loop(lambda i, *_: i < nb_iter, ascend, (tf.constant(0), x, tf.zeros_like(x)))[1]
+
+
+_KINDS = {"sign-ce": lambda m: _SignIterations(m, _cross_entropy), "sign-margin": lambda m: _SignIterations(m, _margin),
+          "momentum": _MomentumIterations}
+
+
+def _iterations(model, kind: str, shape: tuple):
+    """The traced iterations of `kind` (a key of `_KINDS`) for `model` and images of `shape` (H, W, C):
+    one trace for every batch size, eps, step and number of iterations."""
+    per_model = _ITERATIONS.setdefault(model, {})
+    fn = per_model.get((kind, shape))
+    if fn is None:
+        scalar = tf.TensorSpec((), tf.float32)
+        images = tf.TensorSpec((None, *shape), tf.float32)
+        head = [images, tf.TensorSpec((None,), tf.int64)]
+        spec = ([*head, scalar, scalar, tf.TensorSpec((), tf.int32), scalar] if kind == "momentum"
+                else [*head, images, scalar, scalar, tf.TensorSpec((), tf.int32)])
+        fn = per_model[(kind, shape)] = tf.function(_KINDS[kind](model), input_signature=spec)
+    return fn
+
+
+def _sign_attack(model, x, y, eps, loss, desc, *, nb_iter, eps_iter, scale, restarts, batch_size, progress, seed):
+    """BIM (seed None: no random start) or PGD (a uniform start in the eps-ball) on `loss` ("ce" or
+    "margin"), `nb_iter` steps of eps_iter (default scale * eps / nb_iter). With `restarts` > 1 each
+    example keeps the first restart that fools the model (else the last); later restarts run only
+    on the examples no earlier one fooled. The starts come from NumPy's generator seeded
+    (seed, restart), drawn for the images in their order in x, so they do not depend on the batch size."""
+    eps = _checks.real("eps", eps, 0.0)
     _check_counts(nb_iter=nb_iter, restarts=restarts)
-    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
-
-    step = eps_iter if eps_iter is not None else 2.5 * eps / nb_iter
-    logits = _logits_fn(model)
+    step = scale * eps / nb_iter if eps_iter is None else _checks.real("eps_iter", eps_iter, 0.0)
+    scalars = tf.constant(eps, tf.float32), tf.constant(step, tf.float32), tf.constant(nb_iter, tf.int32)
+    rngs = None if seed is None else [np.random.default_rng([_checks.integer("seed", seed, 0), r])
+                                      for r in range(restarts)]
 
     def run(xb, yb):
+        fn = _iterations(model, f"sign-{loss}", xb.shape[1:])
+        starts = ([np.zeros_like(xb)] if rngs is None else
+                  [(eps * (2.0 * g.random(xb.shape) - 1.0)).astype(np.float32) for g in rngs])
         best = xb.copy()
         alive = np.arange(len(xb))  # the images no restart has fooled yet
-        for r in range(restarts):
-            tf.random.set_seed(seed + r)
-            adv = projected_gradient_descent(logits, xb[alive], eps, step, nb_iter, np.inf, loss_fn=loss_fn,
-                                             clip_min=0.0, clip_max=1.0, y=yb[alive], rand_init=True,
-                                             rand_minmax=eps).numpy()
+        for r, start in enumerate(starts):
+            adv = fn(tf.constant(xb[alive]), tf.constant(yb[alive]), tf.constant(start[alive]), *scalars).numpy()
             best[alive] = adv  # the last restart's where none fools the model
-            fooled = _predict.logits(model, adv).argmax(-1) != yb[alive]
-            alive = alive[~fooled]
+            if r + 1 == len(starts):
+                break
+            alive = alive[_predict.logits(model, adv).argmax(-1) == yb[alive]]
             if not len(alive):
                 break
         return best
@@ -155,17 +191,55 @@ def _pgd(model, x, y, eps, loss_fn, desc, *, nb_iter, eps_iter, restarts, batch_
     return _batched(run, model, x, y, batch_size, progress, desc)
 
 
+def fgsm(model, x, y, eps: float, *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Fast Gradient Sign Method (Goodfellow et al., 2015), L-inf: one step of eps along the sign of
+    the cross-entropy's gradient, clipped to [0, 1]."""
+    return _sign_attack(model, x, y, eps, "ce", "FGSM", nb_iter=1, eps_iter=None, scale=1.0, restarts=1,
+                        batch_size=batch_size, progress=progress, seed=None)
+
+
+def bim(model, x, y, eps: float, *, nb_iter: int = 10, eps_iter: float | None = None, batch_size: int = 256,
+        progress: bool = False) -> np.ndarray:
+    """Basic Iterative Method / I-FGSM (Kurakin et al., 2017): PGD without the random start;
+    eps_iter defaults to eps / nb_iter * 1.25."""
+    return _sign_attack(model, x, y, eps, "ce", "BIM", nb_iter=nb_iter, eps_iter=eps_iter, scale=1.25, restarts=1,
+                        batch_size=batch_size, progress=progress, seed=None)
+
+
+def pgd(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
+        batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
+    """PGD with a random start (Madry et al., 2018) on the cross-entropy: from a uniform draw in the
+    eps-ball, `nb_iter` steps of eps_iter along the gradient's sign, each projected onto the eps-ball
+    and [0, 1]. With `restarts` > 1 each example keeps the first restart that fools the model (else
+    the last), and later restarts run only on the examples no earlier one fooled. eps_iter defaults
+    to 2.5 * eps / nb_iter; `seed` (>= 0) fixes the random starts."""
+    return _sign_attack(model, x, y, eps, "ce", "PGD", nb_iter=nb_iter, eps_iter=eps_iter, scale=2.5,
+                        restarts=restarts, batch_size=batch_size, progress=progress, seed=seed)
+
+
+def cw_linf(model, x, y, eps: float, *, nb_iter: int = 20, eps_iter: float | None = None, restarts: int = 1,
+            batch_size: int = 256, progress: bool = False, seed: int = 0) -> np.ndarray:
+    """C&W within an L-inf budget: PGD (random start, `restarts` as in `pgd`) ascending Carlini and
+    Wagner's margin loss max_{i != y} Z_i - Z_y on the logits instead of the cross-entropy, the
+    L-inf form of C&W used to set it beside FGSM, BIM and PGD at one eps (Madry et al., 2018)."""
+    return _sign_attack(model, x, y, eps, "margin", "C&W-Linf", nb_iter=nb_iter, eps_iter=eps_iter, scale=2.5,
+                        restarts=restarts, batch_size=batch_size, progress=progress, seed=seed)
+
+
 def mifgsm(model, x, y, eps: float, *, nb_iter: int = 10, decay: float = 1.0, batch_size: int = 256,
            progress: bool = False) -> np.ndarray:
-    """Momentum Iterative FGSM (Dong et al., 2018), via cleverhans."""
+    """Momentum Iterative FGSM (Dong et al., 2018): `nb_iter` steps of eps / nb_iter along the sign of
+    the accumulated, L1-normalized gradient (`decay` the momentum's factor)."""
+    eps = _checks.real("eps", eps, 0.0)
+    decay = _checks.real("decay", decay, 0.0)
     _check_counts(nb_iter=nb_iter)
-    from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
+    scalars = (tf.constant(eps, tf.float32), tf.constant(eps / nb_iter, tf.float32), tf.constant(nb_iter, tf.int32),
+               tf.constant(decay, tf.float32))
 
-    logits = _logits_fn(model)
-    return _batched(lambda xb, yb: momentum_iterative_method(logits, xb, eps, eps / nb_iter, nb_iter, np.inf,
-                                                             clip_min=0.0, clip_max=1.0, y=yb, decay_factor=decay,
-                                                             sanity_checks=False),
-                    model, x, y, batch_size, progress, "MI-FGSM")
+    def run(xb, yb):
+        return _iterations(model, "momentum", xb.shape[1:])(tf.constant(xb), tf.constant(yb), *scalars).numpy()
+
+    return _batched(run, model, x, y, batch_size, progress, "MI-FGSM")
 
 
 def _gradient(model, x, y, transform=None):
@@ -410,7 +484,7 @@ def autoattack(model, x, y, eps: float, *, batch_size: int = 250, square_queries
     Robustness Toolbox: APGD-CE, APGD-T and Square, each on what the earlier ones left
     (`nnjpeg.art.autoattack`). Needs the `art` extra. `model` is attacked as given: wrap a randomized
     model in `EOT` first."""
-    x, y = _check(x, y)
+    x, y = check_inputs(x, y)
     _check_labels(model, y)
     from . import art
 
@@ -435,38 +509,3 @@ def attack(name: str, model, x, y, eps: float | None = None, **kwargs) -> np.nda
     if eps is None or not eps > 0:
         raise ValueError(f"Expected eps > 0 for attack {name!r}. Received: eps={eps!r}")
     return ATTACKS[name](model, x, y, eps, **kwargs)
-
-
-@keras.saving.register_keras_serializable(package="nnjpeg")
-class BPDA(keras.layers.Layer):
-    """A NumPy preprocessing f (float32 (N, H, W, C) -> same shape) as a layer: f forward, the identity
-    backward (BPDA, Athalye et al., 2018). Not serializable with an arbitrary f: rebuild it in code."""
-
-    def __init__(self, preprocess: Callable[[np.ndarray], np.ndarray], **kwargs):
-        super().__init__(**kwargs)
-        self.preprocess = preprocess
-
-    def call(self, x):
-        return straight_through(self._forward, x)
-
-    def _forward(self, x):
-        y = tf.numpy_function(lambda a: np.asarray(self.preprocess(a), np.float32), [x], tf.float32)
-        return tf.ensure_shape(y, x.shape)
-
-
-def bpda_layer(preprocess: Callable[[np.ndarray], np.ndarray], name: str = "bpda") -> BPDA:
-    """Wraps `preprocess` as a `BPDA` layer."""
-    return BPDA(preprocess, name=name)
-
-
-class EOT(keras.Model):
-    """Expectation over Transformation: averages a randomized model's logits over `samples` draws, so
-    gradients through it are averaged too (Athalye et al., 2018)."""
-
-    def __init__(self, model, samples: int = 8, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.samples = samples
-
-    def call(self, x, training=False):
-        return tf.add_n([self.model(x, training=training) for _ in range(self.samples)]) / float(self.samples)

@@ -35,10 +35,10 @@ def search_table(model, x_benign, y_benign, x_adv, y_adv, *, ks=range(1, 16), af
         compressed adversarial examples; benign accuracy drop), `best` ({k, af, of, defense, drop}, or
         None when no point meets the constraint), `clean_accuracy`, `undefended_adv_accuracy`.
     """
-    from .attacks import _check
+    from .attacks import check_inputs
 
-    x_benign, y_benign = _check(x_benign, y_benign)
-    x_adv, y_adv = _check(x_adv, y_adv)
+    x_benign, y_benign = check_inputs(x_benign, y_benign)
+    x_adv, y_adv = check_inputs(x_adv, y_adv)
     ks, afs = list(ks), list(afs)
     if not (len(x_benign) and len(x_adv) and ks and afs):
         raise ValueError(f"Expected benign images, adversarial examples, ks and afs, one or more of each. Received: "

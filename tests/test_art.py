@@ -142,6 +142,43 @@ def test_autoattack_stays_in_budget_and_breaks_everything_unbounded(small_model,
     assert not np.any(np.argmax(small_model.predict(via, verbose=0), 1) == y)
 
 
+def test_apgd_answered_in_one_pass_equals_arts_own_classifier(small_model, patches):
+    # ART's APGD asks its classifier for the loss at each new point, then for the gradient at the
+    # same point, and runs the model eagerly for each; the one-pass classifier answers both from one
+    # traced forward+backward. The same float32 operations: equal to the last bit on this model.
+    x, y = patches
+    clf = nnjpeg.art.classifier(small_model)
+    onehot = np.eye(4, dtype=np.float32)
+    one_pass = nnjpeg.art.autoattack_attacks(clf, 0.05, batch_size=8)[:2]
+    own = nnjpeg.art.autoattack_attacks(clf, 0.05, batch_size=8, one_pass=False)[:2]
+    for fast, slow, labels in zip(one_pass, own, (onehot[y], onehot[(y + 1) % 4])):
+        assert type(fast.estimator).__name__ == "OnePassClassifier"
+        assert type(slow.estimator).__name__ == "TensorFlowV2Classifier"
+        np.testing.assert_array_equal(fast.estimator.compute_loss(x, labels), slow.estimator.compute_loss(x, labels))
+        np.testing.assert_array_equal(fast.estimator.loss_gradient(x, labels), slow.estimator.loss_gradient(x, labels))
+        passes = []
+        traced = fast.estimator._pass
+        fast.estimator._pass = lambda *a, f=traced: passes.append(1) or f(*a)  # noqa: B023
+        for attack_ in (fast, slow):
+            attack_.set_params(max_iter=10)
+        np.random.seed(0)
+        adv = fast.generate(x, y=labels)
+        np.random.seed(0)
+        np.testing.assert_array_equal(adv, slow.generate(x, y=labels))
+        # Per batch (2 of 8 images): one pass a step, one more for the first step's two points, and one
+        # after each of the 6 checkpoints of 10 iterations that moves images back to their best point;
+        # ART's own classifier makes 21 model calls a batch, two a step.
+        assert len(passes) <= 2 * (10 + 1 + 6)
+    # Preprocessing (here a standardisation) keeps ART's own classifier, which takes its gradient.
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    standardised = TensorFlowV2Classifier(small_model, nb_classes=4, input_shape=(16, 16, 1), clip_values=(0.0, 1.0),
+                                          loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                          preprocessing=(0.1, 0.9))
+    assert {type(a.estimator).__name__ for a in nnjpeg.art.autoattack_attacks(standardised, 0.05)[:2]} == {
+        "TensorFlowV2Classifier"}
+
+
 @pytest.mark.parametrize(("args", "error", "message"), [
     ({"eps": 0.0}, ValueError, r"Expected eps > 0. Received: eps=0.0"),
     ({"eps": -1.0}, ValueError, r"Expected eps to be a finite number >= 0. Received: eps=-1.0"),
