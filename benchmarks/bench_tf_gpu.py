@@ -39,7 +39,7 @@ from nnjpeg import codec
 
 MODES = {  # name: (layer for a backend, color, subsampling, table)
     "NN-favored table, rgb": ("Compression", "rgb", "4:4:4", TABLE),
-    "jpeg q75, 4:2:0": ("JPEG", "ycbcr", "4:2:0", codec._jpeg_table(75, 3)),
+    "jpeg q75, 4:2:0": ("JPEG", "ycbcr", "4:2:0", codec.jpeg_table(75, 3)),
 }
 DEFENCES = {  # name: (backend, where the layer runs: "model" or "cpu", XLA)
     "none": (None, "model", False),
@@ -61,8 +61,8 @@ def make_layer(mode: str, backend: str):
 def scalar_reference(mode: str, images: np.ndarray) -> np.ndarray:
     """The scalar CPU kernel's round trip, which the GPU kernel repeats operation for operation."""
     _, color, subsampling, table = MODES[mode]
-    tables = codec._check_table(table, images.shape[-1], color)
-    return codec._run(images, tables, codec._check_mode(color, subsampling), 1, "cpu", kernel="scalar")
+    tables = codec.check_table(table, images.shape[-1], color)
+    return codec.run(images, tables, codec.check_mode(color, subsampling), 1, "cpu", kernel="scalar")
 
 
 def make_head(tf, keras, device: str):

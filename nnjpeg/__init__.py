@@ -34,9 +34,9 @@ def _register_tf_op() -> None:
     that a SavedModel holding it loads (`tf.saved_model.load`). Where it cannot load, the layers
     fall back to `tf.numpy_function` and say why (`nnjpeg.tf_ops.native_op_status`)."""
     try:
-        from .tf_ops import _load_op
+        from .tf_ops import load_op
 
-        _load_op()
+        load_op()
     except Exception:  # noqa: BLE001 - never break `import tensorflow`; native_op_status() says why later
         return
 

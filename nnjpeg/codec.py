@@ -26,21 +26,21 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_IMAGES_EXPECTED = ("Expected images of dtype uint8 or float32 with shape (H, W, C) or (N, H, W, C), "
+IMAGES_EXPECTED = ("Expected images of dtype uint8 or float32 with shape (H, W, C) or (N, H, W, C), "
                     "C in {1, 3}")
 
 
-def _check_image_spec(dtype, shape, note: str = "") -> None:
+def check_image_spec(dtype, shape, note: str = "") -> None:
     """Checks dtype and shape (entries may be None where unknown); shared with the TF backend."""
     if dtype not in (np.uint8, np.float32):
-        raise TypeError(f"{_IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
+        raise TypeError(f"{IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
     if shape is None or len(shape) not in (3, 4) or shape[-1] not in (1, 3):
-        raise ValueError(f"{_IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
+        raise ValueError(f"{IMAGES_EXPECTED}{note}. Received: dtype={dtype}, shape={shape}")
     if any(d is not None and d < 1 for d in shape[-3:-1]):
         raise ValueError(f"Expected images with H >= 1 and W >= 1. Received: shape={shape}")
 
 
-def _check_range(lo, hi, nonfinite) -> None:
+def check_range(lo, hi, nonfinite) -> None:
     """Checks float32 images by their min, max and NaN/Inf count; shared with the TF backend."""
     if nonfinite:
         raise ValueError(f"Expected float32 images with finite values in [0, 1]. Received: {nonfinite} NaN/Inf values")
@@ -52,8 +52,8 @@ def _check_images(images) -> np.ndarray:
     """Checks type, dtype and shape; returns a 4-D view (no copy, no cast). The float32 value range
     is checked natively as the samples load (`_run`)."""
     if not isinstance(images, np.ndarray):
-        raise TypeError(f"{_IMAGES_EXPECTED}, as a NumPy array. Received: {type(images).__name__}")
-    _check_image_spec(images.dtype, images.shape)
+        raise TypeError(f"{IMAGES_EXPECTED}, as a NumPy array. Received: {type(images).__name__}")
+    check_image_spec(images.dtype, images.shape)
     return images if images.ndim == 4 else images[np.newaxis]
 
 
@@ -81,7 +81,7 @@ def _same_buffer(out: np.ndarray, images: np.ndarray) -> bool:
     return images.flags.c_contiguous and out.__array_interface__["data"][0] == images.__array_interface__["data"][0]
 
 
-def _check_table(table, channels: int, color: str) -> np.ndarray:
+def check_table(table, channels: int, color: str) -> np.ndarray:
     """Returns a (planes, 64) float32 table stack for the native call."""
     t = np.asarray(table)
     if t.dtype.kind not in "iuf":
@@ -108,29 +108,29 @@ def _check_table(table, channels: int, color: str) -> np.ndarray:
 _MAX_THREADS = 2**31 - 1  # the native calls' (and the TensorFlow op attribute's) int32
 
 
-def _check_threads(threads) -> int:
+def check_threads(threads) -> int:
     if threads is None:
         return default_threads()
     return _checks.integer("threads", threads, 1, _MAX_THREADS, or_none=True)
 
 
-def _check_choice(name: str, value, choices) -> str:
+def check_choice(name: str, value, choices) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"Expected {name} to be one of {', '.join(map(repr, choices))}. Received: {value!r}")
     return value
 
 
-def _check_mode(color, subsampling) -> int:
+def check_mode(color, subsampling) -> int:
     """Validates color and subsampling; returns the native pipeline mode."""
-    _check_choice("color", color, _COLORS)
-    _check_choice("subsampling", subsampling, tuple(_SUBSAMPLING))
+    check_choice("color", color, _COLORS)
+    check_choice("subsampling", subsampling, tuple(_SUBSAMPLING))
     if color == "rgb" and subsampling != "4:4:4":
         raise ValueError(f"Expected subsampling='4:4:4' with color='rgb' (chroma subsampling needs "
                          f"color='ycbcr'). Received: subsampling={subsampling!r}")
     return _MODE_RGB if color == "rgb" else _SUBSAMPLING[subsampling]
 
 
-def _jpeg_table(quality, channels: int) -> np.ndarray:
+def jpeg_table(quality, channels: int) -> np.ndarray:
     """The standard tables at an IJG quality: (2, 8, 8) (luma, chroma) for colour, (8, 8) luma for grey."""
     luma, chroma = standard_tables(check_quality(quality))
     return np.stack([luma, chroma]) if channels == 3 else luma
@@ -140,18 +140,18 @@ def _range_of(batch: np.ndarray) -> tuple:
     return batch.min(), batch.max(), np.count_nonzero(~np.isfinite(batch))
 
 
-def _run(images, tables: np.ndarray, mode: int, threads, device: str, kernel: str = "", out=None) -> np.ndarray:
+def run(images, tables: np.ndarray, mode: int, threads, device: str, kernel: str = "", out=None) -> np.ndarray:
     batch = _check_images(images)
-    threads = _check_threads(threads)
-    _check_choice("device", device, _DEVICES)
+    threads = check_threads(threads)
+    check_choice("device", device, _DEVICES)
     given = _check_out(out, images)
     if given is not None and batch.dtype == np.float32 and batch.size and _same_buffer(out, images):
         # Coded in place (_check_out let through no other overlap), a bad sample would be found
         # only after earlier rows were overwritten.
-        _check_range(*_range_of(batch))
+        check_range(*_range_of(batch))
     result = _codec.roundtrip(batch, tables, mode, threads, kernel, device, given)
     if result is None:  # float32 samples outside [0, 1], found as they loaded
-        _check_range(*_range_of(batch))
+        check_range(*_range_of(batch))
         raise RuntimeError("the native range check found float32 values outside [0, 1] that NumPy did not")
     if out is not None:
         return out
@@ -201,10 +201,10 @@ def compress(images, table, *, color: str = "rgb", subsampling: str = "4:4:4", t
             written), bad table shape or values, unknown color/subsampling/device, `out` of
             another shape, not C-contiguous and writeable, or overlapping part of the images.
     """
-    mode = _check_mode(color, subsampling)
+    mode = check_mode(color, subsampling)
     channels = images.shape[-1] if isinstance(images, np.ndarray) and images.ndim in (3, 4) else 3
-    tables = _check_table(table, channels, color)
-    return _run(images, tables, mode, threads, device, out=out)
+    tables = check_table(table, channels, color)
+    return run(images, tables, mode, threads, device, out=out)
 
 
 def jpeg(images, quality: int = 75, *, subsampling: str = "4:2:0", threads=None, device: str = "cpu",
@@ -236,7 +236,7 @@ def jpeg(images, quality: int = 75, *, subsampling: str = "4:2:0", threads=None,
             `out` (as in `compress`).
     """
     channels = 3 if _is_color(images) else 1
-    return compress(images, _jpeg_table(quality, channels), color="ycbcr", subsampling=subsampling,
+    return compress(images, jpeg_table(quality, channels), color="ycbcr", subsampling=subsampling,
                     threads=threads, device=device, out=out)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _args
+from .evaluate import accuracy_at, percent
 
 DEFAULT_EPS = (0.05, 0.1)
 DEFAULT_ATTACKS = ("fgsm", "pgd")
@@ -69,7 +70,7 @@ def run(out: Path, *, n: int = 1000, white_n: int = 250, eps=DEFAULT_EPS, attack
                      progress=progress)
     models, (x, y) = res["models"], res["data"]
     adv = A.attack("pgd", models["fmnist/classifier"], x[:6], y[:6], max(eps), nb_iter=10)
-    views = {report._label(d): defended_view(m, adv) for d, m in models.items() if d in res["results"]["gray-box"]["clean"]}
+    views = {report.defense_label(d): defended_view(m, adv) for d, m in models.items() if d in res["results"]["gray-box"]["clean"]}
     example_grid(x, adv, {k: v for k, v in views.items() if v is not None},
                  [datasets.FASHION_MNIST_CLASSES[i] for i in y[:6]], out / "examples.png")
     wall = time.time() - t0
@@ -97,15 +98,15 @@ def summary(results: dict, meta: dict, out: Path, wall: float) -> str:
         return [a if e is None else f"{a} {e:g}" for a, e in keys(res)]
 
     def cells(res, d):
-        return [report._pct(report._acc(res, d, a, e)) for a, e in keys(res)]
+        return [percent(accuracy_at(res, d, a, e)) for a, e in keys(res)]
 
     text = [text_table(["defense", "clean", *head(gray), f"white-box {wa} {we:g}"],
-                       [[report._label(d), report._pct(gray["clean"][d]), *cells(gray, d),
-                         report._pct(report._acc(white, d, wa, we))] for d in ds],
+                       [[report.defense_label(d), percent(gray["clean"][d]), *cells(gray, d),
+                         percent(accuracy_at(white, d, wa, we))] for d in ds],
                        title=f"Gray-box (made on the target) and white-box (through the whole defended model, BPDA, "
                              f"EOT for TVM; first {meta['white_n']} images): accuracy (%) on {meta['n']} test images"), ""]
     if black:
-        text += [text_table(["defense", *head(black)], [[report._label(d), *cells(black, d)] for d in ds],
+        text += [text_table(["defense", *head(black)], [[report.defense_label(d), *cells(black, d)] for d in ds],
                             title="Black-box (transferred from the three surrogates): accuracy (%)"), ""]
     text += ["Reading (the report has one line per defense):",
              *[_plain(line) for line in report.verdicts(results) + report.papers_reading(results)], "",

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from . import _args, _checks, _console, stats
-from ._predict import accuracy, correct, right
+from ._predict import accuracy, right
 
 SCENARIOS = ("gray-box", "black-box", "white-box", "mixed")
 
@@ -80,7 +80,8 @@ def model_and_images(model: str, dataset: str, n: int, seed: int = 0, data_dir=N
     return classifier, x, y
 
 
-def _subset(dataset: str, n: int, seed: int, data_dir=None):
+def subset(dataset: str, n: int, seed: int, data_dir=None):
+    """`n` (>= 1) seeded test images of `dataset` and their labels, as `test_images`."""
     _checks.integer("n", n, 1, meaning=", the number of test images,")
     return test_images(dataset, n, seed, data_dir)
 
@@ -411,6 +412,20 @@ def _merged_record(parts: list[dict], total: int, clean: dict) -> dict:
     else:
         out.update(accuracy=hits / total, ci95=list(stats.wilson(hits, total)))
     return out
+
+
+def accuracy_at(result: dict | None, defense: str, attack: str, eps) -> float | None:
+    """The accuracy of `defense` under `attack` at `eps` in an evaluation's `result`, or None where
+    it has no such cell (or there is no result)."""
+    if result is None:
+        return None
+    return next((r["accuracy"] for r in result["records"]
+                 if r["defense"] == defense and r["attack"] == attack and r["eps"] == eps), None)
+
+
+def percent(share: float | None) -> str:
+    """An accuracy as the tables print it: percent with one decimal, "–" for none."""
+    return "–" if share is None else f"{100 * share:.1f}"
 
 
 def markdown(result: dict) -> str:

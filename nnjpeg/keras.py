@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from .codec import _check_choice, _check_mode, _check_table, _jpeg_table
+from .codec import check_choice, check_mode, check_table, jpeg_table
 from .tables import check_quality
-from .tf_ops import _BACKENDS, _check_backend_threads, _check_values, _compress, _native_op, straight_through
+from .tf_ops import BACKENDS, check_backend_threads, check_values, compress_tensor, native_op, straight_through
 
 __all__ = ["JPEG", "Compression", "with_backend"]
 
@@ -39,10 +39,10 @@ class _CodecLayer(keras.layers.Layer):
         self.supports_jit = backend == "tf"
 
     def _check_params(self):
-        _check_choice("backend", self.backend, _BACKENDS)
-        _check_choice("gradient", self.gradient, _GRADIENTS)
-        self._mode = _check_mode(self.color, self.subsampling)
-        _check_backend_threads(self.backend, self.threads)
+        check_choice("backend", self.backend, BACKENDS)
+        check_choice("gradient", self.gradient, _GRADIENTS)
+        self._mode = check_mode(self.color, self.subsampling)
+        check_backend_threads(self.backend, self.threads)
 
     def _table_for(self, channels: int):
         raise NotImplementedError
@@ -52,7 +52,7 @@ class _CodecLayer(keras.layers.Layer):
         if len(shape) != 4 or shape[-1] not in (1, 3):
             raise ValueError(f"Expected inputs of shape (N, H, W, C), C in {{1, 3}}, float32 in [0, 1]. "
                              f"Received: input_shape={shape}")
-        self._tables = _check_table(self._table_for(shape[-1]), shape[-1], self.color)
+        self._tables = check_table(self._table_for(shape[-1]), shape[-1], self.color)
 
     def call(self, inputs):
         if inputs.dtype not in (tf.float32, tf.uint8):
@@ -66,10 +66,10 @@ class _CodecLayer(keras.layers.Layer):
 
     def _round_trip(self, inputs):
         if self.backend == "tf":
-            checked = inputs if inputs.dtype == tf.uint8 else _check_values(inputs)
-            return _compress(checked, self._tables, self.color, self._mode)
+            checked = inputs if inputs.dtype == tf.uint8 else check_values(inputs)
+            return compress_tensor(checked, self._tables, self.color, self._mode)
         # nnjpeg.compress checks the value range itself (one NumPy pass), with the same message.
-        return _native_op(inputs, self._tables, self._mode, self.threads)
+        return native_op(inputs, self._tables, self._mode, self.threads)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -137,7 +137,7 @@ class Compression(_CodecLayer):
         errors = []
         for channels in (3, 1):
             try:
-                _check_table(self.table, channels, self.color)
+                check_table(self.table, channels, self.color)
                 return
             except ValueError as e:
                 errors.append(e)
@@ -186,7 +186,7 @@ class JPEG(_CodecLayer):
         super()._check_params()
 
     def _table_for(self, channels: int):
-        return _jpeg_table(self.quality, channels)
+        return jpeg_table(self.quality, channels)
 
     def get_config(self):
         return {**super().get_config(), "quality": self.quality}
@@ -221,7 +221,7 @@ def with_backend(model: keras.Model, backend: str) -> keras.Model:
     Raises:
         ValueError: unknown backend.
     """
-    _check_choice("backend", backend, _BACKENDS)
+    check_choice("backend", backend, BACKENDS)
 
     def switch(node):
         if isinstance(node, dict):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _args, registry, stats
+from .evaluate import accuracy_at, percent
 
 # How each VQUNet variant was trained, for the report's table of what was tried.
 VQUNET_VARIANTS = {
@@ -169,7 +170,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
     names = set(available) if available is not None else shipped
     models = {d: load(d) for d in defenses}
     models.update({s: load(s) for s in registry.surrogates("fashion-mnist") if s in names})
-    x, y = data if data is not None else evaluate._subset("fashion-mnist", n, seed)
+    x, y = data if data is not None else evaluate.subset("fashion-mnist", n, seed)
     settings = {"n": len(x), "seed": seed, "eps": list(eps), "white_eps": white_eps,
                 "white_n": white_n, "eot": eot, "robust_n": robust_n, "robust_steps": robust_steps,
                 "restarts": robust_restarts, "autoattack": autoattack, "autoattack_n": autoattack_n,
@@ -247,7 +248,7 @@ def run(out: Path, *, n: int = 1000, seed: int = 0, eps=DEFAULT_EPS, analysis_ep
         plot_protocol(results["gray-box"], results["black-box"], out / "fig2_vqunet_protocol.png")
     plot_white_box(results["white-box"], out / "table3_white_box.png")
     if robust:
-        R.plot_sweep(results["robust"], out / "masking_check.png", _label)
+        R.plot_sweep(results["robust"], out / "masking_check.png", defense_label)
     if variants := [d for d in VQUNET_VARIANTS if d in results["gray-box"]["clean"]]:
         plot_vqunet_tried(results, variants, {"white_eps": white_eps}, out / "vqunet_tried.png")
     denoisers = {n: load(n) for n in ("fmnist/vqunet", "fmnist/vqunet-k256", "fmnist/non-vq-unet") if n in names}
@@ -341,8 +342,6 @@ def merge_stages(paths, settings: dict, fingerprints: dict) -> dict:
             same finished stages; each message names the files. Overlapping or missing shards are
             refused by `nnjpeg.evaluate.merge`, naming the files too.
     """
-    from nnjpeg import evaluate
-
     files = [Path(p) / "stages.json" if Path(p).is_dir() else Path(p) for p in paths]
     if not files:
         raise ValueError("Expected the checkpoints of a sharded report (nnjpeg report --shard I/K --out DIR). "
@@ -411,7 +410,7 @@ def _clean_accuracy(defenses: list[str], models: dict, data, progress: bool, mea
     clean = {}
     with _console.stage(len(defenses), f"clean accuracy, {len(x)} test images", enabled=progress) as bar:
         for d in defenses:
-            bar.set_postfix_str(_label(d))
+            bar.set_postfix_str(defense_label(d))
             clean[d] = evaluate.accuracy(models[d], x, y)
             bar.update(1)
     return {"records": [], "clean": clean, "config": {"defenses": list(defenses), "n": len(x), "attacks": []}}
@@ -489,19 +488,10 @@ def _series(values, relative=None) -> str:
                      for v, r in zip(values, relative))
 
 
-def _label(d: str) -> str:
+def defense_label(d: str) -> str:
     return registry.label(d)
 
 
-def _acc(res: dict, d: str, attack: str, e) -> float | None:
-    for r in res["records"]:
-        if r["defense"] == d and r["attack"] == attack and r["eps"] == e:
-            return r["accuracy"]
-    return None
-
-
-def _pct(v) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
 
 
 def _record(res: dict | None, d: str, attack: str, e) -> dict | None:
@@ -531,7 +521,7 @@ def _pct_ci(v, ci) -> str:
     """An accuracy with its 95 % interval, in percent: "71.2 (67.1–75.0)"."""
     if v is None:
         return "–"
-    return _pct(v) if ci is None else f"{100 * v:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+    return percent(v) if ci is None else f"{100 * v:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
 
 
 def _cell(res: dict | None, d: str, attack: str, e) -> str:
@@ -569,14 +559,14 @@ def table1(gray: dict, full: dict | None = None) -> list[str]:
     sets = [gray] + ([full] if full is not None else [])
     head = "".join(f" acc, {res['config']['n']} images | degradation |" for res in sets)
     lines = [f"| method |{head} paper: acc | paper: degradation |", "|---|" + "---:|" * (2 * len(sets) + 2),
-             "| target alone | " + "".join(f"{_pct(res['clean']['fmnist/classifier'])} | – | " for res in sets)
+             "| target alone | " + "".join(f"{percent(res['clean']['fmnist/classifier'])} | – | " for res in sets)
              + f"{paper['target']:.2f} | – |"]
     for d in gray["config"]["defenses"]:
         if d == "fmnist/classifier":
             continue
         p = paper["rows"].get(_paper_row(d))
-        lines.append(f"| {_label(d)} | " + "".join(
-            f"{_pct(res['clean'][d])} | {100 * (res['clean'][d] - res['clean']['fmnist/classifier']):+.2f} | "
+        lines.append(f"| {defense_label(d)} | " + "".join(
+            f"{percent(res['clean'][d])} | {100 * (res['clean'][d] - res['clean']['fmnist/classifier']):+.2f} | "
             for res in sets) + (f"{p:.2f} | {p - paper['target']:+.2f} |" if p is not None else "– | – |"))
     return lines
 
@@ -588,8 +578,8 @@ def table2(res: dict) -> list[str]:
                             + (f" (n={size[a, e]})" if size[a, e] != res["config"]["n"] else "") for a, e in keys]
     lines = ["| defense | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
     for d in res["config"]["defenses"]:
-        cells = [_pct(res["clean"][d])] + [_pct(_acc(res, d, a, e)) for a, e in keys]
-        lines.append(f"| {_label(d)} | " + " | ".join(cells) + " |")
+        cells = [percent(res["clean"][d])] + [percent(accuracy_at(res, d, a, e)) for a, e in keys]
+        lines.append(f"| {defense_label(d)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -602,20 +592,20 @@ def paper_grid_table(res: dict, grid, paper: dict, extra: dict | None = None) ->
     keys = [(a, e / 255.0) for a, e in grid] + list(extra.values())
     lines = ["| defense | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for d in res["config"]["defenses"]:
-        ours = [res["clean"][d]] + [_acc(res, d, a, e) for a, e in keys]
+        ours = [res["clean"][d]] + [accuracy_at(res, d, a, e) for a, e in keys]
         theirs = paper["rows"].get(_paper_row(d))
         cells = []
         for i, v in enumerate(ours):
             j = paper["columns"].index(columns[i]) if theirs is not None and columns[i] in paper["columns"] else None
-            cells.append(_pct(v) + (f" ({theirs[j]:.1f})" if j is not None else ""))
-        lines.append(f"| {_label(d)} | " + " | ".join(cells) + " |")
+            cells.append(percent(v) + (f" ({theirs[j]:.1f})" if j is not None else ""))
+        lines.append(f"| {defense_label(d)} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _vqunet_attacks(results: dict, variants, meta: dict) -> list[str]:
     """The gray-box attacks run on the VQUNet variants at the white-box eps."""
     gray, e = results["gray-box"], meta["white_eps"]
-    return [a for a in gray["config"]["attacks"] if _acc(gray, variants[0], a, e) is not None]
+    return [a for a in gray["config"]["attacks"] if accuracy_at(gray, variants[0], a, e) is not None]
 
 
 def _vqunet_cells(results: dict, variants, meta: dict) -> tuple[list[str], dict]:
@@ -627,8 +617,8 @@ def _vqunet_cells(results: dict, variants, meta: dict) -> tuple[list[str], dict]
     cells = {d: {} for d in variants}
     for d in variants:
         for a in attacks:
-            g = _acc(gray, d, a, e)
-            b = _acc(black, d, a, e) if black is not None else None
+            g = accuracy_at(gray, d, a, e)
+            b = accuracy_at(black, d, a, e) if black is not None else None
             if g is not None:
                 cells[d][a] = (g if b is None else (g + b) / 2, g, b)
     return attacks, cells
@@ -655,15 +645,15 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
     head += ["strongest white-box"] if rb else []
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for d in variants:
-        row = [_label(d), VQUNET_VARIANTS[d], _pct(gray["clean"][d])]
-        row += [_pct(cells[d][a][0] if a in cells[d] else None) for a in attacks]
-        row.append(_pct(_acc(white, d, meta["white_attack"], e)))
+        row = [defense_label(d), VQUNET_VARIANTS[d], percent(gray["clean"][d])]
+        row += [percent(cells[d][a][0] if a in cells[d] else None) for a in attacks]
+        row.append(percent(accuracy_at(white, d, meta["white_attack"], e)))
         if rb:
-            row.append(_pct(R.worst(rb, d)))
+            row.append(percent(R.worst(rb, d)))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "The paper's goal: at least 90 % under the mixed protocol for every attack, with a clean-accuracy "
                   "drop of at most 1 point (its Table 1 and Fig. 2)."
-              + (f" {', '.join(_label(d) for d in variants if _seen_surrogates(d))}: trained on examples made on "
+              + (f" {', '.join(defense_label(d) for d in variants if _seen_surrogates(d))}: trained on examples made on "
                  "this report's surrogates, the models the transferred half comes from, which no defender of an "
                  "unknown attacker has; set beside the others, never counted as the best reached."
                  if any(_seen_surrogates(d) for d in variants) else "")]
@@ -673,7 +663,7 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
         best = max(lowest, key=lambda d: lowest[d][0])
         value, attack = lowest[best][:2]
         met = value >= 0.9 and drop[best] is not None and drop[best] <= 1.0
-        lines[-1] += (f" Best reached: {_label(best)}, lowest mixed accuracy {_pct(value)} % ({attack})"
+        lines[-1] += (f" Best reached: {defense_label(best)}, lowest mixed accuracy {percent(value)} % ({attack})"
                       + ("" if drop[best] is None else f", clean drop {drop[best]:.1f} points")
                       + (": the goal is met." if met else ": the goal is **not met**."))
         if not met and target is not None:
@@ -681,11 +671,11 @@ def vqunet_table(results: dict, variants, meta: dict) -> list[str]:
             gap = {d: 100 * max(0.0, 0.9 - lowest[d][0]) + max(0.0, drop[d] - 1.0) for d in lowest}
             near = min(gap, key=gap.get)
             value, attack, g, b = lowest[near]
-            lines[-1] += ((" It is also the nearest to the goal:" if near == best else f" Nearest the goal: {_label(near)},")
-                          + (f" {100 * (0.9 - value):.1f} points under 90 %" if value < 0.9 else f" {_pct(value)} %")
+            lines[-1] += ((" It is also the nearest to the goal:" if near == best else f" Nearest the goal: {defense_label(near)},")
+                          + (f" {100 * (0.9 - value):.1f} points under 90 %" if value < 0.9 else f" {percent(value)} %")
                           + f" ({attack}"
-                          + ("" if b is None else f": {_pct(g)} % of the examples made on the target survive, "
-                             f"{_pct(b)} % of the transferred ones")
+                          + ("" if b is None else f": {percent(g)} % of the examples made on the target survive, "
+                             f"{percent(b)} % of the transferred ones")
                           + f") at a clean drop of {drop[near]:.1f} points.")
     return lines
 
@@ -700,7 +690,7 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
     attacks, e = _vqunet_attacks(results, variants, meta), meta["white_eps"]
     lowest = {}
     for d in black["config"]["defenses"]:
-        cells = [(_acc(black, d, a, e), a) for a in attacks]
+        cells = [(accuracy_at(black, d, a, e), a) for a in attacks]
         if cells and all(v is not None for v, _ in cells):
             lowest[d] = min(cells)
     fair = {d: v for d, v in lowest.items() if not _seen_surrogates(d)}
@@ -709,26 +699,26 @@ def transfer_ceiling(results: dict, variants, meta: dict) -> list[str]:
     top = max(fair, key=lambda d: fair[d][0])
     value, attack = fair[top]
     text = (f"The transferred half alone, for every defense in this report that never saw the surrogates, at eps {e:g} "
-            f"under the worst of {', '.join(attacks)}: the highest is {_pct(value)} % ({_label(top)}, {attack}; "
-            f"{_pct(black['clean'][top])} % clean).")
+            f"under the worst of {', '.join(attacks)}: the highest is {percent(value)} % ({defense_label(top)}, {attack}; "
+            f"{percent(black['clean'][top])} % clean).")
     if value < 0.9:
         need = 1.8 - value  # the half made on the target that a mixed 90 % needs beside it
         clean = max(results["gray-box"]["clean"][d] for d in variants)
-        text += (f" Beside a transferred half that high, a mixed 90 % needs {_pct(need)} % of the examples made on "
+        text += (f" Beside a transferred half that high, a mixed 90 % needs {percent(need)} % of the examples made on "
                  "the target to be classified right"
-                 + (f", more than any VQUNet variant here gets right of the clean images ({_pct(clean)} %)."
+                 + (f", more than any VQUNet variant here gets right of the clean images ({percent(clean)} %)."
                     if need > clean else "."))
     lines = [text]
     gray = results["gray-box"]
     for d in (d for d in lowest if _seen_surrogates(d)):
         value, attack = lowest[d]
-        made = min(((v, a) for a in attacks if (v := _acc(gray, d, a, e)) is not None), default=None)
-        lines.append(f"{_label(d)}, trained on examples made on the surrogates themselves, keeps {_pct(value)} % of the "
+        made = min(((v, a) for a in attacks if (v := accuracy_at(gray, d, a, e)) is not None), default=None)
+        lines.append(f"{defense_label(d)}, trained on examples made on the surrogates themselves, keeps {percent(value)} % of the "
                      f"transferred examples under its worst attack ({attack}): "
                      + ("still under 90 %" if value < 0.9 else "90 % or more")
-                     + (f"; of the clean images it keeps {_pct(gray['clean'][d])} %." if made is None else
-                        f"; of the examples made on the target it keeps {_pct(made[0])} % ({made[1]}), of the clean "
-                        f"images {_pct(gray['clean'][d])} %."))
+                     + (f"; of the clean images it keeps {percent(gray['clean'][d])} %." if made is None else
+                        f"; of the examples made on the target it keeps {percent(made[0])} % ({made[1]}), of the clean "
+                        f"images {percent(gray['clean'][d])} %."))
     return lines
 
 
@@ -759,7 +749,7 @@ def plot_vqunet_tried(results: dict, variants, meta: dict, path: Path) -> None:
                        label="trained on the surrogates' own examples" if seen else None)
             # A point just above a neighbour's takes its label on the left, clear of the neighbour's.
             crowded = any(abs(xy[0] - u) < 3.0 and 0 <= xy[1] - v < 5 for u, v in placed)
-            ax.annotate(f"{_label(d)} ({attack})", xy, textcoords="offset points", xytext=(-5 if crowded else 5, 3),
+            ax.annotate(f"{defense_label(d)} ({attack})", xy, textcoords="offset points", xytext=(-5 if crowded else 5, 3),
                         ha="right" if crowded else "left", fontsize=8)
             placed.append(xy)
         ax.set_xlim(left, right)
@@ -777,12 +767,12 @@ def table3(white: dict, bpda: dict | None = None) -> list[str]:
     ds = white["config"]["defenses"]
     a, e = white["config"]["attacks"][0], white["config"]["eps"][0]
     paper = PAPER["nnjpeg_table3"]["rows"]
-    lines = ["| | " + " | ".join(_label(d) for d in ds) + " |", "|---|" + "---:|" * len(ds),
-             "| Acc_raw | " + " | ".join(_pct(white["clean"][d]) for d in ds) + " |",
-             f"| Acc_ae ({a}, eps {e}) | " + " | ".join(_pct(_acc(white, d, a, e)) for d in ds) + " |",
+    lines = ["| | " + " | ".join(defense_label(d) for d in ds) + " |", "|---|" + "---:|" * len(ds),
+             "| Acc_raw | " + " | ".join(percent(white["clean"][d]) for d in ds) + " |",
+             f"| Acc_ae ({a}, eps {e}) | " + " | ".join(percent(accuracy_at(white, d, a, e)) for d in ds) + " |",
              *([f"| Acc_raw / Acc_ae (BPDA, {bpda['config']['attack_kwargs']['bpda']['nb_iter']} iterations, "
                 f"n={bpda['config']['n']}) | "
-                + " | ".join(f"{_pct(bpda['clean'][d])} / {_pct(_acc(bpda, d, 'bpda', e))}" for d in ds) + " |"]
+                + " | ".join(f"{percent(bpda['clean'][d])} / {percent(accuracy_at(bpda, d, 'bpda', e))}" for d in ds) + " |"]
                if bpda is not None else []),
              "| paper Acc_raw / Acc_ae (ImageNet) | " + " | ".join(
                  "{} / {}".format(*paper[_paper_row(d)]) if _paper_row(d) in paper else "–" for d in ds) + " |"]
@@ -803,10 +793,10 @@ def verdicts(results: dict) -> list[str]:
     groups = {"falls to the adaptive attack (below 10 %)": [], "holds partly (below half its clean accuracy)": [],
               "holds under this attack (check stronger ones before trusting it)": []}
     for d in gray["config"]["defenses"]:
-        w = _acc(white, d, a, e)
+        w = accuracy_at(white, d, a, e)
         if d == "fmnist/classifier" or w is None:
             continue
-        groups[list(groups)[_white_group(w, white["clean"][d])]].append(f"{_label(d)} {_pct(w)} %")
+        groups[list(groups)[_white_group(w, white["clean"][d])]].append(f"{defense_label(d)} {percent(w)} %")
     return [f"- White-box {a} at eps {e:g}, {key}: " + ", ".join(names) + "." for key, names in groups.items() if names]
 
 
@@ -822,17 +812,17 @@ def reading(results: dict) -> list[str]:
     for d in gray["config"]["defenses"]:
         clean = gray["clean"][d]
         worst_g = min((r for r in gray["records"] if r["defense"] == d), key=lambda r: r["accuracy"])
-        w = _acc(white, d, a, e)
-        s = (f"- **{_label(d)}**: clean {_pct(clean)} % ({100 * (clean - target_clean):+.1f} points vs the target); "
-             f"gray-box worst {_pct(worst_g['accuracy'])} % ({worst_g['attack']}"
+        w = accuracy_at(white, d, a, e)
+        s = (f"- **{defense_label(d)}**: clean {percent(clean)} % ({100 * (clean - target_clean):+.1f} points vs the target); "
+             f"gray-box worst {percent(worst_g['accuracy'])} % ({worst_g['attack']}"
              + (f", eps {worst_g['eps']}" if worst_g["eps"] is not None else "") + ")")
         if black is not None:
             worst_b = min((r for r in black["records"] if r["defense"] == d), key=lambda r: r["accuracy"])
-            s += f"; black-box worst {_pct(worst_b['accuracy'])} % ({worst_b['attack']}, eps {worst_b['eps']})"
-        s += f"; white-box {a} at eps {e}: {_pct(w)} %"
+            s += f"; black-box worst {percent(worst_b['accuracy'])} % ({worst_b['attack']}, eps {worst_b['eps']})"
+        s += f"; white-box {a} at eps {e}: {percent(w)} %"
         strong = R.worst(robust, d) if robust else None
         if strong is not None:
-            s += f", under the strongest white-box evaluation {_pct(strong)} %"
+            s += f", under the strongest white-box evaluation {percent(strong)} %"
         if d != "fmnist/classifier" and w is not None:  # grouped as the demo's verdicts, by the strongest attack run
             s += (" — **falls to the adaptive attack**", " — holds partly under the adaptive attack",
                   " — holds under this adaptive attack (check stronger ones before trusting it)" if strong is None
@@ -850,16 +840,16 @@ def papers_reading(results: dict) -> list[str]:
     out = []
     ens = "fmnist/ensemble"
     if ens in white["clean"]:
-        kept = _acc(white, ens, a, e)
-        bpda = _acc(results["bpda"], ens, "bpda", e) if "bpda" in results else None
+        kept = accuracy_at(white, ens, a, e)
+        bpda = accuracy_at(results["bpda"], ens, "bpda", e) if "bpda" in results else None
         cells = [r for r in (_record(white, ens, a, e), _record(results.get("bpda"), ens, "bpda", e)) if r is not None]
         worst_cell = min(cells, key=lambda r: r["accuracy"])
         worst = worst_cell["accuracy"]
         low, high = stats.wilson(*_counts(worst_cell))
         paper = PAPER["nnjpeg_table3"]["rows"]["Proposed"][1]
         out.append(f"- NN-JPEG paper, Table 3: its ensemble keeps {paper} % under BPDA on ImageNet. Attacked as one "
-                   f"model here (identity gradient through every member's compression), it keeps {_pct(kept)} % under "
-                   f"{a} at eps {e}" + (f" and {_pct(bpda)} % under the paper's BPDA settings" if bpda is not None else "")
+                   f"model here (identity gradient through every member's compression), it keeps {percent(kept)} % under "
+                   f"{a} at eps {e}" + (f" and {percent(bpda)} % under the paper's BPDA settings" if bpda is not None else "")
                    + ": " + _verdict(low, high, (paper - 5) / 100, at_least=True)
                    + f" ({100 * worst - paper:+.1f} points; the worst of them, {_ci_text(low, high)} %, against the "
                      f"paper's {paper} % less 5 points).")
@@ -882,10 +872,10 @@ def papers_reading(results: dict) -> list[str]:
             protocol = "its mixed protocol (half gray-box, half transferred)" if black is not None else "gray-box attacks"
             out.append(f"- VQUNet paper, Fig. 2: at least 90 % on Fashion-MNIST under every attack and eps it tried, "
                        f"examples made without knowledge of the denoiser. Here, under {protocol}, the lowest is "
-                       f"{_pct(low)} % ({attack}, eps {eps_low}; {_ci_text(lo, hi)} %): "
+                       f"{percent(low)} % ({attack}, eps {eps_low}; {_ci_text(lo, hi)} %): "
                        + _verdict(lo, hi, 0.9, at_least=True)
                        + f" ({100 * low - 90:+.1f} points against 90 %); the white-box attack through the denoiser "
-                       f"leaves {_pct(_acc(white, vq, a, e))} %.")
+                       f"leaves {percent(accuracy_at(white, vq, a, e))} %.")
     out += _codebook_tradeoff(gray)
     out += _paper_claims(results)
     out.append(f"- {_DECIDED}")
@@ -913,7 +903,7 @@ def _paper_claims(results: dict) -> list[str]:
         out.append(f"- NN-JPEG paper, Table 2: its ensemble beats JPEG (75), FD and TVM under gray-box FGSM and I-FGSM "
                    f"at 2-8/255 (by about 10 points on ImageNet). Here, averaged over those six columns, the ensemble "
                    f"keeps {100 * mean[ens]:.1f} % against {100 * mean[best]:.1f} % for the best of the three "
-                   f"({_label(best)}): " + _verdict(lo, hi, 0.0, at_least=True)
+                   f"({defense_label(best)}): " + _verdict(lo, hi, 0.0, at_least=True)
                    + f" ({margin:+.1f} points; {_ci_text(lo, hi, unit='')} points).")
     table1 = PAPER["vqunet_table1"]
     clean = results.get("clean, all", gray)  # every test image where measured: a drop of 1-2 points needs them
@@ -924,7 +914,7 @@ def _paper_claims(results: dict) -> list[str]:
             share, lo, hi = stats.difference(target_k, n, k, n)
             drop = 100 * share
             paper_drop = table1["target"] - table1["rows"][_paper_row(d)]
-            out.append(f"- VQUNet paper, Table 1: {_label(d)} costs {paper_drop:.2f} points of clean accuracy; here "
+            out.append(f"- VQUNet paper, Table 1: {defense_label(d)} costs {paper_drop:.2f} points of clean accuracy; here "
                        f"{drop:.2f} points on {n} test images ({_ci_text(lo, hi)} points): "
                        + _verdict(lo, hi, (paper_drop + 1.0) / 100)
                        + " (within 1 point of the paper's drop counts as reproduced).")
@@ -949,33 +939,33 @@ def _robust_reading(results: dict) -> list[str]:
     met = best_qualified is not None and worst[best_qualified] >= 0.5
     attacks = f"PGD-{rb['steps']} x {rb['restarts']}" + (" and AutoAttack" if "autoattack" in rb else "")
     out = [f"- **Strongest white-box evaluation** ({attacks}, eps {rb['eps']}): the most robust defense is "
-           f"{_label(best)}, {_pct(worst[best])} % (clean {_pct(clean[best])} %)"
-           + (f"; with at least 85 % clean and every masking check passed, {_label(best_qualified)}: "
-              f"{_pct(worst[best_qualified])} % (clean {_pct(clean[best_qualified])} %)" if best_qualified else
+           f"{defense_label(best)}, {percent(worst[best])} % (clean {percent(clean[best])} %)"
+           + (f"; with at least 85 % clean and every masking check passed, {defense_label(best_qualified)}: "
+              f"{percent(worst[best_qualified])} % (clean {percent(clean[best_qualified])} %)" if best_qualified else
               "; no defense has at least 85 % clean and passes every masking check")
            + ". The goal of at least 50 % with at least 85 % clean is " + ("**met**." if met else "**not met**.")]
     holding = [d for d in worst if worst[d] is not None and worst[d] >= 0.5]
     falling = [d for d in worst if worst[d] is not None and worst[d] < 0.1]
     if falling:
-        out.append("- Below 10 % under the strongest white-box attack: " + ", ".join(_label(d) for d in falling) + ".")
+        out.append("- Below 10 % under the strongest white-box attack: " + ", ".join(defense_label(d) for d in falling) + ".")
     if holding:
-        out.append("- At least 50 %: " + ", ".join(f"{_label(d)} ({_pct(worst[d])} %)" for d in holding) + ".")
+        out.append("- At least 50 %: " + ", ".join(f"{defense_label(d)} ({percent(worst[d])} %)" for d in holding) + ".")
     failed = {d: [name for name, key in (("accuracy does not fall with eps", "falls"),
                                          ("white-box beats black-box", "white_le_black"),
                                          ("unbounded eps does not reach 0 %", "unbounded")) if c[key] is False]
               for d, c in checks.items()}
     flagged = {d: f for d, f in failed.items() if f}
     if "autoattack" in rb:  # a gradient attack that stalls where AutoAttack does not is a masking sign too
-        aa = {d: R._acc(rb["autoattack"], d, "autoattack", rb["eps"]) for d in worst}
-        gaps = {d: R._acc(rb["pgd"], d, "pgd", rb["eps"]) - v for d, v in aa.items() if v is not None}
+        aa = {d: accuracy_at(rb["autoattack"], d, "autoattack", rb["eps"]) for d in worst}
+        gaps = {d: accuracy_at(rb["pgd"], d, "pgd", rb["eps"]) - v for d, v in aa.items() if v is not None}
         wide = {d: g for d, g in gaps.items() if g > 0.1}
         if wide:
             out.append("- AutoAttack finds much more than PGD on " + ", ".join(
-                f"{_label(d)} ({100 * g:.1f} points lower, on its {rb['autoattack']['config']['n']} images against "
+                f"{defense_label(d)} ({100 * g:.1f} points lower, on its {rb['autoattack']['config']['n']} images against "
                 f"PGD's {rb['pgd']['config']['n']})" for d, g in wide.items())
                 + ": PGD alone overstates these defenses, and their number is AutoAttack's.")
     out.append("- Gradient-masking checks: " + ("every defense passes all three." if not flagged else
-               "; ".join(f"{_label(d)}: {', '.join(f)}" for d, f in flagged.items())
+               "; ".join(f"{defense_label(d)}: {', '.join(f)}" for d, f in flagged.items())
                + ". Numbers that fail a check are not evidence of robustness."))
     ens = "fmnist/ensemble"
     at = [d for d in ("fmnist/fast-at", "fmnist/free-at") if d in worst]
@@ -985,9 +975,9 @@ def _robust_reading(results: dict) -> list[str]:
         gaps = [stats.difference(*_counts(_worst_record(rb, ens)), *_counts(_worst_record(rb, d))) for d in at]
         low, high = min(g[1] for g in gaps), min(g[2] for g in gaps)
         out.append(f"- NN-JPEG paper, Table 1: its noisy fine-tuning reaches about the robustness of Fast and Free "
-                   f"adversarial training in less time. Here the ensemble keeps {_pct(worst[ens])} % white-box "
-                   + ", ".join(f"against {_label(d)}'s {_pct(worst[d])} %" for d in at)
-                   + (" (training " + ", ".join(f"{_label(d)} {h:.2f} h" for d, h in hours.items()) + ")" if hours else "")
+                   f"adversarial training in less time. Here the ensemble keeps {percent(worst[ens])} % white-box "
+                   + ", ".join(f"against {defense_label(d)}'s {percent(worst[d])} %" for d in at)
+                   + (" (training " + ", ".join(f"{defense_label(d)} {h:.2f} h" for d, h in hours.items()) + ")" if hours else "")
                    + ": " + _verdict(low, high, -0.05, at_least=True)
                    + f" (within 5 points of each; the lowest difference's {_ci_text(low, high)} points).")
     return out
@@ -1011,11 +1001,11 @@ def _codebook_tradeoff(gray: dict) -> list[str]:
     attacks = [x for x in ("bim", "pgd") if x in gray["config"]["attacks"]]
     if not attacks:
         return []
-    parts = [f"{_label(d)} {_pct(gray['clean'][d])} % clean, "
-             + ", ".join(f"{_pct(_acc(gray, d, x, e))} % under {x}" for x in attacks) for d in ds]
+    parts = [f"{defense_label(d)} {percent(gray['clean'][d])} % clean, "
+             + ", ".join(f"{percent(accuracy_at(gray, d, x, e))} % under {x}" for x in attacks) for d in ds]
     verdict = ""
     if fine in ds and coarse in ds:
-        adv = {d: np.mean([_acc(gray, d, x, e) for x in attacks]) for d in (fine, coarse)}
+        adv = {d: np.mean([accuracy_at(gray, d, x, e) for x in attacks]) for d in (fine, coarse)}
         if gray["clean"][fine] > gray["clean"][coarse] and adv[fine] < adv[coarse]:
             verdict = (" The finer codebook keeps more of the clean image and passes more of the perturbation with it: "
                        "codebook size trades clean accuracy for robustness here.")
@@ -1034,7 +1024,7 @@ def headline(results: dict, meta: dict) -> list[str]:
     if rb is None:
         white = results["white-box"]
         head = ["defense", "clean", f"gray-box PGD eps {e:g}", f"white-box PGD eps {e:g}"]
-        rows = [[_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(white, d, "pgd", e)]
+        rows = [[defense_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(white, d, "pgd", e)]
                 for d in gray["config"]["defenses"]]
     else:
         checks = R.checks(rb, results.get("black-box"))
@@ -1047,7 +1037,7 @@ def headline(results: dict, meta: dict) -> list[str]:
         for d in gray["config"]["defenses"]:
             c = checks[d]
             ok = c["falls"] and c["unbounded"] and c["white_le_black"] is not False
-            rows.append([_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(rb["pgd"], d, "pgd", rb["eps"])]
+            rows.append([defense_label(d), _clean_cell(gray, d), _cell(gray, d, "pgd", e), _cell(rb["pgd"], d, "pgd", rb["eps"])]
                         + ([_cell(rb["autoattack"], d, "autoattack", rb["eps"])] if aa else [])
                         + ([_pct_ci(worst[d][0] / worst[d][1], stats.wilson(*worst[d]))] if per_image else [])
                         + ["pass" if ok else "**fail**"])
@@ -1186,15 +1176,15 @@ def markdown(results: dict, meta: dict) -> str:
                   f"fall as eps grows (PGD-{rb['sweep_steps']} over eps, within 1 point), white-box must not beat "
                   f"the lowest black-box accuracy at eps {rb['eps']} (the black-box table above, on all "
                   f"{meta['n']} images), and eps 1 (unbounded) must reach 0 %.", "",
-                  *R.table(rb, results.get("black-box"), _label), "",
-                  f"White-box PGD-{rb['sweep_steps']} against eps:", "", *R.sweep_table(rb, _label), "",
+                  *R.table(rb, results.get("black-box"), defense_label), "",
+                  f"White-box PGD-{rb['sweep_steps']} against eps:", "", *R.sweep_table(rb, defense_label), "",
                   "![masking](masking_check.png)", ""]
         if results.get("training"):
             lines += ["## Training cost (NN-JPEG paper, Table 1 layout)", "",
                       "Training time of each trained defense, from its model card, beside its accuracy above (all on "
                       "this project's 2-core CPU; the adversarially trained models are the Madry et al. CNN, the "
                       "ensemble's members the WRN target, so the times compare recipes on different networks).", "",
-                      *R.training_table(rb, results["training"], _label, PAPER["nnjpeg_table1"]), ""]
+                      *R.training_table(rb, results["training"], defense_label, PAPER["nnjpeg_table1"]), ""]
     lines += ["## Reading", "", *reading(results), ""]
     if "vq-analysis" in results:
         lines += ["## VQUNet analyses (VQUNet paper, Figs. 3-6)", "",
@@ -1224,7 +1214,7 @@ def plot_protocol(gray: dict, black: dict, path: Path) -> None:
 
     records = []
     for r in gray["records"]:
-        b = _acc(black, r["defense"], r["attack"], r["eps"]) if r["eps"] is not None else None
+        b = accuracy_at(black, r["defense"], r["attack"], r["eps"]) if r["eps"] is not None else None
         if b is not None:
             records.append({**r, "accuracy": (r["accuracy"] + b) / 2})
     evaluate.plot({"records": records, "clean": gray["clean"],
@@ -1242,8 +1232,8 @@ def plot_white_box(white: dict, path: Path) -> None:
     pos = np.arange(len(ds))
     fig, ax = plt.subplots(figsize=(1.2 * len(ds) + 2, 3.6))
     ax.bar(pos - 0.2, [100 * white["clean"][d] for d in ds], 0.4, label="benign (Acc_raw)")
-    ax.bar(pos + 0.2, [100 * (_acc(white, d, a, e) or 0.0) for d in ds], 0.4, label=f"white-box {a} eps {e} (Acc_ae)")
-    ax.set_xticks(pos, [_label(d) for d in ds], rotation=30, ha="right", fontsize=8)
+    ax.bar(pos + 0.2, [100 * (accuracy_at(white, d, a, e) or 0.0) for d in ds], 0.4, label=f"white-box {a} eps {e} (Acc_ae)")
+    ax.set_xticks(pos, [defense_label(d) for d in ds], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
@@ -1374,11 +1364,11 @@ def text_summary(results: dict, meta: dict) -> str:
         if rb else [])
     rows = []
     for d in gray["config"]["defenses"]:
-        row = [_label(d), _pct(gray["clean"][d]), _pct(_acc(gray, d, a, e)), _pct(_acc(white, d, a, e))]
+        row = [defense_label(d), percent(gray["clean"][d]), percent(accuracy_at(gray, d, a, e)), percent(accuracy_at(white, d, a, e))]
         if rb:
-            row.append(_pct(R._acc(rb["pgd"], d, "pgd", rb["eps"])))
+            row.append(percent(accuracy_at(rb["pgd"], d, "pgd", rb["eps"])))
             if "autoattack" in rb:
-                row.append(_pct(R._acc(rb["autoattack"], d, "autoattack", rb["eps"])))
+                row.append(percent(accuracy_at(rb["autoattack"], d, "autoattack", rb["eps"])))
             c = checks[d]
             row.append("pass" if c["falls"] and c["unbounded"] and c["white_le_black"] is not False else "FAIL")
         rows.append(row)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
+from .evaluate import accuracy_at, percent
 
 SWEEP = (0.03, 0.1, 0.2, 0.3, 1.0)  # 1.0: every image in [0, 1] is reachable, the unbounded check
 
@@ -49,11 +49,6 @@ def run(defenses, common: dict, *, eps: float = 0.1, steps: int = 100, restarts:
     return out
 
 
-def _acc(res: dict | None, d: str, attack: str, e) -> float | None:
-    if res is None:
-        return None
-    return next((r["accuracy"] for r in res["records"] if r["defense"] == d and r["attack"] == attack and r["eps"] == e),
-                None)
 
 
 def worst_per_image(robust: dict, d: str) -> tuple[int, int] | None:
@@ -71,8 +66,8 @@ def worst_per_image(robust: dict, d: str) -> tuple[int, int] | None:
 
 def worst(robust: dict, d: str) -> float | None:
     """The defense's accuracy under the strongest white-box attack run on it at `robust["eps"]`."""
-    values = [v for v in (_acc(robust["pgd"], d, "pgd", robust["eps"]),
-                          _acc(robust.get("autoattack"), d, "autoattack", robust["eps"])) if v is not None]
+    values = [v for v in (accuracy_at(robust["pgd"], d, "pgd", robust["eps"]),
+                          accuracy_at(robust.get("autoattack"), d, "autoattack", robust["eps"])) if v is not None]
     return min(values) if values else None
 
 
@@ -84,7 +79,7 @@ def checks(robust: dict, black: dict | None, tolerance: float = 0.01) -> dict:
     eps_grid = sorted(sweep["config"]["eps"])
     out = {}
     for d in sweep["config"]["defenses"]:
-        curve = [sweep["clean"][d]] + [_acc(sweep, d, "pgd", e) for e in eps_grid]
+        curve = [sweep["clean"][d]] + [accuracy_at(sweep, d, "pgd", e) for e in eps_grid]
         falls = all(b <= a + tolerance for a, b in zip(curve, curve[1:]))
         black_acc = None
         if black is not None:
@@ -97,8 +92,6 @@ def checks(robust: dict, black: dict | None, tolerance: float = 0.01) -> dict:
     return out
 
 
-def _pct(v) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
 
 
 def _mark(ok) -> str:
@@ -115,10 +108,10 @@ def table(robust: dict, black: dict | None, label) -> list[str]:
         "worst white-box", "lowest black-box", "falls with eps", "white <= black", "0 % unbounded"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for d in robust["pgd"]["config"]["defenses"]:
-        row = [label(d), _pct(robust["pgd"]["clean"][d]), _pct(_acc(robust["pgd"], d, "pgd", e))]
+        row = [label(d), percent(robust["pgd"]["clean"][d]), percent(accuracy_at(robust["pgd"], d, "pgd", e))]
         if aa:
-            row.append(_pct(_acc(robust["autoattack"], d, "autoattack", e)))
-        row += [f"**{_pct(c[d]['white'])}**", _pct(c[d]["black"]), _mark(c[d]["falls"]), _mark(c[d]["white_le_black"]),
+            row.append(percent(accuracy_at(robust["autoattack"], d, "autoattack", e)))
+        row += [f"**{percent(c[d]['white'])}**", percent(c[d]["black"]), _mark(c[d]["falls"]), _mark(c[d]["white_le_black"]),
                 _mark(c[d]["unbounded"])]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -130,8 +123,8 @@ def sweep_table(robust: dict, label) -> list[str]:
     lines = ["| defense | clean | " + " | ".join(f"eps {e:g}" for e in eps_grid) + " |",
              "|---|---:|" + "---:|" * len(eps_grid)]
     for d in sweep["config"]["defenses"]:
-        lines.append(f"| {label(d)} | {_pct(sweep['clean'][d])} | "
-                     + " | ".join(_pct(_acc(sweep, d, "pgd", e)) for e in eps_grid) + " |")
+        lines.append(f"| {label(d)} | {percent(sweep['clean'][d])} | "
+                     + " | ".join(percent(accuracy_at(sweep, d, "pgd", e)) for e in eps_grid) + " |")
     return lines
 
 
@@ -145,7 +138,7 @@ def plot_sweep(robust: dict, path, label) -> None:
     eps_grid = sorted(sweep["config"]["eps"])
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for d in sweep["config"]["defenses"]:
-        ys = [100 * sweep["clean"][d]] + [100 * (_acc(sweep, d, "pgd", e) or 0.0) for e in eps_grid]
+        ys = [100 * sweep["clean"][d]] + [100 * (accuracy_at(sweep, d, "pgd", e) or 0.0) for e in eps_grid]
         ax.plot(range(len(ys)), ys, marker="o", label=label(d))
     ax.set_xticks(range(len(eps_grid) + 1), ["0"] + [f"{e:g}" for e in eps_grid])
     ax.set_xlabel("eps (L-inf, images in [0, 1]); 1 = unbounded")
@@ -186,10 +179,10 @@ def training_table(robust: dict, metrics: dict, label, paper: dict) -> list[str]
             if m.get("init"):  # fine-tuned: its time adds to that of the model it started from
                 epochs += f" (fine-tuning {Path(m['init']).stem})"
             eps_cell = "–" if m.get("eps", e) is None else f"{m.get('eps', e):g}"  # a composition trains no eps
-        row = [label(d), eps_cell, epochs, _pct(robust["pgd"]["clean"][d]), _pct(_acc(robust["sweep"], d, "pgd", e)),
-               _pct(_acc(robust["pgd"], d, "pgd", e))]
+        row = [label(d), eps_cell, epochs, percent(robust["pgd"]["clean"][d]), percent(accuracy_at(robust["sweep"], d, "pgd", e)),
+               percent(accuracy_at(robust["pgd"], d, "pgd", e))]
         if aa:
-            row.append(_pct(_acc(robust["autoattack"], d, "autoattack", e)))
+            row.append(percent(accuracy_at(robust["autoattack"], d, "autoattack", e)))
         row.append(f"{training_hours(m):.2f}")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"*paper* rows ({paper['source']}):", "",

@@ -16,12 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from . import codec
-from .codec import _check_choice, _check_image_spec, _check_mode, _check_range, _check_table, _check_threads
-from .codec import _jpeg_table
+from .codec import check_choice, check_image_spec, check_mode, check_range, check_table, check_threads
+from .codec import jpeg_table
 
 __all__ = ["compress_tf", "jpeg_tf", "native_op_status", "tf_compress"]
 
-_BACKENDS = ("native", "tf")
+BACKENDS = ("native", "tf")
 
 # The block transform of the native kernels (csrc/aan-inl.h), with the same float32 constants: the
 # Arai-Agui-Nakajima fast DCT (Trans. IEICE E71(11), 1988), which gives T = s(v) s(u) X for the
@@ -337,18 +337,18 @@ def _check_tensor(images, values: bool = True):
     eagerly, or by an assertion in a graph. The native backend's op checks values itself."""
     if not isinstance(images, (tf.Tensor, tf.Variable)):
         if not isinstance(images, np.ndarray):
-            raise TypeError(f"{codec._IMAGES_EXPECTED}, as a tf.Tensor or NumPy array. "
+            raise TypeError(f"{codec.IMAGES_EXPECTED}, as a tf.Tensor or NumPy array. "
                             f"Received: {type(images).__name__}")
         images = tf.convert_to_tensor(images)
     rank = images.shape.rank
-    _check_image_spec(np.dtype(images.dtype.as_numpy_dtype), None if rank is None else tuple(images.shape),
+    check_image_spec(np.dtype(images.dtype.as_numpy_dtype), None if rank is None else tuple(images.shape),
                       " (static rank and channels)")
     if values and images.dtype == tf.float32:
-        images = _check_values(images)
+        images = check_values(images)
     return images
 
 
-def _check_values(images):
+def check_values(images):
     """Raises ValueError for eager float32 images outside [0, 1]; in a graph, adds an assertion.
 
     XLA drops assertions, so under `jit_compile=True` out-of-range values go through unchecked.
@@ -357,7 +357,7 @@ def _check_values(images):
     if tf.executing_eagerly():
         if not bool(tf.reduce_all(inside)):
             nonfinite = int(tf.size(images)) - int(tf.math.count_nonzero(tf.math.is_finite(images)))
-            _check_range(float(tf.reduce_min(images)), float(tf.reduce_max(images)), nonfinite)
+            check_range(float(tf.reduce_min(images)), float(tf.reduce_max(images)), nonfinite)
         return images
     check = tf.debugging.Assert(tf.reduce_all(inside), [
         "Expected float32 images with finite values in [0, 1]. Received: min/max",
@@ -399,12 +399,12 @@ def compress_tf(images, table, *, color: str = "rgb", subsampling: str = "4:4:4"
         ValueError: bad or unknown rank/shape, NaN/Inf or out-of-range eager floats, bad table shape
             or values, unknown color/subsampling.
     """
-    mode = _check_mode(color, subsampling)
+    mode = check_mode(color, subsampling)
     images = _check_tensor(images)
-    return _compress(images, _check_table(table, images.shape[-1], color), color, mode)
+    return compress_tensor(images, check_table(table, images.shape[-1], color), color, mode)
 
 
-def _compress(images, tables, color, mode):
+def compress_tensor(images, tables, color, mode):
     """compress_tf on a checked tensor with (planes, 64) float32 tables."""
     batch = images if images.shape.rank == 4 else images[tf.newaxis]
     samples = tf.cast(batch, tf.float32) if batch.dtype == tf.uint8 else _mul(batch, 255.0)
@@ -442,10 +442,10 @@ def jpeg_tf(images, quality: int = 75, *, subsampling: str = "4:2:0"):
         TypeError: bad image type/dtype, non-integer quality.
         ValueError: bad shape or values, quality outside 1...100, unknown subsampling.
     """
-    mode = _check_mode("ycbcr", subsampling)
+    mode = check_mode("ycbcr", subsampling)
     images = _check_tensor(images)
-    tables = _check_table(_jpeg_table(quality, images.shape[-1]), images.shape[-1], "ycbcr")
-    return _compress(images, tables, "ycbcr", mode)
+    tables = check_table(jpeg_table(quality, images.shape[-1]), images.shape[-1], "ycbcr")
+    return compress_tensor(images, tables, "ycbcr", mode)
 
 
 def straight_through(fn, x):
@@ -459,12 +459,12 @@ def straight_through(fn, x):
     return identity_gradient(x)
 
 
-def _check_backend_threads(backend: str, threads):
+def check_backend_threads(backend: str, threads):
     """The native codec's workers per call (None: every core); only backend="native" takes any."""
     if backend == "tf" and threads is not None:
         raise ValueError(f"Expected threads=None with backend='tf' (threads sets the native codec's workers). "
                          f"Received: threads={threads!r}")
-    return None if threads is None else _check_threads(threads)
+    return None if threads is None else check_threads(threads)
 
 
 _OP_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tf_op.so")
@@ -472,7 +472,7 @@ _op = None  # the op's Python wrapper once loaded; False when it cannot load or 
 _op_error = ""
 
 
-def _load_op():
+def load_op():
     """The `NnjpegRoundTrip` op from nnjpeg/_tf_op.so, or None (and why, in `_op_error`)."""
     global _op, _op_error
     if _op is None and os.environ.get("NNJPEG_TF_OP", "") == "0":
@@ -494,21 +494,21 @@ def native_op_status() -> str:
     nnjpeg/_tf_op.so) or "numpy_function: <why not the op>" (the same codec reached through
     `tf.numpy_function`, with a hand-off to Python and the GIL on every call). The environment
     variable NNJPEG_TF_OP=0, read at the first call, selects the second."""
-    return "op" if _load_op() else f"numpy_function: {_op_error}"
+    return "op" if load_op() else f"numpy_function: {_op_error}"
 
 
-def _native_op(images, tables, mode, threads):
+def native_op(images, tables, mode, threads):
     """Runs the native codec on a tensor, keeping dtype and static shape.
 
-    `tables` (planes, 64) and `mode` come already checked (`_check_table`, `_check_mode`). The op
+    `tables` (planes, 64) and `mode` come already checked (`check_table`, `check_mode`). The op
     checks the images at run time as `nnjpeg.compress` does, with the same messages; called
     eagerly, a bad value raises ValueError as there, in a graph InvalidArgumentError.
     """
-    threads = _check_threads(threads)
-    op = _load_op()
+    threads = check_threads(threads)
+    op = load_op()
     if op is None:
         def run(x):
-            return codec._run(x, tables, mode, threads, "cpu")
+            return codec.run(x, tables, mode, threads, "cpu")
 
         out = tf.numpy_function(run, [images], images.dtype, stateful=False, name="nnjpeg_compress")
         out.set_shape(images.shape)
@@ -562,7 +562,7 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
         ValueError: neither or both of table and quality, unknown backend/color/subsampling,
             bad table, threads with backend="tf"; when called, a dict element without `key`.
     """
-    _check_choice("backend", backend, _BACKENDS)
+    check_choice("backend", backend, BACKENDS)
     if not isinstance(key, str):
         raise TypeError(f"Expected key to be a string (a dict element's key). Received: {key!r}")
     if quality is not None:
@@ -578,13 +578,13 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
     color = "rgb" if color is None else color
     if subsampling is None:
         subsampling = "4:4:4" if quality is None else "4:2:0"
-    mode = _check_mode(color, subsampling)
-    threads = _check_backend_threads(backend, threads)
+    mode = check_mode(color, subsampling)
+    threads = check_backend_threads(backend, threads)
     # Resolve the table now for both channel counts it may meet, so a bad one fails here.
     per_channels, errors = {}, []
     for channels in (1, 3):
         try:
-            per_channels[channels] = _check_table(table if quality is None else _jpeg_table(quality, channels),
+            per_channels[channels] = check_table(table if quality is None else jpeg_table(quality, channels),
                                                   channels, color)
         except ValueError as e:
             errors.append(e)
@@ -595,10 +595,10 @@ def tf_compress(table=None, *, quality=None, color=None, subsampling=None, backe
         images = _check_tensor(images, values=backend == "tf")
         tables = per_channels.get(images.shape[-1])
         if tables is None:
-            _check_table(table, images.shape[-1], color)  # raises, naming the expected shapes
+            check_table(table, images.shape[-1], color)  # raises, naming the expected shapes
         if backend == "tf":
-            return _compress(images, tables, color, mode)
-        return _native_op(images, tables, mode, threads)
+            return compress_tensor(images, tables, color, mode)
+        return native_op(images, tables, mode, threads)
 
     def fn(image, *rest):
         if not rest and isinstance(image, Mapping):

@@ -27,12 +27,12 @@ def main() -> int:
     calls = 0
     for color, subsampling, channels in MODES:
         table = np.stack([luma, chroma, chroma])[:channels]
-        tables = codec._check_table(table, channels, color)
-        mode = codec._check_mode(color, subsampling)
+        tables = codec.check_table(table, channels, color)
+        mode = codec.check_mode(color, subsampling)
         for img in images:
             for x in (img[..., :channels], img[..., :channels].astype(np.float32) / 255.0):
                 gpu = nnjpeg.compress(x, table, color=color, subsampling=subsampling, device="cuda")
-                cpu = codec._run(x, tables, mode, 1, "cpu", kernel="scalar")
+                cpu = codec.run(x, tables, mode, 1, "cpu", kernel="scalar")
                 batch = np.ascontiguousarray(x if x.ndim == 4 else x[np.newaxis])
                 entry = _codec._cuda_roundtrip_device(batch, tables, mode, 1)
                 if not (np.array_equal(gpu, cpu) and np.array_equal(entry.reshape(cpu.shape), cpu)):

@@ -1,14 +1,10 @@
 """Table x colour-transform ablation (NN-JPEG paper, Fig. 5) with a small stand-in classifier."""
 
-import warnings
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    pytest.importorskip("cleverhans")
 
 import nnjpeg  # noqa: E402
 from nnjpeg import ablation  # noqa: E402

@@ -92,12 +92,12 @@ def test_bit_identical_to_the_scalar_cpu_kernel(photos, crops, mode, dtype):
     # roundtrip.cu repeats the scalar kernel operation for operation, without fused multiply-adds:
     # not one sample may differ, not even where a value meets a rounding tie.
     color, subsampling, channels = MODES[mode]
-    tables = codec._check_table(_table(channels), channels, color)
+    tables = codec.check_table(_table(channels), channels, color)
     for name, img in {"coffee": photos["coffee"], **crops}.items():
         img = img[..., :channels]
         if dtype == "float32":
             img = img.astype(np.float32) / 255.0
-        scalar = codec._run(img, tables, codec._check_mode(color, subsampling), 1, "cpu", kernel="scalar")
+        scalar = codec.run(img, tables, codec.check_mode(color, subsampling), 1, "cpu", kernel="scalar")
         gpu = nnjpeg.compress(img, _table(channels), color=color, subsampling=subsampling, device="cuda")
         np.testing.assert_array_equal(gpu, scalar, err_msg=name)
 
@@ -138,7 +138,7 @@ def test_batch_larger_than_one_device_chunk(photos):
 
 def _tables_and_mode(mode):
     color, subsampling, channels = MODES[mode]
-    return codec._check_table(_table(channels), channels, color), codec._check_mode(color, subsampling)
+    return codec.check_table(_table(channels), channels, color), codec.check_mode(color, subsampling)
 
 
 def _device_entry(batch, mode, chunk=0):
@@ -148,7 +148,7 @@ def _device_entry(batch, mode, chunk=0):
 
 
 def _scalar(batch, mode):
-    return codec._run(batch, *_tables_and_mode(mode), 1, "cpu", kernel="scalar")
+    return codec.run(batch, *_tables_and_mode(mode), 1, "cpu", kernel="scalar")
 
 
 @pytest.mark.cuda

@@ -2,15 +2,11 @@
 
 import json
 import time
-import warnings
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    pytest.importorskip("cleverhans")
 
 import nnjpeg  # noqa: E402
 from nnjpeg import evaluate, registry  # noqa: E402
@@ -118,7 +114,7 @@ def test_subset_refuses_a_count_below_one():
     for n, error in ((0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)):
         with pytest.raises(error,
                            match=rf"Expected n, the number of test images, to be an integer >= 1. Received: n={n!r}"):
-            evaluate._subset("fashion-mnist", n, 0)
+            evaluate.subset("fashion-mnist", n, 0)
 
 
 def test_report_tables_reading_and_plots(zoo, tmp_path):
@@ -426,7 +422,7 @@ def test_training_table_sums_the_chain_and_names_a_fine_tuning():
                "fmnist/nnjpeg-pgd-at": {"epochs": 5, "epochs_logged": 5, "eps": 0.1, "training_s_total": 1080.0,
                                         "init": "models/weights/fmnist/pgd-at.keras"},
                "fmnist/vqunet-adv-pgd-at": {"epochs": 0, "eps": None, "training_s_total": 0.0}}  # a composition
-    lines = R.training_table(rb, metrics, report._label, report.PAPER["nnjpeg_table1"])
+    lines = R.training_table(rb, metrics, report.defense_label, report.PAPER["nnjpeg_table1"])
     assert lines[4].startswith("| VQUNet-adv + PGD-AT | – | 0 |")
     assert lines[2] == "| NN-JPEG ensemble | – (noise) | 1 per member x 2 | 93.0 | 0.0 | 0.0 | 1.00 |"
     assert lines[3] == "| NN-JPEG + PGD-AT | 0.1 | 5 (fine-tuning pgd-at) | 86.0 | 76.0 | 74.0 | 0.30 |"

@@ -3,16 +3,12 @@ data in each dataset's real on-disk format: CIFAR-10's python batches (given wit
 in either Keras cache layout alone) and an ImageNet-style folder of JPEG and PNG files."""
 
 import json
-import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
 keras = pytest.importorskip("keras")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    pytest.importorskip("cleverhans")
 
 from nnjpeg.cli import main  # noqa: E402
 from synthetic import write_cifar  # noqa: E402

@@ -68,13 +68,13 @@ def test_agrees_with_native(mode, photos, crops):
 @pytest.mark.parametrize("mode", ["rgb", "ycbcr-420"])
 def test_bit_identical_to_scalar_kernel_on_cpu(mode, photos, crops):
     kw = MODES[mode]
-    tables = codec._check_table(kw["table"], 3, kw["color"])
-    native_mode = codec._check_mode(kw["color"], kw["subsampling"])
+    tables = codec.check_table(kw["table"], 3, kw["color"])
+    native_mode = codec.check_mode(kw["color"], kw["subsampling"])
     batch = np.stack([crops["61x75"], photos["coffee"][200:261, 300:375]])
     for x in as_inputs(batch):
         with tf.device("/CPU:0"):
             out = compress_tf(x, **kw).numpy()
-        np.testing.assert_array_equal(out, codec._run(x, tables, native_mode, 1, "cpu", kernel="scalar"))
+        np.testing.assert_array_equal(out, codec.run(x, tables, native_mode, 1, "cpu", kernel="scalar"))
 
 
 def test_jpeg_tf_matches_native(photos):

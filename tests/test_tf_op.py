@@ -96,7 +96,7 @@ def test_bad_values_raise_value_error_eagerly_and_fail_in_a_graph():
 def test_shapes_known_only_at_run_time_are_checked():
     # Static shapes are checked when the graph is built; these pass that (unknown rank or sizes)
     # and reach the op.
-    op = tf_ops._load_op()
+    op = tf_ops.load_op()
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"C in \{1, 3\}. Received: shape=\(8, 8, 2\)"):
         op(tf.zeros((8, 8, 2), tf.uint8), tables=[16.0] * 64, mode=0, threads=1)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \(H, W, C\) or \(N, H, W, C\).*Received: shape=\(3,\)"):
@@ -138,7 +138,7 @@ def test_kernels_registered_for_the_build():
     # the op on a GPU with the model); the emulation's GPU kernel also on the CPU under a label.
     from tensorflow.python.framework import kernels
 
-    tf_ops._load_op()
+    tf_ops.load_op()
     registered = {(k.device_type, k.label, tf.as_dtype(k.constraint[0].allowed_values.list.type[0]).name)
                   for k in kernels.get_registered_kernels_for_op("NnjpegRoundTrip").kernel}
     devices = [("CPU", "")]
@@ -151,7 +151,7 @@ def test_kernels_registered_for_the_build():
 
 def _with_kernel(label):
     """The op in a graph whose NnjpegRoundTrip nodes take the kernel registered under `label`."""
-    op = tf_ops._load_op()
+    op = tf_ops.load_op()
 
     @tf.function
     def run(images, tables, mode):
@@ -171,14 +171,14 @@ def test_gpu_kernel_bit_identical_to_the_scalar_cpu_kernel(crops, mode):
     # allocator, the tables from the attributes. It repeats the scalar CPU kernel operation for
     # operation, so not one sample may differ.
     channels, color = mode.get("channels", 3), mode.get("color", "rgb")
-    tables = codec._check_table(mode["table"], channels, color)
-    mode_id = codec._check_mode(color, mode.get("subsampling", "4:4:4"))
+    tables = codec.check_table(mode["table"], channels, color)
+    mode_id = codec.check_mode(color, mode.get("subsampling", "4:4:4"))
     run = _with_kernel(EMULATED_GPU)
     pair = np.stack([crops["61x75"], crops["61x75"][::-1]])[..., :channels]
     for x in (crops["17x33"][..., :channels], crops["1x1"][..., :channels], pair, pair.astype(np.float32) / 255):
         got = run(tf.constant(x), [float(v) for v in tables.ravel()], mode_id)
         assert got.dtype == tf.as_dtype(x.dtype) and got.shape == x.shape
-        np.testing.assert_array_equal(got.numpy(), codec._run(x, tables, mode_id, 1, "cpu", kernel="scalar"))
+        np.testing.assert_array_equal(got.numpy(), codec.run(x, tables, mode_id, 1, "cpu", kernel="scalar"))
 
 
 @requires_emulated_gpu_kernel
