@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnjpeg import _args
+from nnjpeg import _args, datasets
 
 from . import backbones as _backbones
 
@@ -44,15 +44,8 @@ def dataset_name(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected one of {', '.join(DATASETS)}, folder:DIR or tfds:NAME. Received: {text!r}")
 
 
-def streamed(name: str) -> bool:
-    """Whether --dataset `name` is read from files as training goes (folders, TFDS), not held in memory."""
-    return name.startswith(STREAMED)
-
-
 def load_dataset(name: str, path=None):
     """Returns ((x_train, y_train), (x_test, y_test)) as uint8 with a channel axis."""
-    from nnjpeg import datasets
-
     if name == "fashion-mnist":
         (xtr, ytr), (xte, yte) = datasets.load_fashion_mnist(path)
         return (xtr[..., np.newaxis], ytr), (xte[..., np.newaxis], yte)
@@ -64,8 +57,6 @@ def load_dataset(name: str, path=None):
 def load_splits(args: argparse.Namespace):
     """The training split of a streamed --dataset, and the split it is evaluated on: "test", else
     "val" (ImageNet's labelled evaluation split) where the source has no test split."""
-    from nnjpeg import datasets
-
     size = tuple(args.image_size) if args.image_size else None
     return (datasets.load(args.dataset, "train", args.data, image_size=size),
             datasets.load_evaluation(args.dataset, args.data, image_size=size))
@@ -237,7 +228,7 @@ def _prepare(args: argparse.Namespace):
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if streamed(args.dataset):
+    if datasets.streamed(args.dataset):
         if not args.limit:
             raise ValueError(f"Expected --limit N with --dataset {args.dataset} for {args.model}: its recipe holds the "
                              "images in memory (the classifier and surrogate recipes stream them). Received: no --limit")
@@ -301,9 +292,7 @@ def train(args: argparse.Namespace) -> dict:
     import keras
     import tensorflow as tf
 
-    from nnjpeg import datasets
-
-    if streamed(args.dataset):
+    if datasets.streamed(args.dataset):
         out, train_ds, test_ds, steps, input_shape, num_classes, data_facts = _streamed_data(args)
     else:
         out, train_data, test_data, steps = _prepare(args)
@@ -486,8 +475,6 @@ def train_ensemble(args: argparse.Namespace) -> dict:
     on test images compressed at each quality (the paper's Fig. 6a)."""
     import keras
 
-    from nnjpeg import datasets
-
     from . import ensemble
 
     out, train_data, test_data, steps = _prepare(args)
@@ -609,8 +596,6 @@ def plot_member_matrix(matrix: dict, path: Path) -> None:
 def _base_metrics(args, kind: str, model, train_data, test_data, wall: float) -> dict:
     import keras
     import tensorflow as tf
-
-    from nnjpeg import datasets
 
     return {"model": kind, "dataset": args.dataset, "epochs": args.epochs, "epochs_run": args.epochs,
             "wall_time_s_this_invocation": wall, "parameters": int(model.count_params()),
@@ -1385,7 +1370,7 @@ def _worker_outputs(args: argparse.Namespace) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     check_strategy(args.model, args.strategy)
     given = {a.split("=", 1)[0] for a in getattr(args, "argv", ()) if a.startswith("--")}
-    if args.image_size and not streamed(args.dataset):
+    if args.image_size and not datasets.streamed(args.dataset):
         raise ValueError(f"Expected --image-size only with --dataset folder:DIR or tfds:NAME, whose images it resizes. "
                          f"Received: --image-size {','.join(map(str, args.image_size))} with --dataset {args.dataset}")
     misplaced = sorted(f for f in given & set(ONLY_FOR) if args.model not in ONLY_FOR[f])
@@ -1402,7 +1387,7 @@ def _cmd(args: argparse.Namespace) -> int:
                          f"{f' --inputs {args.inputs}' if args.model in UNETS else ''}")
     if args.model in BACKBONES:
         _backbones.check_weights(_backbone_weights(args))  # a missing file, before the data is listed
-        if streamed(args.dataset) and not args.image_size:  # the backbone's own input size
+        if datasets.streamed(args.dataset) and not args.image_size:  # the backbone's own input size
             args.image_size = (_backbones.BACKBONES[args.model].size,) * 2
     args.out = args.out or f"runs/{args.model}"
     if args.strategy == "multi-worker":

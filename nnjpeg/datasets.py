@@ -804,6 +804,12 @@ def load(name: str, split: str = "test", data_dir: str | os.PathLike | None = No
     raise ValueError(f"Expected name to be one of {_NAMES}. Received: name={name!r}")
 
 
+def streamed(name: str) -> bool:
+    """Whether dataset `name` is read from files as it goes and resized to the size asked for (an
+    image folder, TFDS), rather than held at one stored size (Fashion-MNIST, CIFAR-10)."""
+    return name == "folder" or name.startswith(("folder:", "tfds:"))
+
+
 def load_evaluation(name: str, data_dir: str | os.PathLike | None = None, **kwargs) -> Dataset:
     """The split that `name` is evaluated on: "test", else "val" where the source has no test split
     (an ImageNet folder of train/ and val/, TFDS' "validation"). `kwargs` go to `load`.
@@ -859,4 +865,4 @@ def fits(model_input_shape, dataset: Dataset, *, model: str | None = None) -> No
                          f"for dataset {dataset.name} ({dataset.split}); Received: "
                          f"{f'{model}, ' if model else ''}a model taking {_shape_text(shape)}"
                          + (" (a folder's or TFDS' images are resized to the size asked for: --image-size H,W)"
-                            if dataset.name.startswith(("folder:", "tfds:")) else ""))
+                            if streamed(dataset.name) else ""))

@@ -54,10 +54,6 @@ def test_images(dataset: str, n: int | None = None, seed: int = 0, data_dir=None
     return test_set(dataset, n, seed, data_dir, image_size)[1:]
 
 
-def resized(dataset: str) -> bool:
-    """Whether `dataset`'s images are resized to the size asked for (folders, TFDS), not stored at one."""
-    return dataset.startswith(("folder:", "tfds:")) or dataset == "folder"
-
 
 def model_and_images(model: str, dataset: str, n: int, seed: int = 0, data_dir=None):
     """A model (`load_defense`: a pretrained name or a saved model's path) and a seeded subset of `n`
@@ -74,7 +70,8 @@ def model_and_images(model: str, dataset: str, n: int, seed: int = 0, data_dir=N
 
     _checks.integer("n", n, 1, meaning=", the number of test images,")
     classifier = load_defense(model)
-    size = tuple(classifier.input_shape[1:3]) if resized(dataset) and None not in classifier.input_shape[1:3] else None
+    side = tuple(classifier.input_shape[1:3])
+    size = side if datasets.streamed(dataset) and None not in side else None
     loaded, x, y = test_set(dataset, n, seed, data_dir, size)
     datasets.fits(classifier.input_shape, loaded, model=model)
     return classifier, x, y
@@ -414,13 +411,19 @@ def _merged_record(parts: list[dict], total: int, clean: dict) -> dict:
     return out
 
 
-def accuracy_at(result: dict | None, defense: str, attack: str, eps) -> float | None:
-    """The accuracy of `defense` under `attack` at `eps` in an evaluation's `result`, or None where
-    it has no such cell (or there is no result)."""
+def record_at(result: dict | None, defense: str, attack: str, eps) -> dict | None:
+    """The record of `defense` under `attack` at `eps` in an evaluation's `result`, or None where it
+    has no such cell (or there is no result)."""
     if result is None:
         return None
-    return next((r["accuracy"] for r in result["records"]
-                 if r["defense"] == defense and r["attack"] == attack and r["eps"] == eps), None)
+    return next((r for r in result["records"] if r["defense"] == defense and r["attack"] == attack and r["eps"] == eps),
+                None)
+
+
+def accuracy_at(result: dict | None, defense: str, attack: str, eps) -> float | None:
+    """`record_at`'s accuracy, or None."""
+    record = record_at(result, defense, attack, eps)
+    return None if record is None else record["accuracy"]
 
 
 def percent(share: float | None) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _args, registry, stats
-from .evaluate import accuracy_at, percent
+from .evaluate import accuracy_at, percent, record_at
 
 # How each VQUNet variant was trained, for the report's table of what was tried.
 VQUNET_VARIANTS = {
@@ -494,12 +494,6 @@ def defense_label(d: str) -> str:
 
 
 
-def _record(res: dict | None, d: str, attack: str, e) -> dict | None:
-    if res is None:
-        return None
-    return next((r for r in res["records"] if r["defense"] == d and r["attack"] == attack and r["eps"] == e), None)
-
-
 def _interval(share: float, n: int, trials: int = 1) -> tuple[float, float] | None:
     """The Wilson 95 % interval of an accuracy `share` of `n` images (x `trials` answers each), or
     None where the share is not one of them (nothing to count)."""
@@ -525,7 +519,7 @@ def _pct_ci(v, ci) -> str:
 
 
 def _cell(res: dict | None, d: str, attack: str, e) -> str:
-    r = _record(res, d, attack, e)
+    r = record_at(res, d, attack, e)
     return _pct_ci(None if r is None else r["accuracy"], _record_interval(r))
 
 
@@ -842,7 +836,8 @@ def papers_reading(results: dict) -> list[str]:
     if ens in white["clean"]:
         kept = accuracy_at(white, ens, a, e)
         bpda = accuracy_at(results["bpda"], ens, "bpda", e) if "bpda" in results else None
-        cells = [r for r in (_record(white, ens, a, e), _record(results.get("bpda"), ens, "bpda", e)) if r is not None]
+        cells = [r for r in (record_at(white, ens, a, e), record_at(results.get("bpda"), ens, "bpda", e))
+                 if r is not None]
         worst_cell = min(cells, key=lambda r: r["accuracy"])
         worst = worst_cell["accuracy"]
         low, high = stats.wilson(*_counts(worst_cell))
@@ -858,7 +853,7 @@ def papers_reading(results: dict) -> list[str]:
         # The paper's protocol: half the examples made on the target, half transferred (the mean of the two).
         def protocol_counts(r):  # the mixed protocol's answers: this gray-box cell and its transferred twin
             k, trials = _counts(r)
-            twin = _record(black, vq, r["attack"], r["eps"])
+            twin = record_at(black, vq, r["attack"], r["eps"])
             if twin is not None:
                 k2, t2 = _counts(twin)
                 k, trials = k + k2, trials + t2
@@ -895,7 +890,8 @@ def _paper_claims(results: dict) -> list[str]:
         keys = [(a, e / 255.0) for a, e in PAPER_GRID_GRAY]
         # Each defense's answers over the six columns, pooled (the same images in each column: the
         # interval errs wide).
-        pooled = {d: [sum(c) for c in zip(*(_counts(_record(grid, d, a, e)) for a, e in keys))] for d in [ens, *others]}
+        pooled = {d: [sum(c) for c in zip(*(_counts(record_at(grid, d, a, e)) for a, e in keys))]
+                  for d in [ens, *others]}
         mean = {d: k / trials for d, (k, trials) in pooled.items()}
         best = max(others, key=mean.get)
         margin = 100 * (mean[ens] - mean[best])
@@ -985,7 +981,8 @@ def _robust_reading(results: dict) -> list[str]:
 
 def _worst_record(rb: dict, d: str) -> dict:
     """The record of `robust.worst`: the defense's lowest white-box cell at the strong evaluation's eps."""
-    cells = [r for r in (_record(rb["pgd"], d, "pgd", rb["eps"]), _record(rb.get("autoattack"), d, "autoattack", rb["eps"]))
+    cells = [r for r in (record_at(rb["pgd"], d, "pgd", rb["eps"]),
+                         record_at(rb.get("autoattack"), d, "autoattack", rb["eps"]))
              if r is not None]
     return min(cells, key=lambda r: r["accuracy"])
 

@@ -1,9 +1,11 @@
 """Shared fixtures: natural photographs bundled with scikit-image; the weights of this checkout."""
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,17 @@ os.environ["NNJPEG_OFFLINE"] = "1"
 os.environ["NNJPEG_HOME"] = tempfile.mkdtemp(prefix="nnjpeg-home-")
 atexit.register(shutil.rmtree, os.environ["NNJPEG_HOME"], True)
 
+
+
+def saved_configs(name: str) -> list[str]:
+    """The saved Keras configs (JSON text) of pretrained `name` in this checkout: its composition's,
+    if it has one, and each weight file's `config.json`."""
+    entry = json.loads((CHECKOUT_WEIGHTS / "manifest.json").read_text())["models"][name]
+    texts = [(CHECKOUT_WEIGHTS / entry["composition"]).read_text()] if "composition" in entry else []
+    for f in entry["files"]:
+        with zipfile.ZipFile(CHECKOUT_WEIGHTS / f) as z:
+            texts.append(z.read("config.json").decode())
+    return texts
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:

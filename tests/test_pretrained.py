@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from nnjpeg import composition, hub, pretrained
+from conftest import saved_configs
 from nnjpeg.cli import main
 
 CHECKOUT = Path(__file__).resolve().parents[1] / "models" / "weights"
@@ -136,12 +137,7 @@ def test_every_name_loads_to_the_model_it_was_in_a_fresh_process(tmp_path):
 
 def _quantizes(name: str) -> bool:
     """Whether `name` holds a VQUNet that quantizes (read from its saved configs)."""
-    entry = json.loads((CHECKOUT / "manifest.json").read_text())["models"][name]
-    texts = [(CHECKOUT / entry["composition"]).read_text()] if "composition" in entry else []
-    for f in entry["files"]:
-        with zipfile.ZipFile(CHECKOUT / f) as z:
-            texts.append(z.read("config.json").decode())
-    return any('"class_name": "VQUNet"' in t and '"vq": true' in t for t in texts)
+    return any('"class_name": "VQUNet"' in t and '"vq": true' in t for t in saved_configs(name))
 
 
 def test_unknown_name():

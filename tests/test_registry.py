@@ -2,11 +2,10 @@
 
 import json
 import re
-import zipfile
 
 import pytest
 
-from conftest import CHECKOUT_WEIGHTS
+from conftest import CHECKOUT_WEIGHTS, saved_configs
 from nnjpeg import registry
 
 MANIFEST = json.loads((CHECKOUT_WEIGHTS / "manifest.json").read_text())["models"]
@@ -14,12 +13,7 @@ MANIFEST = json.loads((CHECKOUT_WEIGHTS / "manifest.json").read_text())["models"
 
 def _layer_classes(name: str) -> set[str]:
     """Every Keras class named in `name`'s saved configs: its composition's and each weight file's."""
-    entry = MANIFEST[name]
-    texts = [(CHECKOUT_WEIGHTS / entry["composition"]).read_text()] if "composition" in entry else []
-    for f in entry["files"]:
-        with zipfile.ZipFile(CHECKOUT_WEIGHTS / f) as z:
-            texts.append(z.read("config.json").decode())
-    return {c for t in texts for c in re.findall(r'"class_name": "(\w+)"', t)}
+    return {c for t in saved_configs(name) for c in re.findall(r'"class_name": "(\w+)"', t)}
 
 
 def test_the_registry_and_the_weights_name_the_same_models():
